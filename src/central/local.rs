@@ -1,0 +1,38 @@
+//! [`Central`] for single-node mode: the gate calls the portal in the same process.
+
+use std::sync::Arc;
+
+use super::{Admission, BoxFuture, Central, CentralError, SyncReply, SyncReport};
+use crate::config::SiteId;
+use crate::crypto::IdHash;
+use crate::portal::Portal;
+
+pub struct LocalCentral {
+    portal: Arc<Portal>,
+}
+
+impl LocalCentral {
+    pub fn new(portal: Arc<Portal>) -> Self {
+        LocalCentral { portal }
+    }
+}
+
+impl Central for LocalCentral {
+    fn redeem<'a>(&'a self, code: &'a str, cookie: IdHash, site: &'a SiteId) -> BoxFuture<'a, Result<Option<Admission>, CentralError>> {
+        Box::pin(async move { Ok(self.portal.sessions.redeem(code, cookie, site)) })
+    }
+
+    fn check<'a>(&'a self, cookie: IdHash, site: &'a SiteId) -> BoxFuture<'a, Result<Option<Admission>, CentralError>> {
+        Box::pin(async move { Ok(self.portal.sessions.check(cookie, site)) })
+    }
+
+    fn verify_basic<'a>(&'a self, site: &'a SiteId, user: &'a str, password: &'a str, key: IdHash) -> BoxFuture<'a, Result<Option<Admission>, CentralError>> {
+        Box::pin(async move {
+            self.portal.verify_basic(site, user, password, key).await.map_err(|e| CentralError::Internal(Box::new(e)))
+        })
+    }
+
+    fn sync(&self, report: SyncReport) -> BoxFuture<'_, Result<SyncReply, CentralError>> {
+        Box::pin(async move { Ok(self.portal.sessions.sync(report)) })
+    }
+}

@@ -1,0 +1,71 @@
+//! The seam between a gate and the portal: everything a gate asks of the central
+//! authentication server goes through [`Central`].
+//!
+//! Single-node mode uses [`local::LocalCentral`], a direct call into the in-process portal.
+//! A networked implementation (edges talking HTTPS to a remote portal) plugs in here too.
+
+pub mod local;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{Level, SiteId};
+use crate::crypto::IdHash;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Who a browser (or API client) is, as the portal tells a gate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admission {
+    pub user: Arc<str>,
+    pub account: Arc<str>,
+    /// The user's level on the asking site.
+    pub level: Level,
+    /// The user's LOGIN TIMEOUT; zero means no idle limit.
+    pub idle_timeout: Duration,
+    /// Time left before the session's absolute expiry, as of the answer.
+    pub remaining: Duration,
+}
+
+/// What a gate reports at each sync.
+#[derive(Debug, Clone, Default)]
+pub struct SyncReport {
+    /// Revocations up to this cursor were already received.
+    pub cursor: u64,
+    /// Entries used since the last report (hashes of site cookies / Basic keys).
+    pub used: Vec<IdHash>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SyncReply {
+    pub cursor: u64,
+    /// Entries the gate must drop.
+    pub revoked: Vec<IdHash>,
+    /// The gate's cursor fell off the portal's revocation log: it must drop its whole table.
+    pub reset: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CentralError {
+    #[error("the portal cannot be reached")]
+    Unreachable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("the portal failed")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+pub trait Central: Send + Sync + 'static {
+    /// Redeem a one-time code (single use) for the browser whose site cookie hashes to
+    /// `cookie`, on `site`. `None`: the code admits nobody.
+    fn redeem<'a>(&'a self, code: &'a str, cookie: IdHash, site: &'a SiteId) -> BoxFuture<'a, Result<Option<Admission>, CentralError>>;
+
+    /// Is the browser whose site cookie hashes to `cookie` still admitted on `site`?
+    fn check<'a>(&'a self, cookie: IdHash, site: &'a SiteId) -> BoxFuture<'a, Result<Option<Admission>, CentralError>>;
+
+    /// Verify an API client's Basic credentials; on success the session is known by `key`.
+    fn verify_basic<'a>(&'a self, site: &'a SiteId, user: &'a str, password: &'a str, key: IdHash) -> BoxFuture<'a, Result<Option<Admission>, CentralError>>;
+
+    /// Report activity and learn revocations.
+    fn sync(&self, report: SyncReport) -> BoxFuture<'_, Result<SyncReply, CentralError>>;
+}

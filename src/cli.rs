@@ -1,0 +1,292 @@
+//! The `gatehouse` command line (SPEC §1). Errors go to stderr as one plain sentence naming
+//! the file, field or value at fault; the exit status is then non-zero.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, Level};
+use crate::store::{NewUser, SqliteStore, Store};
+
+#[derive(Parser)]
+#[command(name = "gatehouse", version, about = "Sign-in, single sign-on and access levels in front of unmodified web applications")]
+struct Cli {
+    /// Config file [default: $GATEHOUSE_CONFIG, else ./config.toml]
+    #[arg(short = 'c', long = "config", global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (the default)
+    Run,
+    /// Validate the config; print every problem with file:line:column
+    Check,
+    /// Read a password from stdin and print its argon2id PHC string
+    HashPassword,
+    /// Manage users in the store
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user (password prompted, or read from stdin with --password-stdin)
+    Add {
+        name: String,
+        #[arg(long, default_value_t = 1)]
+        level: u32,
+        /// Per-site level, SITE=N (repeatable)
+        #[arg(long = "site", value_name = "SITE=N")]
+        sites: Vec<String>,
+        /// The user's own idle timeout, e.g. 30m
+        #[arg(long)]
+        idle_timeout: Option<String>,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a user's password (ends their sessions)
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a user's level (and per-site levels, replacing the old ones when given)
+    Level {
+        name: String,
+        level: u32,
+        #[arg(long = "site", value_name = "SITE=N")]
+        sites: Vec<String>,
+    },
+    /// Disable a user (ends their sessions)
+    Disable { name: String },
+    /// Enable a disabled user
+    Enable { name: String },
+    /// List users
+    List,
+    /// Remove a user (ends their sessions)
+    Remove { name: String },
+}
+
+/// A one-sentence failure for stderr.
+struct Failure(String);
+
+impl<E: std::error::Error> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure(crate::http::error::error_chain(&e))
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let path = cli.config.or_else(|| std::env::var_os("GATEHOUSE_CONFIG").map(PathBuf::from)).unwrap_or_else(|| PathBuf::from("config.toml"));
+    let result = match cli.command.unwrap_or(Command::Run) {
+        Command::Run => run(&path),
+        Command::Check => return check(&path),
+        Command::HashPassword => hash_password(),
+        Command::User(cmd) => user(&path, cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(message)) => {
+            eprintln!("gatehouse: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<Config, Failure> {
+    Config::load(path).map_err(|errors| Failure(format!("the config is not valid:\n{errors}")))
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(c) => {
+            println!("{}: ok ({} sites, {} users)", path.display(), c.sites.len(), c.users.len());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{e}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(path: &std::path::Path) -> Result<(), Failure> {
+    let config = load(path)?;
+    let filter = std::env::var("RUST_LOG").ok().or_else(|| config.server.log.clone()).unwrap_or_else(|| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).map_err(|e| Failure(format!("log filter {filter:?} is not valid: {e}")))?)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let listeners = crate::server::Listeners::bind(&config).await?;
+        crate::server::run(listeners, config, shutdown_signal()).await?;
+        Ok::<(), Failure>(())
+    })
+}
+
+/// Resolves on SIGTERM or ctrl-c.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// A password from the terminal (no echo) or, when stdin is not a terminal, its first line.
+fn read_password(prompt: &str, from_stdin: bool) -> Result<String, Failure> {
+    let password = if !from_stdin && std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(prompt)?;
+        let again = rpassword::prompt_password("Again: ")?;
+        if first != again {
+            return Err(Failure("the two passwords differ".into()));
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    };
+    if password.is_empty() {
+        return Err(Failure("the password is empty".into()));
+    }
+    if password.len() > crate::crypto::password::MAX_PASSWORD_BYTES {
+        return Err(Failure(format!("the password is longer than {} bytes", crate::crypto::password::MAX_PASSWORD_BYTES)));
+    }
+    Ok(password)
+}
+
+fn hash_password() -> Result<(), Failure> {
+    let password = read_password("Password: ", false)?;
+    println!("{}", crate::crypto::password::hash(&password));
+    std::io::stdout().flush()?;
+    Ok(())
+}
+
+fn site_levels(config: &Config, specs: &[String]) -> Result<BTreeMap<String, Level>, Failure> {
+    let mut levels = BTreeMap::new();
+    for spec in specs {
+        let Some((site, n)) = spec.split_once('=') else {
+            return Err(Failure(format!("--site {spec:?} must be SITE=N")));
+        };
+        if config.site(site).is_none() {
+            return Err(Failure(format!("--site {spec:?} names site {site:?}, which is not in {}", config.file.display())));
+        }
+        let n: u32 = n.parse().map_err(|_| Failure(format!("--site {spec:?}: {n:?} is not a level")))?;
+        levels.insert(site.to_string(), Level(n));
+    }
+    Ok(levels)
+}
+
+fn user(path: &std::path::Path, cmd: UserCommand) -> Result<(), Failure> {
+    let config = load(path)?;
+    let store = SqliteStore::open(&config.portal.store)?;
+    let missing = |name: &str| Failure(format!("there is no user {name:?} in {}", config.portal.store.display()));
+    match cmd {
+        UserCommand::Add { name, level, sites, idle_timeout, password_stdin } => {
+            if name.is_empty() || name.len() > 256 || name.chars().any(|c| c.is_control() || c == ':') {
+                return Err(Failure(format!("user name {name:?} must be 1-256 characters, without ':' or control characters")));
+            }
+            let site_levels = site_levels(&config, &sites)?;
+            let idle_timeout = idle_timeout
+                .map(|d| humantime::parse_duration(&d).map_err(|e| Failure(format!("--idle-timeout {d:?} is not a duration: {e}"))))
+                .transpose()?;
+            if let Some(d) = idle_timeout {
+                check_idle_timeout(&config, d)?;
+            }
+            let password = read_password("Password: ", password_stdin)?;
+            let user = NewUser {
+                name: name.clone(),
+                password_hash: crate::crypto::password::hash(&password),
+                level: Level(level),
+                site_levels,
+                idle_timeout,
+                disabled: false,
+            };
+            if !store.add_user(&user)? {
+                return Err(Failure(format!("user {name:?} already exists")));
+            }
+            println!("added user {name}");
+        }
+        UserCommand::Passwd { name, password_stdin } => {
+            if store.user(&name)?.is_none() {
+                return Err(missing(&name));
+            }
+            let password = read_password("New password: ", password_stdin)?;
+            store.set_password(&name, &crate::crypto::password::hash(&password))?;
+            println!("password of {name} changed");
+        }
+        UserCommand::Level { name, level, sites } => {
+            let levels = site_levels(&config, &sites)?;
+            let given = (!sites.is_empty()).then_some(&levels);
+            if !store.set_level(&name, Level(level), given)? {
+                return Err(missing(&name));
+            }
+            println!("level of {name} set to {level}");
+        }
+        UserCommand::Disable { name } => {
+            if !store.set_disabled(&name, true)? {
+                return Err(missing(&name));
+            }
+            println!("user {name} disabled");
+        }
+        UserCommand::Enable { name } => {
+            if !store.set_disabled(&name, false)? {
+                return Err(missing(&name));
+            }
+            println!("user {name} enabled");
+        }
+        UserCommand::List => {
+            println!("{:<24} {:<24} {:>5}  {:<10} site levels", "name", "account", "level", "state");
+            for u in store.list_users()? {
+                let levels: Vec<String> = u.site_levels.iter().map(|(s, l)| format!("{s}={l}")).collect();
+                let state = if u.disabled { "disabled" } else { "active" };
+                println!("{:<24} {:<24} {:>5}  {:<10} {}", u.name, u.account, u.level.0, state, levels.join(","));
+            }
+        }
+        UserCommand::Remove { name } => {
+            if !store.remove_user(&name)? {
+                return Err(missing(&name));
+            }
+            println!("user {name} removed");
+        }
+    }
+    Ok(())
+}
+
+fn check_idle_timeout(config: &Config, d: Duration) -> Result<(), Failure> {
+    let p = &config.portal;
+    if d.is_zero() && !p.allow_no_idle_limit {
+        return Err(Failure("--idle-timeout 0 (no idle limit) needs portal.allow_no_idle_limit = true".into()));
+    }
+    if d > p.max_idle_timeout {
+        return Err(Failure(format!("--idle-timeout is longer than portal.max_idle_timeout ({})", humantime::format_duration(p.max_idle_timeout))));
+    }
+    if !d.is_zero() && d <= p.cache_margin {
+        return Err(Failure("--idle-timeout must be longer than portal.cache_margin".into()));
+    }
+    Ok(())
+}

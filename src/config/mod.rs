@@ -1,0 +1,193 @@
+//! Configuration: `config.toml` read (`raw`), checked (`validate`) and typed (this module).
+//!
+//! Everything after start-up works on [`Config`], whose values are already known to be good:
+//! no `expect` is needed downstream. A bad file never starts half-way: every problem found is
+//! reported as a [`ConfigError`] naming file, line, column and key.
+
+mod error;
+mod raw;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::HeaderName;
+
+pub use error::{ConfigError, ConfigErrors};
+
+/// A site's id: `[a-z0-9-]+`, unique. It names the site in URLs, levels and reports.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SiteId(pub String);
+
+impl std::fmt::Display for SiteId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An access level. 0 means ACCESS DENIED; higher numbers may reach more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Level(pub u32);
+
+impl Level {
+    pub const DENIED: Level = Level(0);
+}
+
+impl std::fmt::Display for Level {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this came from; relative paths inside it are resolved against its folder.
+    pub file: PathBuf,
+    pub server: Server,
+    pub tls: TlsFiles,
+    pub portal: Portal,
+    pub users: Vec<UserSpec>,
+    pub sites: Vec<Site>,
+    pub cluster: Cluster,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub listen: SocketAddr,
+    pub http_redirect: Option<SocketAddr>,
+    pub admin: Option<SocketAddr>,
+    pub shutdown_grace: Duration,
+    pub log: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct Portal {
+    pub host: String,
+    /// The port browsers use to reach the portal; `None` means "the port we listen on".
+    pub public_port: Option<u16>,
+    pub store: PathBuf,
+    pub idle_timeout: Duration,
+    pub max_idle_timeout: Duration,
+    pub allow_no_idle_limit: bool,
+    pub absolute_timeout: Duration,
+    pub cache_margin: Duration,
+    pub sync_interval: Duration,
+    pub max_concurrent_hashes: usize,
+    pub mail: Mail,
+}
+
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub outbox: PathBuf,
+    pub smtp: Option<String>,
+    pub from: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct UserSpec {
+    pub name: String,
+    pub password_hash: String,
+    pub level: Level,
+    /// `Some(ZERO)` means "no idle limit" (only where `allow_no_idle_limit`).
+    pub idle_timeout: Option<Duration>,
+    pub site_levels: BTreeMap<String, Level>,
+    pub disabled: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub id: SiteId,
+    /// Lowercase host name, without port.
+    pub host: String,
+    pub backend: Backend,
+    pub min_level: Level,
+    pub headers: IdentityHeaders,
+    pub allow_basic: bool,
+    pub case_sensitive_paths: bool,
+    /// Sorted longest prefix first, so the first match is the longest.
+    pub rules: Vec<Rule>,
+    pub registration: bool,
+    pub branding: Option<Branding>,
+    pub tls: Option<TlsFiles>,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// `http://host:port` (an optional path prefix is not supported: backends see the
+    /// browser's own path).
+    Http { authority: String },
+    /// Answers with the request it received, as JSON (demo and tests).
+    Echo,
+}
+
+#[derive(Debug, Clone)]
+pub struct IdentityHeaders {
+    pub user: HeaderName,
+    pub level: HeaderName,
+    pub account: HeaderName,
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub path: String,
+    pub min_level: Level,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Branding {
+    pub title: Option<String>,
+    pub logo: Option<String>,
+    pub stylesheet: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Standalone,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub role: Role,
+}
+
+impl Config {
+    /// Read and validate a config file. Every problem found is returned, not just the first.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|err| {
+            ConfigErrors(vec![ConfigError::whole_file(
+                path,
+                format!("cannot read the config file: {err}"),
+            )])
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Validate config text as if it were read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+        validate::validate(path, text)
+    }
+
+    pub fn site(&self, id: &str) -> Option<&Site> {
+        self.sites.iter().find(|s| s.id.0 == id)
+    }
+}
+
+impl Site {
+    /// The minimum level for a normalised path: the longest matching rule, else the site's own.
+    pub fn required_level(&self, path: &str) -> Level {
+        self.rules
+            .iter()
+            .find(|r| crate::http::path::prefix_matches(path, &r.path, self.case_sensitive_paths))
+            .map_or(self.min_level, |r| r.min_level)
+    }
+}

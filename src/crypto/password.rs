@@ -1,0 +1,89 @@
+//! Passwords: argon2id hashing, and verification off the async reactor with bounded
+//! concurrency so that a flood of sign-ins cannot starve proxied traffic.
+
+use std::sync::Arc;
+
+use argon2::Argon2;
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use tokio::sync::Semaphore;
+
+/// Longest password accepted; longer input is refused before any hashing (cheap DoS guard).
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// Hash a password to an argon2id PHC string with a random salt and the crate's defaults
+/// (m=19456 KiB, t=2, p=1: OWASP's recommendation).
+pub fn hash(password: &str) -> String {
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .expect("argon2 with default parameters cannot fail on any password")
+        .to_string()
+}
+
+/// Check `password` against a PHC string. Any malformed hash verifies as false.
+pub fn verify_blocking(phc: &str, password: &str) -> bool {
+    if password.len() > MAX_PASSWORD_BYTES {
+        return false;
+    }
+    match PasswordHash::new(phc) {
+        Ok(parsed) => Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok(),
+        Err(_) => false,
+    }
+}
+
+pub fn is_phc_argon2id(s: &str) -> bool {
+    s.starts_with("$argon2id$") && PasswordHash::new(s).is_ok()
+}
+
+/// Runs argon2id verifications on tokio's blocking pool, at most `limit` at a time.
+#[derive(Clone)]
+pub struct Verifier {
+    permits: Arc<Semaphore>,
+    /// Hash checked when the user does not exist, so unknown users cost the same time.
+    decoy: Arc<str>,
+}
+
+impl Verifier {
+    pub fn new(limit: usize) -> Self {
+        Verifier { permits: Arc::new(Semaphore::new(limit.max(1))), decoy: hash("decoy password").into() }
+    }
+
+    /// Verify against `phc`, or against a decoy (always false) when the user is unknown.
+    pub async fn verify(&self, phc: Option<String>, password: String) -> bool {
+        let Ok(_permit) = self.permits.acquire().await else { return false };
+        let known = phc.is_some();
+        let phc = phc.unwrap_or_else(|| self.decoy.to_string());
+        let ok = tokio::task::spawn_blocking(move || verify_blocking(&phc, &password)).await.unwrap_or(false);
+        ok && known
+    }
+
+    /// Hash a new password on the blocking pool, under the same limit.
+    pub async fn hash(&self, password: String) -> Option<String> {
+        let _permit = self.permits.acquire().await.ok()?;
+        tokio::task::spawn_blocking(move || hash(&password)).await.ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A hash verifies its own password and nothing else.
+    #[test]
+    fn hash_and_verify() {
+        let h = hash("correct horse");
+        assert!(is_phc_argon2id(&h));
+        assert!(verify_blocking(&h, "correct horse"));
+        assert!(!verify_blocking(&h, "wrong"));
+        assert!(!verify_blocking("not a hash", "correct horse"));
+    }
+
+    /// Unknown users never verify, even with the decoy's password.
+    #[tokio::test]
+    async fn unknown_user_never_verifies() {
+        let v = Verifier::new(1);
+        assert!(!v.verify(None, "decoy password".into()).await);
+        let h = hash("pw");
+        assert!(v.verify(Some(h), "pw".into()).await);
+    }
+}

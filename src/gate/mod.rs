@@ -1,0 +1,203 @@
+//! The gate: one site's authentication client.
+//!
+//! `Gate::handle` follows SPEC §3–§4 step by step: normalise the path → reserved paths →
+//! identify the browser (site cookie or Basic credential) through the local table, asking
+//! the portal on a miss → decide ([`Outcome`]) → inject identity and proxy.
+
+mod basic;
+mod reserved;
+pub mod sync;
+pub mod table;
+
+pub use reserved::stylesheet;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::header::{HeaderValue, SET_COOKIE};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::central::Central;
+use crate::config::{Level, Site};
+use crate::crypto::{IdHash, Identifier, Key};
+use crate::http::body::Body;
+use crate::http::cookies;
+use crate::http::error::HttpError;
+use crate::http::headers::{self, Identity, Scrubber};
+use crate::http::page;
+use crate::proxy::Upstream;
+use crate::server::urls::Urls;
+use table::{Entry, Table};
+
+/// One configured site, ready to serve.
+pub struct SiteRuntime {
+    pub index: usize,
+    pub config: Site,
+    pub scrubber: Scrubber,
+    pub upstream: Upstream,
+}
+
+/// What the gate decided about a request.
+pub enum Outcome {
+    /// Known and allowed: proxy with this identity.
+    Admit(Arc<Entry>),
+    /// Not known: send the browser to the portal (or 401 for non-GET/HEAD).
+    Handoff,
+    /// Refused, with the reason.
+    Deny(HttpError),
+}
+
+/// The gates of every site in this process, sharing one table and one portal connection.
+pub struct Gate {
+    pub sites: Vec<Arc<SiteRuntime>>,
+    pub table: Table,
+    pub central: Arc<dyn Central>,
+    /// Keys Basic credentials in the table, so the table never holds a password.
+    basic_key: Key,
+    pub urls: Urls,
+    cache_margin: std::time::Duration,
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+/// A request as the gate sees it after routing.
+pub struct Routed {
+    pub req: Request<Incoming>,
+    pub peer: SocketAddr,
+    /// The Host the browser used (with port), already checked against the site.
+    pub host: HeaderValue,
+}
+
+impl Gate {
+    pub fn new(
+        sites: Vec<Arc<SiteRuntime>>,
+        central: Arc<dyn Central>,
+        urls: Urls,
+        cache_margin: std::time::Duration,
+        capacity: u64,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
+        Gate { sites, table: Table::new(capacity), central, basic_key: Key::random(), urls, cache_margin, metrics }
+    }
+
+    pub async fn handle(&self, site: &SiteRuntime, incoming: Routed) -> Response<Body> {
+        let res = match self.serve(site, incoming).await {
+            Ok(res) => res,
+            Err(e) => e.into_response(),
+        };
+        self.metrics.request(&site.config.id.0, res.status().as_u16());
+        res
+    }
+
+    async fn serve(&self, site: &SiteRuntime, incoming: Routed) -> Result<Response<Body>, HttpError> {
+        let uri = incoming.req.uri();
+        let path = crate::http::path::normalize(uri.path())?;
+        if let Some(rest) = path.strip_prefix("/.gatehouse/") {
+            return reserved::handle(self, site, rest, &incoming).await;
+        }
+        let path_and_query = match uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path.clone(),
+        };
+        match self.decide(site, &incoming.req, &path).await {
+            Outcome::Admit(entry) => self.forward(site, incoming, &entry, &path_and_query).await,
+            Outcome::Handoff => self.handoff(site, incoming.req.method(), &path_and_query),
+            Outcome::Deny(e) => Err(e),
+        }
+    }
+
+    /// Identify the client and check its level against the path.
+    async fn decide(&self, site: &SiteRuntime, req: &Request<Incoming>, path: &str) -> Outcome {
+        let entry = match self.identify(site, req).await {
+            Ok(Some(entry)) => entry,
+            Ok(None) => return Outcome::Handoff,
+            Err(e) => return Outcome::Deny(e),
+        };
+        decide_level(entry, site.config.required_level(path))
+    }
+
+    /// The table entry of this client, asking the portal on a miss. `Ok(None)`: unknown.
+    pub(crate) async fn identify(&self, site: &SiteRuntime, req: &Request<Incoming>) -> Result<Option<Arc<Entry>>, HttpError> {
+        if site.config.allow_basic {
+            if let Some(credential) = basic::credential(req.headers()) {
+                return self.identify_basic(site, credential?).await.map(Some);
+            }
+        }
+        let Some(key) = site_cookie(req)? else { return Ok(None) };
+        if let Some(entry) = self.table.get(&key) {
+            // A cookie admits to the site it was handed to, nowhere else.
+            return Ok((entry.site == site.index).then_some(entry));
+        }
+        match self.central.check(key, &site.config.id).await {
+            Ok(Some(admission)) => Ok(self.admit(site, key, &admission)),
+            Ok(None) => Ok(None),
+            Err(e) => Err(HttpError::PortalDown(e)),
+        }
+    }
+
+    /// Put an admission into the table.
+    pub(crate) fn admit(&self, site: &SiteRuntime, key: IdHash, admission: &crate::central::Admission) -> Option<Arc<Entry>> {
+        match Entry::new(site.index, admission, self.cache_margin) {
+            Some(entry) => Some(self.table.insert(key, entry)),
+            None => {
+                tracing::warn!(site = %site.config.id, "user or account name cannot be sent as a header; refusing");
+                None
+            }
+        }
+    }
+
+    /// Send an unknown browser to the portal with a fresh site cookie (SPEC §3 step 1).
+    fn handoff(&self, site: &SiteRuntime, method: &Method, path_and_query: &str) -> Result<Response<Body>, HttpError> {
+        if method != Method::GET && method != Method::HEAD {
+            return Err(HttpError::Unauthorized { basic: site.config.allow_basic });
+        }
+        let cookie = Identifier::new();
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("site", &site.config.id.0)
+            .append_pair("h", &cookie.hash().to_b64())
+            .append_pair("rd", path_and_query)
+            .finish();
+        let location = format!("{}/login?{query}", self.urls.portal_origin());
+        let mut res = page::redirect(StatusCode::FOUND, &location);
+        res.headers_mut().append(SET_COOKIE, cookies::set(cookies::SITE, cookie.as_str()));
+        Ok(res)
+    }
+
+    async fn forward(&self, site: &SiteRuntime, incoming: Routed, entry: &Entry, path_and_query: &str) -> Result<Response<Body>, HttpError> {
+        let Routed { mut req, peer, host } = incoming;
+        let upgrade = crate::proxy::is_websocket_upgrade(&req);
+        let h = req.headers_mut();
+        headers::scrub_request(h, &site.scrubber);
+        if site.config.allow_basic {
+            // The client's own credential is for the gateway, never for the backend.
+            h.remove(http::header::AUTHORIZATION);
+        }
+        if upgrade {
+            h.insert(http::header::CONNECTION, HeaderValue::from_static("upgrade"));
+            h.insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
+        }
+        let identity = Identity { user: &entry.user, level: &entry.level_header, account: &entry.account };
+        headers::inject(h, &site.config.headers, &identity, peer.ip(), &host);
+        site.upstream.forward(req, path_and_query).await
+    }
+}
+
+/// The pure decision: level 0 or below the path's minimum is refused.
+pub fn decide_level(entry: Arc<Entry>, required: Level) -> Outcome {
+    if entry.level == Level::DENIED || entry.level < required {
+        Outcome::Deny(HttpError::Forbidden)
+    } else {
+        Outcome::Admit(entry)
+    }
+}
+
+/// The hash of the request's site cookie: `None` when absent or not one we could have
+/// issued, an error when sent twice.
+fn site_cookie<B>(req: &Request<B>) -> Result<Option<IdHash>, HttpError> {
+    match cookies::find(req.headers(), cookies::SITE) {
+        cookies::Found::None => Ok(None),
+        cookies::Found::Duplicate => Err(HttpError::BadRequest("the gateway's cookie was sent twice")),
+        cookies::Found::One(v) if crate::crypto::ids::looks_like_identifier(v) => Ok(Some(IdHash::of(v.as_bytes()))),
+        cookies::Found::One(_) => Ok(None),
+    }
+}

@@ -1,0 +1,92 @@
+//! Reserved paths on every site, under `/.gatehouse/`: `callback` (end of the hand-off),
+//! `logout` (sign-out everywhere, via the portal), `whoami`, and the pages' stylesheet.
+
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{Method, Response, StatusCode};
+
+use super::{Gate, Routed, SiteRuntime, site_cookie};
+use crate::http::body::Body;
+use crate::http::error::HttpError;
+use crate::http::page;
+
+
+pub(super) async fn handle(gate: &Gate, site: &SiteRuntime, rest: &str, incoming: &Routed) -> Result<Response<Body>, HttpError> {
+    let req = &incoming.req;
+    let method = req.method();
+    if method != Method::GET && method != Method::HEAD {
+        return Err(HttpError::MethodNotAllowed);
+    }
+    match rest {
+        "callback" => callback(gate, site, incoming).await,
+        "logout" => {
+            let rd = format!("{}/", gate.urls.origin(&site.config.host));
+            let query = form_urlencoded::Serializer::new(String::new()).append_pair("rd", &rd).finish();
+            Ok(page::redirect(StatusCode::FOUND, &format!("{}/logout?{query}", gate.urls.portal_origin())))
+        }
+        "whoami" => whoami(gate, site, incoming).await,
+        "style.css" => Ok(stylesheet()),
+        _ => Err(HttpError::NotFound),
+    }
+}
+
+pub fn stylesheet() -> Response<Body> {
+    let mut res = Response::new(Body::from(page::STYLESHEET));
+    res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"));
+    res.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    res.headers_mut().insert(http::header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    res
+}
+
+/// SPEC §3 step 3: redeem the code for this browser's site cookie, admit, go on.
+async fn callback(gate: &Gate, site: &SiteRuntime, incoming: &Routed) -> Result<Response<Body>, HttpError> {
+    let mut code = None;
+    let mut rd = None;
+    for (k, v) in form_urlencoded::parse(incoming.req.uri().query().unwrap_or("").as_bytes()) {
+        match &*k {
+            "code" if code.is_none() => code = Some(v.into_owned()),
+            "rd" if rd.is_none() => rd = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    let target = rd.and_then(|rd| gate.urls.check_redirect(&rd)).unwrap_or_else(|| "/".to_string());
+    let cookie = site_cookie(&incoming.req)?;
+    let admission = match (code, cookie) {
+        (Some(code), Some(cookie)) if code.len() <= 64 => {
+            gate.central.redeem(&code, cookie, &site.config.id).await.map_err(HttpError::PortalDown)?.map(|a| (cookie, a))
+        }
+        _ => None,
+    };
+    let Some((cookie, admission)) = admission else {
+        gate.metrics.signin("callback_refused");
+        tracing::info!(site = %site.config.id, "hand-off code refused (expired, replayed, or for another browser or site)");
+        let main = format!(
+            "<p>This sign-in link is no longer valid: it was already used, has expired, or was meant for another browser.</p>\
+             <p><a href=\"{}\">Try again</a></p>",
+            page::escape(&target)
+        );
+        return Ok(page::html(StatusCode::FORBIDDEN, page::document("Sign-in link not valid", &main, &Default::default(), page::STYLESHEET_PATH), &page::default_csp()));
+    };
+    if gate.admit(site, cookie, &admission).is_none() {
+        return Err(HttpError::Forbidden);
+    }
+    gate.metrics.signin("handoff");
+    tracing::info!(site = %site.config.id, user = %admission.user, "browser admitted");
+    Ok(page::redirect(StatusCode::FOUND, &target))
+}
+
+async fn whoami(gate: &Gate, site: &SiteRuntime, incoming: &Routed) -> Result<Response<Body>, HttpError> {
+    let Some(entry) = gate.identify(site, &incoming.req).await? else {
+        return Ok(page::json(StatusCode::UNAUTHORIZED, &serde_json::json!({ "error": "not signed in" })));
+    };
+    let text = |v: &HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
+    Ok(page::json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "user": text(&entry.user),
+            "level": entry.level.0,
+            "account": text(&entry.account),
+            "site": site.config.id.0,
+        }),
+    ))
+}
+

@@ -1,0 +1,157 @@
+//! Header hygiene between browser and backend: what a backend receives is decided here.
+//!
+//! Order matters and is fixed: (1) hop-by-hop headers and those named in `Connection` go
+//! (RFC 9110 §7.6.1); (2) every client copy of an identity header — in any case, with `_`
+//! for `-` — and client-sent forwarding headers go; (3) only then does the gateway add its
+//! own, so no client header can remove or shadow what the gateway injects.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use super::header_names::{HOP_BY_HOP, connection_tokens, fold, is_alias};
+use crate::config::IdentityHeaders;
+
+/// Client-sent headers that claim to describe the connection or the original request. Some
+/// backends route or log by them; only the gateway may set them.
+const FORWARDING: &[&str] = &[
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "x-forwarded-ssl",
+    "x-forwarded-scheme",
+    "x-forwarded-uri",
+    "forwarded",
+    "x-real-ip",
+    "x-client-ip",
+    "x-original-url",
+    "x-original-uri",
+    "x-original-host",
+    "x-rewrite-url",
+    "x-http-method-override",
+];
+
+/// Identity header names, folded once per site at start-up.
+#[derive(Debug, Clone)]
+pub struct Scrubber {
+    identity: [String; 3],
+}
+
+impl Scrubber {
+    pub fn new(ids: &IdentityHeaders) -> Self {
+        Scrubber { identity: [fold(ids.user.as_str()), fold(ids.level.as_str()), fold(ids.account.as_str())] }
+    }
+
+    fn is_identity(&self, name: &str) -> bool {
+        self.identity.iter().any(|f| is_alias(name, f))
+    }
+}
+
+fn is_forwarding(name: &str) -> bool {
+    FORWARDING.iter().any(|f| is_alias(name, f))
+}
+
+/// Remove hop-by-hop headers and the ones `Connection` lists. With `upgrade`, the WebSocket
+/// `Upgrade` survives and `Connection: upgrade` is set again afterwards by the caller.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| connection_tokens(v).into_iter().map(|t| t.to_string()).collect::<Vec<_>>())
+        .collect();
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+    for name in listed {
+        headers.remove(name.as_str());
+    }
+}
+
+/// Steps (1) and (2): make the request's headers safe to extend with our own.
+pub fn scrub_request(headers: &mut HeaderMap, scrubber: &Scrubber) {
+    remove_hop_by_hop(headers);
+    let doomed: Vec<HeaderName> =
+        headers.keys().filter(|name| scrubber.is_identity(name.as_str()) || is_forwarding(name.as_str())).cloned().collect();
+    for name in doomed {
+        headers.remove(name);
+    }
+    super::cookies::strip_ours(headers);
+}
+
+/// What the gateway tells the backend about the user.
+pub struct Identity<'a> {
+    pub user: &'a HeaderValue,
+    pub level: &'a HeaderValue,
+    pub account: &'a HeaderValue,
+}
+
+/// Step (3): inject identity and forwarding headers.
+pub fn inject(headers: &mut HeaderMap, names: &IdentityHeaders, identity: &Identity, peer: IpAddr, host: &HeaderValue) {
+    headers.insert(names.user.clone(), identity.user.clone());
+    headers.insert(names.level.clone(), identity.level.clone());
+    headers.insert(names.account.clone(), identity.account.clone());
+    forwarding(headers, peer, host);
+}
+
+/// `X-Forwarded-For/Proto/Host`, replacing anything the client sent: the gateway is the
+/// edge, so the peer address is the only client address it can vouch for.
+pub fn forwarding(headers: &mut HeaderMap, peer: IpAddr, host: &HeaderValue) {
+    if let Ok(v) = HeaderValue::from_str(&peer.to_string()) {
+        headers.insert(HeaderName::from_static("x-forwarded-for"), v);
+    }
+    headers.insert(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static("https"));
+    headers.insert(HeaderName::from_static("x-forwarded-host"), host.clone());
+    headers.insert(header::HOST, host.clone());
+}
+
+/// A backend's response headers on their way to the browser: hop-by-hop ones go.
+pub fn scrub_response(headers: &mut HeaderMap) {
+    remove_hop_by_hop(headers);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names() -> IdentityHeaders {
+        IdentityHeaders {
+            user: HeaderName::from_static("x-auth-user"),
+            level: HeaderName::from_static("x-auth-level"),
+            account: HeaderName::from_static("x-auth-account"),
+        }
+    }
+
+    /// Client copies of identity headers, under any alias, never survive.
+    #[test]
+    fn identity_aliases_removed() {
+        let mut h = HeaderMap::new();
+        for n in ["x-auth-user", "X_AUTH_USER", "x_auth-level", "X-Auth_Account", "x-forwarded-for", "forwarded", "x-original-url"] {
+            h.append(HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_static("mallory"));
+        }
+        h.insert("x-auth-users", HeaderValue::from_static("kept"));
+        scrub_request(&mut h, &Scrubber::new(&names()));
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert_eq!(h["x-auth-users"], "kept");
+    }
+
+    /// A Connection header cannot remove what the gateway adds afterwards.
+    #[test]
+    fn connection_cannot_remove_injected() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("x-auth-user, host, keep-alive, x-app"));
+        h.insert("x-app", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        scrub_request(&mut h, &Scrubber::new(&names()));
+        assert!(h.get("x-app").is_none() && h.get("keep-alive").is_none() && h.get(header::CONNECTION).is_none());
+        let v = HeaderValue::from_static("alice");
+        let l = HeaderValue::from_static("3");
+        inject(&mut h, &names(), &Identity { user: &v, level: &l, account: &v }, [127, 0, 0, 1].into(), &HeaderValue::from_static("app.localhost"));
+        assert_eq!(h["x-auth-user"], "alice");
+        assert_eq!(h[header::HOST], "app.localhost");
+        assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    }
+}

@@ -1,0 +1,83 @@
+//! Counters for the admin listener's `/metrics`, in Prometheus text format
+//! (prometheus-client): requests by site and status, sign-ins by result, table size.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    site: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SigninLabels {
+    result: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    signins: Family<SigninLabels, Counter>,
+    table_entries: Gauge,
+    portal_sessions: Gauge,
+    portal_reachable: Gauge,
+    ready: AtomicBool,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("gatehouse");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let signins = Family::<SigninLabels, Counter>::default();
+        let table_entries = Gauge::default();
+        let portal_sessions = Gauge::default();
+        let portal_reachable = Gauge::default();
+        registry.register("requests", "Requests answered, by site and status", requests.clone());
+        registry.register("signins", "Sign-in attempts and hand-offs, by result", signins.clone());
+        registry.register("table_entries", "Entries in the gate's local table of active users", table_entries.clone());
+        registry.register("portal_sessions", "Sessions in the portal's session table", portal_sessions.clone());
+        registry.register("portal_reachable", "1 when the last sync with the portal succeeded", portal_reachable.clone());
+        portal_reachable.set(1);
+        Metrics { registry, requests, signins, table_entries, portal_sessions, portal_reachable, ready: AtomicBool::new(true) }
+    }
+
+    pub fn request(&self, site: &str, status: u16) {
+        self.requests.get_or_create(&RequestLabels { site: site.to_string(), status }).inc();
+    }
+
+    /// `result`: "success", "failure", "handoff", "callback_refused", …
+    pub fn signin(&self, result: &'static str) {
+        self.signins.get_or_create(&SigninLabels { result }).inc();
+    }
+
+    pub fn set_ready(&self, reachable: bool) {
+        self.ready.store(reachable, Ordering::Relaxed);
+        self.portal_reachable.set(i64::from(reachable));
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// The text exposition, with gauges refreshed from their sources.
+    pub fn render(&self, table_entries: u64, portal_sessions: usize) -> String {
+        self.table_entries.set(table_entries as i64);
+        self.portal_sessions.set(portal_sessions as i64);
+        let mut out = String::new();
+        // Encoding into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

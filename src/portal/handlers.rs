@@ -1,0 +1,237 @@
+//! The portal's routes, one `match (method, path)` table, and their handlers.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::header::{CONTENT_TYPE, SET_COOKIE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use super::Portal;
+use super::pages::{self, Handoff};
+use crate::crypto::{IdHash, Identifier, ct_eq};
+use crate::http::body::Body;
+use crate::http::cookies::{self, Found};
+use crate::http::error::HttpError;
+use crate::http::page;
+
+/// Portal forms are small; anything larger is refused before it is buffered.
+const MAX_FORM_BYTES: usize = 16 * 1024;
+const MAX_USERNAME_BYTES: usize = 256;
+
+pub(super) async fn route(portal: &Portal, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let result = match (req.method().clone(), path.as_str()) {
+        (Method::GET | Method::HEAD, "/") => account(portal, &req),
+        (Method::GET | Method::HEAD, "/login") => login_page(portal, &req),
+        (Method::POST, "/login") => login_submit(portal, req, peer).await,
+        (Method::GET | Method::HEAD, "/logout") => logout_page(portal, &req),
+        (Method::POST, "/logout") => logout_submit(portal, req).await,
+        (Method::GET | Method::HEAD, page::STYLESHEET_PATH) => Ok(crate::gate::stylesheet()),
+        (_, "/" | "/login" | "/logout") => Err(HttpError::MethodNotAllowed),
+        _ => Err(HttpError::NotFound),
+    };
+    result.unwrap_or_else(HttpError::into_response)
+}
+
+/// The browser's portal cookie hash, if it sent a well-formed one.
+fn portal_cookie<B>(req: &Request<B>) -> Result<Option<IdHash>, HttpError> {
+    match cookies::find(req.headers(), cookies::PORTAL) {
+        Found::One(v) if crate::crypto::ids::looks_like_identifier(v) => Ok(Some(IdHash::of(v.as_bytes()))),
+        Found::One(_) | Found::None => Ok(None),
+        Found::Duplicate => Err(HttpError::BadRequest("the portal cookie was sent twice")),
+    }
+}
+
+fn query<B>(req: &Request<B>) -> HashMap<String, String> {
+    first_values(req.uri().query().unwrap_or("").as_bytes())
+}
+
+/// Parse urlencoded pairs, keeping the first value of each name (a repeated field cannot
+/// smuggle a second value past a check of the first).
+fn first_values(bytes: &[u8]) -> HashMap<String, String> {
+    let mut map = HashMap::new();
+    for (k, v) in form_urlencoded::parse(bytes) {
+        map.entry(k.into_owned()).or_insert_with(|| v.into_owned());
+    }
+    map
+}
+
+async fn read_form(req: Request<Incoming>) -> Result<(http::request::Parts, HashMap<String, String>), HttpError> {
+    let is_form = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded")));
+    if !is_form {
+        return Err(HttpError::BadRequest("expected a form post"));
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match Limited::new(body, MAX_FORM_BYTES).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => return Err(HttpError::PayloadTooLarge),
+        Err(_) => return Err(HttpError::BadRequest("the form could not be read")),
+    };
+    Ok((parts, first_values(&bytes)))
+}
+
+impl Portal {
+    fn csrf_token(&self, portal_cookie: &IdHash) -> String {
+        URL_SAFE_NO_PAD.encode(self.csrf_key.mac(&[b"csrf", &portal_cookie.0]))
+    }
+
+    fn csrf_ok(&self, portal_cookie: Option<&IdHash>, form: &HashMap<String, String>) -> bool {
+        match (portal_cookie, form.get("csrf")) {
+            (Some(c), Some(token)) => ct_eq(self.csrf_token(c).as_bytes(), token.as_bytes()),
+            _ => false,
+        }
+    }
+
+    /// A page carrying the portal's CSP.
+    fn page(&self, status: StatusCode, html: String) -> Response<Body> {
+        page::html(status, html, &self.csp)
+    }
+
+    /// The hand-off a request asks for, if it names a configured site and a well-formed hash.
+    fn handoff_from(&self, fields: &HashMap<String, String>) -> Option<Handoff> {
+        let site = fields.get("site")?;
+        self.site(site)?;
+        let h = fields.get("h")?;
+        IdHash::from_b64(h)?;
+        let rd = fields.get("rd").filter(|rd| rd.len() <= 2048).cloned().unwrap_or_else(|| "/".into());
+        Some(Handoff { site: site.clone(), h: h.clone(), rd })
+    }
+
+    /// Mint a code for the hand-off and send the browser to the site's callback.
+    fn continue_to_site(&self, session: &IdHash, handoff: &Handoff) -> Option<Response<Body>> {
+        let site = self.site(&handoff.site)?;
+        let binding = IdHash::from_b64(&handoff.h)?;
+        let code = self.sessions.mint_code(session, &site.id, binding)?;
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("code", code.as_str())
+            .append_pair("rd", &handoff.rd)
+            .finish();
+        Some(page::redirect(StatusCode::SEE_OTHER, &format!("{}/.gatehouse/callback?{query}", site.origin)))
+    }
+}
+
+/// GET /login: a known browser goes straight on to the site; others get the form (and a
+/// portal cookie that identifies this not-yet-known client, binding the form's CSRF token).
+fn login_page(portal: &Portal, req: &Request<Incoming>) -> Result<Response<Body>, HttpError> {
+    let q = query(req);
+    let handoff = portal.handoff_from(&q);
+    let cookie = portal_cookie(req)?;
+    if let Some(c) = &cookie {
+        if portal.sessions.user(c).is_some() {
+            let next = match &handoff {
+                Some(h) => portal.continue_to_site(c, h),
+                None => Some(page::redirect(StatusCode::FOUND, "/")),
+            };
+            if let Some(res) = next {
+                return Ok(res);
+            }
+        }
+    }
+    let (cookie_hash, set_cookie) = match cookie {
+        Some(c) => (c, None),
+        None => {
+            let fresh = Identifier::new();
+            (fresh.hash(), Some(cookies::set(cookies::PORTAL, fresh.as_str())))
+        }
+    };
+    let look = portal.look_for(handoff.as_ref().map(|h| h.site.as_str()));
+    let html = pages::login(&look, &portal.csrf_token(&cookie_hash), handoff.as_ref(), None, "");
+    let mut res = portal.page(StatusCode::OK, html);
+    if let Some(sc) = set_cookie {
+        res.headers_mut().append(SET_COOKIE, sc);
+    }
+    Ok(res)
+}
+
+/// POST /login: check the password off the reactor; on success rotate the portal cookie
+/// (no session fixation), start the session and continue the hand-off.
+async fn login_submit(portal: &Portal, req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, HttpError> {
+    let old_cookie = portal_cookie(&req)?;
+    let (_, form) = read_form(req).await?;
+    if !portal.csrf_ok(old_cookie.as_ref(), &form) {
+        return Ok(page::message(StatusCode::FORBIDDEN, "Form expired", "This form has expired or did not come from this site. Go back, reload the page and try again."));
+    }
+    let handoff = portal.handoff_from(&form);
+    let username = form.get("username").map(|u| u.trim().to_string()).unwrap_or_default();
+    let password = form.get("password").cloned().unwrap_or_default();
+    let look = portal.look_for(handoff.as_ref().map(|h| h.site.as_str()));
+    let cookie_hash = old_cookie.unwrap_or(IdHash([0; 32]));
+
+    let too_long = username.len() > MAX_USERNAME_BYTES || password.len() > crate::crypto::password::MAX_PASSWORD_BYTES;
+    let record = if too_long || username.is_empty() {
+        None
+    } else {
+        let name = username.clone();
+        portal.store_call(move |s| s.user(&name)).await.map_err(|e| HttpError::Internal(Box::new(e)))?
+    };
+    // argon2 runs whether or not the user exists, so timing does not tell which.
+    let verified = portal.verifier.verify(record.as_ref().map(|r| r.password_hash.clone()), password).await;
+    let record = match record {
+        Some(r) if verified && !r.disabled && !too_long => r,
+        _ => {
+            portal.metrics.signin("failure");
+            tracing::info!(peer = %peer.ip(), user = %username.chars().take(64).collect::<String>(), "sign-in refused");
+            let html = pages::login(&look, &portal.csrf_token(&cookie_hash), handoff.as_ref(), Some("Wrong user name or password."), &username);
+            return Ok(portal.page(StatusCode::UNAUTHORIZED, html));
+        }
+    };
+    portal.metrics.signin("success");
+    tracing::info!(peer = %peer.ip(), user = %record.name, "signed in");
+    if let Some(old) = &old_cookie {
+        portal.sessions.end(old);
+    }
+    let fresh = Identifier::new();
+    portal.sessions.start(fresh.hash(), record);
+    let mut res = handoff
+        .as_ref()
+        .and_then(|h| portal.continue_to_site(&fresh.hash(), h))
+        .unwrap_or_else(|| page::redirect(StatusCode::SEE_OTHER, "/"));
+    res.headers_mut().append(SET_COOKIE, cookies::set(cookies::PORTAL, fresh.as_str()));
+    Ok(res)
+}
+
+fn logout_page(portal: &Portal, req: &Request<Incoming>) -> Result<Response<Body>, HttpError> {
+    let q = query(req);
+    let rd = q.get("rd").and_then(|rd| portal.urls.check_redirect(rd)).unwrap_or_else(|| "/".into());
+    let cookie = portal_cookie(req)?;
+    match cookie.as_ref().and_then(|c| portal.sessions.user(c).map(|u| (c, u))) {
+        Some((c, user)) => Ok(portal.page(StatusCode::OK, pages::logout_confirm(&portal.csrf_token(c), &rd, &user.name))),
+        None => Ok(portal.page(StatusCode::OK, pages::signed_out(Some(&rd)))),
+    }
+}
+
+/// POST /logout: end the session on every site at once and clear the portal cookie.
+async fn logout_submit(portal: &Portal, req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
+    let cookie = portal_cookie(&req)?;
+    let (_, form) = read_form(req).await?;
+    if !portal.csrf_ok(cookie.as_ref(), &form) {
+        return Ok(page::message(StatusCode::FORBIDDEN, "Form expired", "This form has expired or did not come from this site. Reload the page and try again."));
+    }
+    if let Some(c) = &cookie {
+        if let Some(user) = portal.sessions.user(c) {
+            tracing::info!(user = %user.name, "signed out everywhere");
+        }
+        portal.sessions.end(c);
+    }
+    let rd = form.get("rd").and_then(|rd| portal.urls.check_redirect(rd));
+    let mut res = portal.page(StatusCode::OK, pages::signed_out(rd.as_deref()));
+    res.headers_mut().append(SET_COOKIE, cookies::clear(cookies::PORTAL));
+    Ok(res)
+}
+
+fn account(portal: &Portal, req: &Request<Incoming>) -> Result<Response<Body>, HttpError> {
+    let cookie = portal_cookie(req)?;
+    let Some((c, user)) = cookie.as_ref().and_then(|c| portal.sessions.user(c).map(|u| (c, u))) else {
+        return Ok(page::redirect(StatusCode::FOUND, "/login"));
+    };
+    let sites: Vec<(String, String)> = portal.sites.iter().map(|s| (s.id.0.clone(), s.origin.clone())).collect();
+    Ok(portal.page(StatusCode::OK, pages::account(&user, &portal.csrf_token(c), &sites)))
+}

@@ -1,0 +1,308 @@
+//! The portal's session table: the MAIN table and SESSION TIMEOUT table of the design.
+//!
+//! A *session* is one sign-in (a browser's portal cookie, or an API client's Basic key).
+//! Each site the browser was handed to adds a *binding*: the hash of that site's cookie,
+//! pointing at the session. One-time codes carry a session to a site. This table is
+//! authoritative for idle and absolute expiry; gates only cache what it says, and learn what
+//! it ended from the revocation log (at each sync, and at once in-process through
+//! [`SessionTable::subscribe`]).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::central::{Admission, SyncReply, SyncReport};
+use crate::config::SiteId;
+use crate::crypto::{IdHash, Identifier, ct_eq};
+use crate::store::UserRecord;
+
+/// How long a one-time code may wait for its redemption.
+pub const CODE_TTL: Duration = Duration::from_secs(60);
+/// Revocations kept for gates that sync late; one that falls further behind drops its table.
+const REVOCATION_LOG_CAP: usize = 100_000;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub default_idle: Duration,
+    pub absolute: Duration,
+}
+
+type Listener = Box<dyn Fn(&[IdHash]) + Send + Sync>;
+
+pub struct SessionTable {
+    inner: Mutex<Inner>,
+    timeouts: Timeouts,
+    listeners: RwLock<Vec<Listener>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    sessions: HashMap<IdHash, Session>,
+    bindings: HashMap<IdHash, Binding>,
+    codes: HashMap<IdHash, Code>,
+    log: VecDeque<(u64, IdHash)>,
+    last_seq: u64,
+}
+
+struct Session {
+    user: Arc<UserRecord>,
+    created: Instant,
+    last_active: Instant,
+    bindings: Vec<IdHash>,
+}
+
+struct Binding {
+    session: IdHash,
+    site: SiteId,
+}
+
+struct Code {
+    site: SiteId,
+    binding: IdHash,
+    session: IdHash,
+    expires: Instant,
+}
+
+impl Session {
+    fn idle_limit(&self, t: &Timeouts) -> Duration {
+        self.user.idle_timeout.unwrap_or(t.default_idle)
+    }
+
+    fn alive(&self, t: &Timeouts, now: Instant) -> bool {
+        let idle = self.idle_limit(t);
+        let within_idle = idle.is_zero() || now.saturating_duration_since(self.last_active) <= idle;
+        let within_absolute = now.saturating_duration_since(self.created) < t.absolute;
+        within_idle && within_absolute && !self.user.disabled
+    }
+
+    fn admission(&self, t: &Timeouts, site: &SiteId, now: Instant) -> Admission {
+        Admission {
+            user: self.user.name.as_str().into(),
+            account: self.user.account.as_str().into(),
+            level: self.user.level_on(&site.0),
+            idle_timeout: self.idle_limit(t),
+            remaining: t.absolute.saturating_sub(now.saturating_duration_since(self.created)),
+        }
+    }
+}
+
+impl Inner {
+    /// Remove a session and log every binding it had as revoked.
+    fn end(&mut self, id: &IdHash, revoked: &mut Vec<IdHash>) {
+        if let Some(s) = self.sessions.remove(id) {
+            for b in s.bindings {
+                self.bindings.remove(&b);
+                self.revoke(b, revoked);
+            }
+            self.codes.retain(|_, c| c.session != *id);
+        }
+    }
+
+    fn revoke(&mut self, hash: IdHash, revoked: &mut Vec<IdHash>) {
+        self.last_seq += 1;
+        self.log.push_back((self.last_seq, hash));
+        if self.log.len() > REVOCATION_LOG_CAP {
+            self.log.pop_front();
+        }
+        revoked.push(hash);
+    }
+
+    /// The live session behind a site binding, touched as used.
+    fn live_binding(&mut self, t: &Timeouts, cookie: &IdHash, now: Instant) -> Option<(&Session, &SiteId)> {
+        let binding = self.bindings.get(cookie)?;
+        let session = self.sessions.get_mut(&binding.session)?;
+        if !session.alive(t, now) {
+            return None;
+        }
+        session.last_active = now;
+        Some((session, &binding.site))
+    }
+}
+
+impl SessionTable {
+    pub fn new(timeouts: Timeouts) -> Self {
+        SessionTable { inner: Mutex::new(Inner::default()), timeouts, listeners: RwLock::new(Vec::new()) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // Every mutation below completes before it can panic, so a poisoned table is intact.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Be told at once of every revoked binding (single-node mode: the local gate).
+    pub fn subscribe(&self, f: impl Fn(&[IdHash]) + Send + Sync + 'static) {
+        self.listeners.write().unwrap_or_else(|p| p.into_inner()).push(Box::new(f));
+    }
+
+    fn notify(&self, revoked: &[IdHash]) {
+        if revoked.is_empty() {
+            return;
+        }
+        for f in self.listeners.read().unwrap_or_else(|p| p.into_inner()).iter() {
+            f(revoked);
+        }
+    }
+
+    /// Start a session for a user who just proved who they are.
+    pub fn start(&self, id: IdHash, user: UserRecord) {
+        let now = Instant::now();
+        let session = Session { user: Arc::new(user), created: now, last_active: now, bindings: Vec::new() };
+        let mut revoked = Vec::new();
+        {
+            let mut inner = self.lock();
+            inner.end(&id, &mut revoked);
+            inner.sessions.insert(id, session);
+        }
+        self.notify(&revoked);
+    }
+
+    /// The user of a live session (portal pages), touching it.
+    pub fn user(&self, id: &IdHash) -> Option<Arc<UserRecord>> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let s = inner.sessions.get_mut(id)?;
+        if !s.alive(&self.timeouts, now) {
+            return None;
+        }
+        s.last_active = now;
+        Some(s.user.clone())
+    }
+
+    /// Mint a one-time code carrying session `id` to `site`, bound to the site cookie hash.
+    pub fn mint_code(&self, id: &IdHash, site: &SiteId, binding: IdHash) -> Option<Identifier> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        if !inner.sessions.get(id)?.alive(&self.timeouts, now) {
+            return None;
+        }
+        let code = Identifier::new();
+        let entry = Code { site: site.clone(), binding, session: *id, expires: now + CODE_TTL };
+        inner.codes.insert(code.hash(), entry);
+        Some(code)
+    }
+
+    /// Redeem a code (consumed whatever the outcome). Admits only when the code is fresh,
+    /// was minted for this site and for this very site cookie, and its session is alive.
+    pub fn redeem(&self, code: &str, cookie: IdHash, site: &SiteId) -> Option<Admission> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let code = inner.codes.remove(&IdHash::of(code.as_bytes()))?;
+        let fresh = now < code.expires;
+        let same_site = code.site == *site;
+        let same_cookie = ct_eq(&code.binding.0, &cookie.0);
+        if !(fresh && same_site && same_cookie) {
+            return None;
+        }
+        let session = inner.sessions.get_mut(&code.session)?;
+        if !session.alive(&self.timeouts, now) {
+            return None;
+        }
+        session.last_active = now;
+        session.bindings.push(cookie);
+        let admission = session.admission(&self.timeouts, site, now);
+        inner.bindings.insert(cookie, Binding { session: code.session, site: site.clone() });
+        Some(admission)
+    }
+
+    /// Is this site cookie still admitted on `site`?
+    pub fn check(&self, cookie: IdHash, site: &SiteId) -> Option<Admission> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let (session, bound_site) = inner.live_binding(&self.timeouts, &cookie, now)?;
+        (bound_site == site).then(|| session.admission(&self.timeouts, site, now))
+    }
+
+    /// Start an API client's session, known by its Basic key, bound to one site.
+    pub fn start_basic(&self, key: IdHash, user: UserRecord, site: &SiteId) -> Admission {
+        let now = Instant::now();
+        let session = Session { user: Arc::new(user), created: now, last_active: now, bindings: vec![key] };
+        let admission = session.admission(&self.timeouts, site, now);
+        let mut revoked = Vec::new();
+        {
+            let mut inner = self.lock();
+            inner.end(&key, &mut revoked);
+            inner.sessions.insert(key, session);
+            inner.bindings.insert(key, Binding { session: key, site: site.clone() });
+        }
+        self.notify(&revoked);
+        admission
+    }
+
+    /// Sign-out: end a session on every site.
+    pub fn end(&self, id: &IdHash) {
+        let mut revoked = Vec::new();
+        self.lock().end(id, &mut revoked);
+        self.notify(&revoked);
+    }
+
+    /// A user changed in the store. Disabled, removed or re-passworded users lose every
+    /// session; other changes (levels, timeout) keep sessions but make gates ask again.
+    pub fn user_changed(&self, name: &str, now_stored: Option<UserRecord>) {
+        let mut revoked = Vec::new();
+        {
+            let mut inner = self.lock();
+            let ids: Vec<IdHash> = inner.sessions.iter().filter(|(_, s)| s.user.name == name).map(|(id, _)| *id).collect();
+            for id in ids {
+                let keep = match (&now_stored, inner.sessions.get(&id)) {
+                    (Some(new), Some(s)) => !new.disabled && new.password_hash == s.user.password_hash,
+                    _ => false,
+                };
+                if !keep {
+                    inner.end(&id, &mut revoked);
+                    continue;
+                }
+                let (Some(new), Some(s)) = (&now_stored, inner.sessions.get_mut(&id)) else { continue };
+                s.user = Arc::new(new.clone());
+                let bindings = s.bindings.clone();
+                for b in bindings {
+                    inner.revoke(b, &mut revoked);
+                }
+            }
+        }
+        self.notify(&revoked);
+    }
+
+    /// Activity up, revocations down.
+    pub fn sync(&self, report: SyncReport) -> SyncReply {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        for used in &report.used {
+            let _ = inner.live_binding(&self.timeouts, used, now);
+        }
+        let oldest = inner.log.front().map_or(inner.last_seq + 1, |(seq, _)| *seq);
+        let reset = report.cursor + 1 < oldest || report.cursor > inner.last_seq;
+        let revoked = if reset {
+            Vec::new()
+        } else {
+            inner.log.iter().filter(|(seq, _)| *seq > report.cursor).map(|(_, h)| *h).collect()
+        };
+        SyncReply { cursor: inner.last_seq, revoked, reset }
+    }
+
+    /// End sessions past their idle or absolute limit, and drop stale codes.
+    pub fn reap(&self) {
+        let now = Instant::now();
+        let mut revoked = Vec::new();
+        {
+            let mut inner = self.lock();
+            let dead: Vec<IdHash> = inner.sessions.iter().filter(|(_, s)| !s.alive(&self.timeouts, now)).map(|(id, _)| *id).collect();
+            for id in dead {
+                inner.end(&id, &mut revoked);
+            }
+            inner.codes.retain(|_, c| c.expires > now);
+        }
+        self.notify(&revoked);
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().sessions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+#[path = "sessions_tests.rs"]
+mod tests;

@@ -1,0 +1,129 @@
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::*;
+use crate::config::Level;
+
+fn alice() -> UserRecord {
+    UserRecord {
+        name: "alice".into(),
+        password_hash: "h1".into(),
+        level: Level(3),
+        site_levels: BTreeMap::from([("wiki".into(), Level(5))]),
+        idle_timeout: None,
+        disabled: false,
+        account: "alice".into(),
+    }
+}
+
+fn table() -> SessionTable {
+    SessionTable::new(Timeouts { default_idle: Duration::from_secs(900), absolute: Duration::from_secs(3600) })
+}
+
+fn site(s: &str) -> SiteId {
+    SiteId(s.into())
+}
+
+fn signed_in(t: &SessionTable) -> IdHash {
+    let id = Identifier::new().hash();
+    t.start(id, alice());
+    id
+}
+
+/// A code admits the browser it was minted for, once, with the site's level.
+#[test]
+fn code_admits_once() {
+    let t = table();
+    let s = signed_in(&t);
+    let cookie = Identifier::new().hash();
+    let code = t.mint_code(&s, &site("wiki"), cookie).unwrap();
+    let a = t.redeem(code.as_str(), cookie, &site("wiki")).unwrap();
+    assert_eq!((&*a.user, a.level), ("alice", Level(5)));
+    assert!(t.redeem(code.as_str(), cookie, &site("wiki")).is_none(), "replay");
+    assert_eq!(t.check(cookie, &site("wiki")).unwrap().level, Level(5));
+    assert!(t.check(cookie, &site("app")).is_none(), "a binding holds for its own site only");
+}
+
+/// A code presented with another cookie or for another site admits nobody, and is burnt.
+#[test]
+fn code_bound_to_cookie_and_site() {
+    let t = table();
+    let s = signed_in(&t);
+    let cookie = Identifier::new().hash();
+    let other = Identifier::new().hash();
+    let code = t.mint_code(&s, &site("app"), cookie).unwrap();
+    assert!(t.redeem(code.as_str(), other, &site("app")).is_none());
+    assert!(t.redeem(code.as_str(), cookie, &site("app")).is_none(), "burnt by the failed try");
+    let code = t.mint_code(&s, &site("app"), cookie).unwrap();
+    assert!(t.redeem(code.as_str(), cookie, &site("wiki")).is_none());
+    assert!(t.check(other, &site("app")).is_none());
+}
+
+/// Ending a session revokes every binding, tells subscribers and the log.
+#[test]
+fn sign_out_revokes_everywhere() {
+    let t = table();
+    let told = Arc::new(AtomicUsize::new(0));
+    let seen = told.clone();
+    t.subscribe(move |r| {
+        seen.fetch_add(r.len(), Ordering::SeqCst);
+    });
+    let s = signed_in(&t);
+    let (a, w) = (Identifier::new().hash(), Identifier::new().hash());
+    let code = t.mint_code(&s, &site("app"), a).unwrap();
+    t.redeem(code.as_str(), a, &site("app")).unwrap();
+    let code = t.mint_code(&s, &site("wiki"), w).unwrap();
+    t.redeem(code.as_str(), w, &site("wiki")).unwrap();
+    let before = t.sync(SyncReport::default()).cursor;
+    t.end(&s);
+    assert_eq!(told.load(Ordering::SeqCst), 2);
+    assert!(t.check(a, &site("app")).is_none() && t.check(w, &site("wiki")).is_none());
+    let reply = t.sync(SyncReport { cursor: before, used: vec![] });
+    assert_eq!(reply.revoked.len(), 2);
+    assert!(!reply.reset);
+    assert!(t.sync(SyncReport { cursor: reply.cursor, used: vec![] }).revoked.is_empty());
+}
+
+/// Disabling a user ends their sessions; a level change keeps them with the new level.
+#[test]
+fn user_changes() {
+    let t = table();
+    let s = signed_in(&t);
+    let c = Identifier::new().hash();
+    let code = t.mint_code(&s, &site("app"), c).unwrap();
+    t.redeem(code.as_str(), c, &site("app")).unwrap();
+    let mut changed = alice();
+    changed.level = Level(1);
+    t.user_changed("alice", Some(changed.clone()));
+    assert_eq!(t.check(c, &site("app")).unwrap().level, Level(1));
+    changed.disabled = true;
+    t.user_changed("alice", Some(changed));
+    assert!(t.check(c, &site("app")).is_none());
+    assert!(t.is_empty());
+}
+
+/// A gate whose cursor is ahead of the log (portal restarted) is told to reset.
+#[test]
+fn cursor_ahead_resets() {
+    let t = table();
+    assert!(t.sync(SyncReport { cursor: 99, used: vec![] }).reset);
+    assert!(!t.sync(SyncReport { cursor: 0, used: vec![] }).reset);
+}
+
+/// Level 0 travels to the gate as is (the gate answers 403); a disabled user admits nobody.
+#[test]
+fn level_zero_and_disabled() {
+    let t = table();
+    let id = Identifier::new().hash();
+    let mut u = alice();
+    u.level = Level(0);
+    u.site_levels.clear();
+    t.start(id, u.clone());
+    let c = Identifier::new().hash();
+    let code = t.mint_code(&id, &site("app"), c).unwrap();
+    assert_eq!(t.redeem(code.as_str(), c, &site("app")).unwrap().level, Level(0));
+    u.disabled = true;
+    t.start(id, u);
+    assert!(t.user(&id).is_none());
+    assert!(t.mint_code(&id, &site("app"), Identifier::new().hash()).is_none());
+}

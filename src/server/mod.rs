@@ -1,0 +1,283 @@
+//! Listeners and the accept loops: HTTPS for every site and the portal (routed by SNI and
+//! Host), the plain-HTTP redirect listener, and the admin listener.
+//!
+//! `run` takes already-bound listeners, so the binary binds the configured addresses and
+//! tests bind `127.0.0.1:0`. Shutdown: stop accepting, let in-flight requests finish for
+//! up to `server.shutdown_grace`, then return.
+
+pub mod admin;
+pub mod resolve;
+pub mod tls;
+pub mod urls;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{HOST, HeaderValue};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::central::Central;
+use crate::central::local::LocalCentral;
+use crate::config::Config;
+use crate::gate::{Gate, Routed, SiteRuntime};
+use crate::http::body::Body;
+use crate::http::error::HttpError;
+use crate::http::headers::Scrubber;
+use crate::metrics::Metrics;
+use crate::portal::Portal;
+use crate::proxy::Upstream;
+use crate::store::SqliteStore;
+use urls::Urls;
+
+/// A TLS handshake must finish within this, so half-open clients cannot pile up.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Request headers must arrive within this (slow clients).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(15);
+/// Upper bound on the gate's table (entries); least recently used go first beyond it.
+const TABLE_CAPACITY: u64 = 4_000_000;
+
+/// The sockets `run` serves, bound by the caller.
+pub struct Listeners {
+    pub https: TcpListener,
+    pub http_redirect: Option<TcpListener>,
+    pub admin: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Bind the addresses of `[server]`.
+    pub async fn bind(config: &Config) -> Result<Self, RunError> {
+        let bind = |addr: SocketAddr| async move { TcpListener::bind(addr).await.map_err(|source| RunError::Bind { addr, source }) };
+        Ok(Listeners {
+            https: bind(config.server.listen).await?,
+            http_redirect: match config.server.http_redirect {
+                Some(a) => Some(bind(a).await?),
+                None => None,
+            },
+            admin: match config.server.admin {
+                Some(a) => Some(bind(a).await?),
+                None => None,
+            },
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot listen on {addr}")]
+    Bind { addr: SocketAddr, #[source] source: std::io::Error },
+    #[error("cannot open the store")]
+    Store(#[from] crate::store::StoreError),
+    #[error("cannot set up TLS")]
+    Tls(#[from] tls::TlsError),
+    #[error("backend address of site {site} is not usable")]
+    Backend { site: String, #[source] source: http::uri::InvalidUri },
+    #[error("listener failed")]
+    Io(#[from] std::io::Error),
+}
+
+/// Everything a request needs, shared by all connections.
+pub struct App {
+    pub gate: Arc<Gate>,
+    pub portal: Arc<Portal>,
+    sites_by_host: HashMap<String, Arc<SiteRuntime>>,
+    portal_host: String,
+    urls: Urls,
+}
+
+pub async fn run(listeners: Listeners, config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    let https_addr = listeners.https.local_addr()?;
+    let port = config.portal.public_port.unwrap_or(https_addr.port());
+    let urls = Urls::new(&config.portal.host, config.sites.iter().map(|s| s.host.clone()), port);
+    let metrics = Arc::new(Metrics::new());
+
+    let store = Arc::new(SqliteStore::open(&config.portal.store)?);
+    let portal = Arc::new(Portal::new(&config, store, urls.clone(), metrics.clone())?);
+    portal.provision(&config)?;
+    let central: Arc<dyn Central> = Arc::new(LocalCentral::new(portal.clone()));
+
+    let mut sites = Vec::new();
+    for (index, site) in config.sites.iter().enumerate() {
+        let upstream = Upstream::new(&site.backend, site.connect_timeout, site.response_timeout)
+            .map_err(|source| RunError::Backend { site: site.id.0.clone(), source })?;
+        sites.push(Arc::new(SiteRuntime { index, scrubber: Scrubber::new(&site.headers), config: site.clone(), upstream }));
+    }
+    let gate = Arc::new(Gate::new(sites.clone(), central, urls.clone(), config.portal.cache_margin, TABLE_CAPACITY, metrics));
+    // Single node: a sign-out reaches this process's gate at once, not at the next sync.
+    let table = gate.table.clone();
+    portal.sessions.subscribe(move |revoked| revoked.iter().for_each(|k| table.remove(k)));
+
+    let app = Arc::new(App {
+        gate: gate.clone(),
+        portal: portal.clone(),
+        sites_by_host: sites.iter().map(|s| (s.config.host.clone(), s.clone())).collect(),
+        portal_host: config.portal.host.clone(),
+        urls,
+    });
+    let acceptor = TlsAcceptor::from(tls::server_config(&config)?);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(crate::gate::sync::run(gate, config.portal.sync_interval, stop_rx.clone()));
+    tokio::spawn(portal.maintain(stop_rx.clone()));
+    let graceful = GracefulShutdown::new();
+    if let Some(l) = listeners.admin {
+        tracing::info!(addr = %l.local_addr()?, "admin listener (healthz, readyz, metrics)");
+        tokio::spawn(serve_plain(l, app.clone(), Plain::Admin, stop_rx.clone()));
+    }
+    if let Some(l) = listeners.http_redirect {
+        tracing::info!(addr = %l.local_addr()?, "plain HTTP listener redirecting to HTTPS");
+        tokio::spawn(serve_plain(l, app.clone(), Plain::Redirect, stop_rx.clone()));
+    }
+    tracing::info!(addr = %https_addr, portal = %app.urls.portal_origin(), sites = app.sites_by_host.len(), "gatehouse serving");
+
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).max_buf_size(64 * 1024);
+    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256).max_header_list_size(64 * 1024);
+    let builder = Arc::new(builder);
+
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listeners.https.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // Out of file descriptors and the like: log, breathe, go on.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = tcp.set_nodelay(true);
+                let (acceptor, app, builder, watcher) = (acceptor.clone(), app.clone(), builder.clone(), graceful.watcher());
+                tokio::spawn(async move {
+                    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => { tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"); return; }
+                        Err(_) => { tracing::debug!(peer = %peer, "TLS handshake timed out"); return; }
+                    };
+                    let sni: Option<Arc<str>> = tls.get_ref().1.server_name().map(|s| s.to_ascii_lowercase().into());
+                    let service = service_fn(move |req| {
+                        let (app, sni) = (app.clone(), sni.clone());
+                        async move { Ok::<_, std::convert::Infallible>(app.serve(req, peer, sni.as_deref()).await) }
+                    });
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+                    if let Err(e) = watcher.watch(conn.into_owned()).await {
+                        tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    tracing::info!("shutting down: no new connections; letting in-flight requests finish");
+    let _ = stop_tx.send(true);
+    drop(listeners.https);
+    match tokio::time::timeout(config.server.shutdown_grace, graceful.shutdown()).await {
+        Ok(()) => tracing::info!("all connections closed"),
+        Err(_) => tracing::warn!(grace = ?config.server.shutdown_grace, "grace period over; cutting remaining connections"),
+    }
+    Ok(())
+}
+
+/// The host a request is for: `:authority` (HTTP/2) or `Host` (HTTP/1.1), lowercase and
+/// without port, plus the value as sent. Both present and different → refused.
+fn request_host<B>(req: &Request<B>) -> Result<(String, HeaderValue), HttpError> {
+    let from_uri = req.uri().authority().map(|a| a.as_str());
+    let from_header = req.headers().get(HOST).map(|h| h.to_str().map_err(|_| HttpError::BadRequest("Host header")));
+    let raw = match (from_uri, from_header) {
+        (Some(a), Some(h)) => {
+            let h = h?;
+            if !a.eq_ignore_ascii_case(h) {
+                return Err(HttpError::BadRequest("the request target and Host disagree"));
+            }
+            a
+        }
+        (Some(a), None) => a,
+        (None, Some(h)) => h?,
+        (None, None) => return Err(HttpError::BadRequest("no Host header")),
+    };
+    let authority: http::uri::Authority = raw.parse().map_err(|_| HttpError::BadRequest("Host header"))?;
+    let host = authority.host().trim_end_matches('.').to_ascii_lowercase();
+    let value = HeaderValue::from_str(authority.as_str()).map_err(|_| HttpError::BadRequest("Host header"))?;
+    Ok((host, value))
+}
+
+impl App {
+    async fn serve(&self, req: Request<Incoming>, peer: SocketAddr, sni: Option<&str>) -> Response<Body> {
+        let (host, host_value) = match request_host(&req) {
+            Ok(h) => h,
+            Err(e) => return e.into_response(),
+        };
+        // A connection opened for one name must not be reused for another (also on HTTP/2).
+        if sni.is_some_and(|sni| sni != host) {
+            return HttpError::Misdirected.into_response();
+        }
+        if host == self.portal_host {
+            return self.portal.handle(req, peer).await;
+        }
+        match self.sites_by_host.get(&host) {
+            Some(site) => self.gate.handle(site, Routed { req, peer, host: host_value }).await,
+            None => HttpError::UnknownHost.into_response(),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Plain {
+    Admin,
+    Redirect,
+}
+
+/// The plain-HTTP listeners: admin endpoints, or a redirect of everything to HTTPS.
+async fn serve_plain(listener: TcpListener, app: Arc<App>, kind: Plain, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let (tcp, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(c) => c,
+                Err(e) => { tracing::warn!(error = %e, "accept failed"); tokio::time::sleep(Duration::from_millis(50)).await; continue; }
+            },
+            _ = stop.changed() => return,
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req: Request<Incoming>| {
+                let app = app.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(match kind {
+                        Plain::Admin => admin::handle(&app, &req),
+                        Plain::Redirect => redirect_to_https(&app, &req),
+                    })
+                }
+            });
+            let mut http1 = hyper::server::conn::http1::Builder::new();
+            http1.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+            let _ = http1.serve_connection(TokioIo::new(tcp), service).await;
+        });
+    }
+}
+
+/// Plain HTTP → the same host and path over HTTPS, for configured hosts only.
+fn redirect_to_https<B>(app: &App, req: &Request<B>) -> Response<Body> {
+    let Ok((host, _)) = request_host(req) else { return HttpError::BadRequest("Host header").into_response() };
+    if host != app.portal_host && !app.urls.is_site_host(&host) {
+        return HttpError::UnknownHost.into_response();
+    }
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let location = format!("{}{}", app.urls.origin(&host), path);
+    let mut res = Response::new(Body::empty());
+    *res.status_mut() = StatusCode::PERMANENT_REDIRECT;
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        res.headers_mut().insert(http::header::LOCATION, v);
+    }
+    res
+}

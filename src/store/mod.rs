@@ -1,0 +1,89 @@
+//! The portal's durable state: users and their accounts, behind one interface.
+//!
+//! [`Store`] is the seam a second engine (PostgreSQL, for several portals) plugs into;
+//! [`sqlite::SqliteStore`] is the default. Calls are blocking and short: async callers run
+//! them with `tokio::task::spawn_blocking` (see `portal::Portal::store_call`).
+
+pub mod sqlite;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::config::Level;
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store failed")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the store holds a bad value in {field}")]
+    Corrupt { field: &'static str },
+    #[error("cannot open the store at {path}")]
+    Open { path: String, #[source] source: std::io::Error },
+}
+
+/// A user as the portal needs it to sign them in and to decide their level.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub name: String,
+    pub password_hash: String,
+    pub level: Level,
+    pub site_levels: BTreeMap<String, Level>,
+    /// `None`: the portal default. `Some(ZERO)`: no idle limit.
+    pub idle_timeout: Option<Duration>,
+    pub disabled: bool,
+    /// The account this user belongs to (sent to backends as the account header).
+    pub account: String,
+}
+
+impl std::fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("name", &self.name)
+            .field("password_hash", &"<redacted>")
+            .field("level", &self.level)
+            .field("site_levels", &self.site_levels)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("disabled", &self.disabled)
+            .field("account", &self.account)
+            .finish()
+    }
+}
+
+impl UserRecord {
+    /// The level on one site: the per-site level where given, else the user's own.
+    pub fn level_on(&self, site: &str) -> Level {
+        self.site_levels.get(site).copied().unwrap_or(self.level)
+    }
+}
+
+/// What the store keeps of a user; used to create or update one.
+#[derive(Clone)]
+pub struct NewUser {
+    pub name: String,
+    pub password_hash: String,
+    pub level: Level,
+    pub site_levels: BTreeMap<String, Level>,
+    pub idle_timeout: Option<Duration>,
+    pub disabled: bool,
+}
+
+pub trait Store: Send + Sync + 'static {
+    fn user(&self, name: &str) -> Result<Option<UserRecord>, StoreError>;
+    fn list_users(&self) -> Result<Vec<UserRecord>, StoreError>;
+    /// Create the user (and their account), or update every field of an existing one.
+    /// Returns true when the stored user changed.
+    fn upsert_user(&self, user: &NewUser) -> Result<bool, StoreError>;
+    /// Create a user; false when the name is taken.
+    fn add_user(&self, user: &NewUser) -> Result<bool, StoreError>;
+    fn set_password(&self, name: &str, password_hash: &str) -> Result<bool, StoreError>;
+    fn set_level(&self, name: &str, level: Level, site_levels: Option<&BTreeMap<String, Level>>) -> Result<bool, StoreError>;
+    fn set_disabled(&self, name: &str, disabled: bool) -> Result<bool, StoreError>;
+    fn remove_user(&self, name: &str) -> Result<bool, StoreError>;
+    /// Users changed after `revision`, and the newest revision. Lets a running portal learn
+    /// of changes made by `gatehouse user …` from another process.
+    fn users_changed_since(&self, revision: i64) -> Result<(Vec<String>, i64), StoreError>;
+    /// A named 256-bit secret, created on first use and kept across restarts.
+    fn secret(&self, name: &str) -> Result<[u8; 32], StoreError>;
+}

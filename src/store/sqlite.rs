@@ -1,0 +1,337 @@
+//! [`Store`] on an SQLite file: WAL journal, every change in a transaction, schema versions
+//! kept in `PRAGMA user_version` and applied in order at open.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{NewUser, Store, StoreError, UserRecord};
+use crate::config::Level;
+
+/// Schema versions, applied in order. Never edit a shipped step; add a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: users, accounts, secrets, and a revision counter for change polling.
+    "CREATE TABLE accounts (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL
+     );
+     CREATE TABLE users (
+        name TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        level INTEGER NOT NULL,
+        site_levels TEXT NOT NULL DEFAULT '{}',
+        idle_timeout_secs INTEGER,
+        disabled INTEGER NOT NULL DEFAULT 0,
+        account_id INTEGER NOT NULL REFERENCES accounts(id),
+        revision INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL
+     );
+     CREATE INDEX users_revision ON users(revision);
+     CREATE TABLE secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+     CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+     INSERT INTO meta (key, value) VALUES ('revision', 0);
+     -- Removed users leave a row here so that running portals learn of the removal.
+     CREATE TABLE removed_users (name TEXT NOT NULL, revision INTEGER NOT NULL);",
+];
+
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+impl SqliteStore {
+    /// Open (creating file, folder and schema if missing) and migrate to the newest schema.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Open { path: dir.display().to_string(), source })?;
+        }
+        let conn = Connection::open(path)?;
+        Self::setup(conn)
+    }
+
+    /// A private in-memory store (tests, tools).
+    pub fn in_memory() -> Result<Self, StoreError> {
+        Self::setup(Connection::open_in_memory()?)
+    }
+
+    fn setup(mut conn: Connection) -> Result<Self, StoreError> {
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        for (i, step) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+            tx.execute_batch(step)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        }
+        tx.commit()?;
+        Ok(SqliteStore { conn: Mutex::new(conn) })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll
+        // back), so a poisoned lock is safe to keep using.
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut conn)
+    }
+}
+
+/// Bump the global revision inside `tx` and return the new value.
+fn next_revision(tx: &rusqlite::Transaction) -> Result<i64, StoreError> {
+    tx.execute("UPDATE meta SET value = value + 1 WHERE key = 'revision'", [])?;
+    Ok(tx.query_row("SELECT value FROM meta WHERE key = 'revision'", [], |r| r.get(0))?)
+}
+
+fn encode_levels(levels: &BTreeMap<String, Level>) -> String {
+    let plain: BTreeMap<&str, u32> = levels.iter().map(|(k, v)| (k.as_str(), v.0)).collect();
+    serde_json::to_string(&plain).unwrap_or_else(|_| "{}".into())
+}
+
+fn decode_levels(s: &str) -> Result<BTreeMap<String, Level>, StoreError> {
+    let plain: BTreeMap<String, u32> = serde_json::from_str(s).map_err(|_| StoreError::Corrupt { field: "users.site_levels" })?;
+    Ok(plain.into_iter().map(|(k, v)| (k, Level(v))).collect())
+}
+
+const SELECT_USER: &str = "SELECT u.name, u.password_hash, u.level, u.site_levels, u.idle_timeout_secs, u.disabled, a.name
+     FROM users u JOIN accounts a ON a.id = u.account_id";
+
+fn row_to_user(r: &rusqlite::Row) -> rusqlite::Result<(String, String, i64, String, Option<i64>, bool, String)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+}
+
+fn to_record(t: (String, String, i64, String, Option<i64>, bool, String)) -> Result<UserRecord, StoreError> {
+    let (name, password_hash, level, site_levels, idle, disabled, account) = t;
+    Ok(UserRecord {
+        name,
+        password_hash,
+        level: Level(u32::try_from(level).map_err(|_| StoreError::Corrupt { field: "users.level" })?),
+        site_levels: decode_levels(&site_levels)?,
+        idle_timeout: idle.map(|s| Duration::from_secs(s.max(0) as u64)),
+        disabled,
+        account,
+    })
+}
+
+fn insert_user(tx: &rusqlite::Transaction, u: &NewUser, revision: i64) -> Result<(), StoreError> {
+    // The account is named after its first user; a name clash (an account left by a removed
+    // user) gets a numbered suffix rather than joining someone else's account.
+    let mut account = u.name.clone();
+    let mut n = 1;
+    while tx.query_row("SELECT 1 FROM accounts WHERE name = ?1", [&account], |_| Ok(())).optional()?.is_some() {
+        n += 1;
+        account = format!("{}#{n}", u.name);
+    }
+    tx.execute("INSERT INTO accounts (name, created_at) VALUES (?1, ?2)", params![account, now_secs()])?;
+    let account_id = tx.last_insert_rowid();
+    tx.execute(
+        "INSERT INTO users (name, password_hash, level, site_levels, idle_timeout_secs, disabled, account_id, revision, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            u.name,
+            u.password_hash,
+            u.level.0,
+            encode_levels(&u.site_levels),
+            u.idle_timeout.map(|d| d.as_secs() as i64),
+            u.disabled,
+            account_id,
+            revision,
+            now_secs()
+        ],
+    )?;
+    Ok(())
+}
+
+impl Store for SqliteStore {
+    fn user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        self.with(|c| {
+            let row = c.query_row(&format!("{SELECT_USER} WHERE u.name = ?1"), [name], row_to_user).optional()?;
+            row.map(to_record).transpose()
+        })
+    }
+
+    fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(&format!("{SELECT_USER} ORDER BY u.name"))?;
+            let rows = stmt.query_map([], row_to_user)?;
+            rows.map(|r| to_record(r?)).collect()
+        })
+    }
+
+    fn upsert_user(&self, u: &NewUser) -> Result<bool, StoreError> {
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let existing = tx.query_row(&format!("{SELECT_USER} WHERE u.name = ?1"), [&u.name], row_to_user).optional()?;
+            let changed = match existing.map(to_record).transpose()? {
+                None => {
+                    let rev = next_revision(&tx)?;
+                    insert_user(&tx, u, rev)?;
+                    true
+                }
+                Some(old) => {
+                    let same = old.password_hash == u.password_hash
+                        && old.level == u.level
+                        && old.site_levels == u.site_levels
+                        && old.idle_timeout == u.idle_timeout
+                        && old.disabled == u.disabled;
+                    if !same {
+                        let rev = next_revision(&tx)?;
+                        tx.execute(
+                            "UPDATE users SET password_hash = ?2, level = ?3, site_levels = ?4, idle_timeout_secs = ?5, disabled = ?6, revision = ?7 WHERE name = ?1",
+                            params![u.name, u.password_hash, u.level.0, encode_levels(&u.site_levels), u.idle_timeout.map(|d| d.as_secs() as i64), u.disabled, rev],
+                        )?;
+                    }
+                    !same
+                }
+            };
+            tx.commit()?;
+            Ok(changed)
+        })
+    }
+
+    fn add_user(&self, u: &NewUser) -> Result<bool, StoreError> {
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            if tx.query_row("SELECT 1 FROM users WHERE name = ?1", [&u.name], |_| Ok(())).optional()?.is_some() {
+                return Ok(false);
+            }
+            let rev = next_revision(&tx)?;
+            insert_user(&tx, u, rev)?;
+            tx.commit()?;
+            Ok(true)
+        })
+    }
+
+    fn set_password(&self, name: &str, password_hash: &str) -> Result<bool, StoreError> {
+        self.update(name, "password_hash = ?3", &[&password_hash])
+    }
+
+    fn set_level(&self, name: &str, level: Level, site_levels: Option<&BTreeMap<String, Level>>) -> Result<bool, StoreError> {
+        match site_levels {
+            Some(levels) => self.update(name, "level = ?3, site_levels = ?4", &[&level.0, &encode_levels(levels)]),
+            None => self.update(name, "level = ?3", &[&level.0]),
+        }
+    }
+
+    fn set_disabled(&self, name: &str, disabled: bool) -> Result<bool, StoreError> {
+        self.update(name, "disabled = ?3", &[&disabled])
+    }
+
+    fn remove_user(&self, name: &str) -> Result<bool, StoreError> {
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let account: Option<i64> = tx.query_row("SELECT account_id FROM users WHERE name = ?1", [name], |r| r.get(0)).optional()?;
+            let Some(account) = account else { return Ok(false) };
+            let rev = next_revision(&tx)?;
+            tx.execute("DELETE FROM users WHERE name = ?1", [name])?;
+            tx.execute("DELETE FROM accounts WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM users WHERE account_id = ?1)", [account])?;
+            tx.execute("INSERT INTO removed_users (name, revision) VALUES (?1, ?2)", params![name, rev])?;
+            tx.commit()?;
+            Ok(true)
+        })
+    }
+
+    fn users_changed_since(&self, revision: i64) -> Result<(Vec<String>, i64), StoreError> {
+        self.with(|c| {
+            let newest: i64 = c.query_row("SELECT value FROM meta WHERE key = 'revision'", [], |r| r.get(0))?;
+            if newest <= revision {
+                return Ok((Vec::new(), newest));
+            }
+            let mut stmt = c.prepare(
+                "SELECT name FROM users WHERE revision > ?1 UNION SELECT name FROM removed_users WHERE revision > ?1",
+            )?;
+            let names = stmt.query_map([revision], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
+            Ok((names, newest))
+        })
+    }
+
+    fn secret(&self, name: &str) -> Result<[u8; 32], StoreError> {
+        self.with(|c| {
+            let fresh = crate::crypto::random_bytes::<32>();
+            c.execute("INSERT OR IGNORE INTO secrets (name, value) VALUES (?1, ?2)", params![name, fresh.to_vec()])?;
+            let value: Vec<u8> = c.query_row("SELECT value FROM secrets WHERE name = ?1", [name], |r| r.get(0))?;
+            value.try_into().map_err(|_| StoreError::Corrupt { field: "secrets.value" })
+        })
+    }
+}
+
+impl SqliteStore {
+    /// Update columns of one user and bump its revision. In `set`, `?1` is the name, `?2`
+    /// the new revision, and `?3`… the `values`.
+    fn update(&self, name: &str, set: &str, values: &[&dyn rusqlite::ToSql]) -> Result<bool, StoreError> {
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            if tx.query_row("SELECT 1 FROM users WHERE name = ?1", [name], |_| Ok(())).optional()?.is_none() {
+                return Ok(false);
+            }
+            let rev = next_revision(&tx)?;
+            let sql = format!("UPDATE users SET {set}, revision = ?2 WHERE name = ?1");
+            let mut all: Vec<&dyn rusqlite::ToSql> = vec![&name, &rev];
+            all.extend_from_slice(values);
+            tx.execute(&sql, all.as_slice())?;
+            tx.commit()?;
+            Ok(true)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(name: &str) -> NewUser {
+        NewUser {
+            name: name.into(),
+            password_hash: "$argon2id$x".into(),
+            level: Level(3),
+            site_levels: BTreeMap::from([("wiki".to_string(), Level(5))]),
+            idle_timeout: Some(Duration::from_secs(600)),
+            disabled: false,
+        }
+    }
+
+    /// Users round-trip with their account, levels and timeout.
+    #[test]
+    fn add_and_read_user() {
+        let s = SqliteStore::in_memory().unwrap();
+        assert!(s.add_user(&user("alice")).unwrap());
+        assert!(!s.add_user(&user("alice")).unwrap());
+        let u = s.user("alice").unwrap().unwrap();
+        assert_eq!(u.account, "alice");
+        assert_eq!(u.level_on("wiki"), Level(5));
+        assert_eq!(u.level_on("app"), Level(3));
+        assert_eq!(u.idle_timeout, Some(Duration::from_secs(600)));
+        assert!(s.user("bob").unwrap().is_none());
+    }
+
+    /// Every change bumps the revision so running portals can notice it.
+    #[test]
+    fn changes_are_visible_by_revision() {
+        let s = SqliteStore::in_memory().unwrap();
+        s.add_user(&user("alice")).unwrap();
+        s.add_user(&user("bob")).unwrap();
+        let (_, rev) = s.users_changed_since(0).unwrap();
+        assert!(!s.upsert_user(&user("alice")).unwrap(), "same values change nothing");
+        assert!(s.set_level("bob", Level(1), None).unwrap());
+        assert_eq!(s.users_changed_since(rev).unwrap().0, vec!["bob".to_string()]);
+        let (_, rev) = s.users_changed_since(0).unwrap();
+        assert!(s.remove_user("alice").unwrap());
+        assert_eq!(s.users_changed_since(rev).unwrap().0, vec!["alice".to_string()]);
+        assert!(!s.set_disabled("nobody", true).unwrap());
+    }
+
+    /// Secrets are created once and then stable.
+    #[test]
+    fn secrets_are_stable() {
+        let s = SqliteStore::in_memory().unwrap();
+        assert_eq!(s.secret("csrf").unwrap(), s.secret("csrf").unwrap());
+        assert_ne!(s.secret("csrf").unwrap(), s.secret("other").unwrap());
+    }
+}
