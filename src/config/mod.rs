@@ -80,6 +80,7 @@ pub struct Portal {
     pub absolute_timeout: Duration,
     pub cache_margin: Duration,
     pub sync_interval: Duration,
+    pub code_ttl: Duration,
     pub max_concurrent_hashes: usize,
     pub mail: Mail,
 }

@@ -57,6 +57,8 @@ pub struct RawPortal {
     pub absolute_timeout: Option<Str>,
     pub cache_margin: Option<Str>,
     pub sync_interval: Option<Str>,
+    /// How long a hand-off code may wait for its redemption (default 60s).
+    pub code_ttl: Option<Str>,
     /// How many argon2id verifications may run at once (default: number of CPUs).
     pub max_concurrent_hashes: Option<Spanned<usize>>,
     pub mail: Option<RawMail>,

@@ -130,6 +130,12 @@ fn check_portal(c: &mut Checker, p: &RawPortal) -> Portal {
     let absolute_timeout = c.duration(&p.absolute_timeout, "portal.absolute_timeout", Duration::from_secs(12 * 3600));
     let cache_margin = c.duration(&p.cache_margin, "portal.cache_margin", Duration::from_secs(60));
     let sync_interval = c.duration(&p.sync_interval, "portal.sync_interval", Duration::from_secs(15));
+    let code_ttl = c.duration(&p.code_ttl, "portal.code_ttl", Duration::from_secs(60));
+    if code_ttl.is_zero() || code_ttl > Duration::from_secs(600) {
+        if let Some(v) = &p.code_ttl {
+            c.error(v, "portal.code_ttl", "must be between 1s and 10m");
+        }
+    }
 
     if idle_timeout.is_zero() {
         if let Some(v) = &p.idle_timeout {
@@ -186,6 +192,7 @@ fn check_portal(c: &mut Checker, p: &RawPortal) -> Portal {
         absolute_timeout,
         cache_margin,
         sync_interval,
+        code_ttl,
         max_concurrent_hashes,
         mail,
     }

@@ -5,6 +5,7 @@ use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Method, Response, StatusCode};
 
 use super::{Gate, Routed, SiteRuntime, site_cookie};
+use crate::crypto::IdHash;
 use crate::http::body::Body;
 use crate::http::error::HttpError;
 use crate::http::page;
@@ -50,9 +51,13 @@ async fn callback(gate: &Gate, site: &SiteRuntime, incoming: &Routed) -> Result<
     }
     let target = rd.and_then(|rd| gate.urls.check_redirect(&rd)).unwrap_or_else(|| "/".to_string());
     let cookie = site_cookie(&incoming.req)?;
-    let admission = match (code, cookie) {
-        (Some(code), Some(cookie)) if code.len() <= 64 => {
-            gate.central.redeem(&code, cookie, &site.config.id).await.map_err(HttpError::PortalDown)?.map(|a| (cookie, a))
+    // A code is consumed by any attempt, even one without a site cookie: a code that
+    // reached the wrong browser must be dead before anyone else can try it.
+    let admission = match code {
+        Some(code) if code.len() <= 64 => {
+            let bound_to = cookie.unwrap_or(IdHash([0; 32]));
+            let redeemed = gate.central.redeem(&code, bound_to, &site.config.id).await.map_err(HttpError::PortalDown)?;
+            redeemed.filter(|_| cookie.is_some()).map(|a| (bound_to, a))
         }
         _ => None,
     };

@@ -72,7 +72,7 @@ impl Portal {
         );
         Ok(Portal {
             store,
-            sessions: SessionTable::new(Timeouts { default_idle: p.idle_timeout, absolute: p.absolute_timeout }),
+            sessions: SessionTable::new(Timeouts { default_idle: p.idle_timeout, absolute: p.absolute_timeout, code_ttl: p.code_ttl }),
             verifier: Verifier::new(p.max_concurrent_hashes),
             csrf_key,
             sites,

@@ -16,8 +16,6 @@ use crate::config::SiteId;
 use crate::crypto::{IdHash, Identifier, ct_eq};
 use crate::store::UserRecord;
 
-/// How long a one-time code may wait for its redemption.
-pub const CODE_TTL: Duration = Duration::from_secs(60);
 /// Revocations kept for gates that sync late; one that falls further behind drops its table.
 const REVOCATION_LOG_CAP: usize = 100_000;
 
@@ -25,6 +23,8 @@ const REVOCATION_LOG_CAP: usize = 100_000;
 pub struct Timeouts {
     pub default_idle: Duration,
     pub absolute: Duration,
+    /// How long a one-time code may wait for its redemption.
+    pub code_ttl: Duration,
 }
 
 type Listener = Box<dyn Fn(&[IdHash]) + Send + Sync>;
@@ -176,7 +176,7 @@ impl SessionTable {
             return None;
         }
         let code = Identifier::new();
-        let entry = Code { site: site.clone(), binding, session: *id, expires: now + CODE_TTL };
+        let entry = Code { site: site.clone(), binding, session: *id, expires: now + self.timeouts.code_ttl };
         inner.codes.insert(code.hash(), entry);
         Some(code)
     }

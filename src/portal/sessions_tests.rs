@@ -17,7 +17,7 @@ fn alice() -> UserRecord {
 }
 
 fn table() -> SessionTable {
-    SessionTable::new(Timeouts { default_idle: Duration::from_secs(900), absolute: Duration::from_secs(3600) })
+    SessionTable::new(Timeouts { default_idle: Duration::from_secs(900), absolute: Duration::from_secs(3600), code_ttl: Duration::from_secs(60) })
 }
 
 fn site(s: &str) -> SiteId {

@@ -1,0 +1,223 @@
+//! A small HTTPS client for tests: one connection per request, SNI from the URL's host,
+//! every host resolved to 127.0.0.1 (the gateway's port), the dev CA trusted, and a cookie
+//! jar per host that checks every `__Host-` cookie carries the attributes SPEC §3 requires.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::header::{COOKIE, HOST, LOCATION, SET_COOKIE};
+use http::{HeaderMap, Method, Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: String,
+    pub url: String,
+}
+
+impl Resp {
+    pub fn location(&self) -> Option<String> {
+        let loc = self.headers.get(LOCATION)?.to_str().ok()?;
+        if loc.starts_with('/') {
+            // Resolve a local redirect against this response's origin.
+            let origin_end = self.url.find("://").map(|i| i + 3).and_then(|i| self.url[i..].find('/').map(|j| i + j))?;
+            Some(format!("{}{}", &self.url[..origin_end], loc))
+        } else {
+            Some(loc.to_string())
+        }
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+pub struct Client {
+    port: u16,
+    tls: TlsConnector,
+    h2_tls: TlsConnector,
+    /// Use HTTP/2 (ALPN h2) instead of HTTP/1.1.
+    pub http2: bool,
+    jar: Mutex<HashMap<String, BTreeMap<String, String>>>,
+}
+
+fn connector(alpn: &[&[u8]]) -> TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(super::ca_file()).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    TlsConnector::from(Arc::new(config))
+}
+
+/// Split `https://host:port/path?q` into (host, path-and-query).
+pub fn split_url(url: &str) -> (String, String) {
+    let rest = url.strip_prefix("https://").unwrap_or_else(|| panic!("not an https URL: {url}"));
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+    (host.to_string(), path.to_string())
+}
+
+impl Client {
+    pub fn new(port: u16) -> Self {
+        Client { port, tls: connector(&[b"http/1.1"]), h2_tls: connector(&[b"h2"]), http2: false, jar: Mutex::new(HashMap::new()) }
+    }
+
+    /// A TLS connection to the gateway for `host` (SNI), for raw-bytes tests.
+    pub async fn connect(&self, host: &str) -> TlsStream<TcpStream> {
+        self.connect_with(host, &self.tls).await
+    }
+
+    async fn connect_with(&self, host: &str, tls: &TlsConnector) -> TlsStream<TcpStream> {
+        let tcp = TcpStream::connect(("127.0.0.1", self.port)).await.unwrap();
+        let name = ServerName::try_from(host.to_string()).unwrap();
+        tls.connect(name, tcp).await.unwrap()
+    }
+
+    pub fn cookie(&self, host: &str, name: &str) -> Option<String> {
+        self.jar.lock().unwrap().get(host)?.get(name).cloned()
+    }
+
+    pub fn set_cookie(&self, host: &str, name: &str, value: &str) {
+        self.jar.lock().unwrap().entry(host.to_string()).or_default().insert(name.to_string(), value.to_string());
+    }
+
+    pub fn clear_cookies(&self, host: &str) {
+        self.jar.lock().unwrap().remove(host);
+    }
+
+    fn cookie_header(&self, host: &str) -> Option<String> {
+        let jar = self.jar.lock().unwrap();
+        let cookies = jar.get(host)?;
+        (!cookies.is_empty()).then(|| cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; "))
+    }
+
+    fn store_cookies(&self, host: &str, headers: &HeaderMap) {
+        let mut jar = self.jar.lock().unwrap();
+        for value in headers.get_all(SET_COOKIE) {
+            let value = value.to_str().unwrap();
+            let mut parts = value.split(';').map(str::trim);
+            let (name, val) = parts.next().unwrap().split_once('=').unwrap();
+            let attrs: Vec<String> = parts.map(|a| a.to_ascii_lowercase()).collect();
+            if name.starts_with("__Host-") {
+                for required in ["secure", "httponly", "samesite=lax", "path=/"] {
+                    assert!(attrs.iter().any(|a| a == required), "cookie {name} lacks {required}: {value}");
+                }
+                assert!(!attrs.iter().any(|a| a.starts_with("domain")), "__Host- cookie with Domain: {value}");
+            }
+            let cookies = jar.entry(host.to_string()).or_default();
+            if attrs.iter().any(|a| a == "max-age=0") {
+                cookies.remove(name);
+            } else {
+                cookies.insert(name.to_string(), val.to_string());
+            }
+        }
+    }
+
+    pub async fn get(&self, url: &str) -> Resp {
+        self.request(Method::GET, url, &[], Bytes::new()).await
+    }
+
+    pub async fn post_form(&self, url: &str, fields: &[(&str, &str)]) -> Resp {
+        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
+        self.request(Method::POST, url, &[("content-type", "application/x-www-form-urlencoded")], Bytes::from(body)).await
+    }
+
+    /// GET and follow redirects (up to 10), like a browser.
+    pub async fn follow(&self, url: &str) -> Resp {
+        let mut url = url.to_string();
+        for _ in 0..10 {
+            let res = self.get(&url).await;
+            if !(300..400).contains(&res.status) {
+                return res;
+            }
+            url = res.location().expect("redirect without Location");
+        }
+        panic!("too many redirects, last {url}");
+    }
+
+    /// A request with extra headers (appended, so duplicates are possible) and a body.
+    pub async fn request(&self, method: Method, url: &str, headers: &[(&str, &str)], body: Bytes) -> Resp {
+        let res = self.send(method, url, headers, Full::new(body)).await;
+        let (parts, body) = res.into_parts();
+        let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+        Resp { status: parts.status.as_u16(), headers: parts.headers, body: String::from_utf8_lossy(&bytes).into_owned(), url: url.to_string() }
+    }
+
+    /// Send any body; the response body is left streaming.
+    pub async fn send<B>(&self, method: Method, url: &str, headers: &[(&str, &str)], body: B) -> Response<Incoming>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (host, path) = split_url(url);
+        let mut builder = Request::builder().method(method);
+        if self.http2 {
+            builder = builder.uri(format!("https://{host}:{}{path}", self.port)).version(http::Version::HTTP_2);
+        } else {
+            builder = builder.uri(path.as_str()).header(HOST, format!("{host}:{}", self.port));
+        }
+        if let Some(c) = self.cookie_header(&host) {
+            builder = builder.header(COOKIE, c);
+        }
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let req = builder.body(body).unwrap();
+        let res = if self.http2 {
+            let io = TokioIo::new(self.connect_with(&host, &self.h2_tls).await);
+            let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await.unwrap();
+            tokio::spawn(conn);
+            sender.send_request(req).await.unwrap()
+        } else {
+            let io = TokioIo::new(self.connect(&host).await);
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+            tokio::spawn(conn.with_upgrades());
+            sender.send_request(req).await.unwrap()
+        };
+        self.store_cookies(&host, res.headers());
+        res
+    }
+}
+
+/// A plain-HTTP GET (admin and redirect listeners).
+pub async fn plain_get(addr: SocketAddr, host: &str, path: &str) -> (u16, String) {
+    let (status, _, body) = plain_request(addr, host, path).await;
+    (status, body)
+}
+
+pub async fn plain_request(addr: SocketAddr, host: &str, path: &str) -> (u16, HeaderMap, String) {
+    let io = TokioIo::new(TcpStream::connect(addr).await.unwrap());
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+    tokio::spawn(conn);
+    let req = Request::get(path).header(HOST, host).body(Full::new(Bytes::new())).unwrap();
+    let res = sender.send_request(req).await.unwrap();
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
