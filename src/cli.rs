@@ -33,6 +33,8 @@ enum Command {
     /// Manage users in the store
     #[command(subcommand)]
     User(UserCommand),
+    /// Exit 0 when the running gateway's admin listener answers /healthz (for containers)
+    Healthcheck,
 }
 
 #[derive(Subcommand)]
@@ -91,6 +93,7 @@ pub fn main() -> ExitCode {
         Command::Check => return check(&path),
         Command::HashPassword => hash_password(),
         Command::User(cmd) => user(&path, cmd),
+        Command::Healthcheck => healthcheck(&path),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -289,4 +292,32 @@ fn check_idle_timeout(config: &Config, d: Duration) -> Result<(), Failure> {
         return Err(Failure("--idle-timeout must be longer than portal.cache_margin".into()));
     }
     Ok(())
+}
+
+/// GET http://<server.admin>/healthz, so container health checks need no curl in the image.
+fn healthcheck(path: &std::path::Path) -> Result<(), Failure> {
+    let config = load(path)?;
+    let Some(mut addr) = config.server.admin else {
+        return Err(Failure(format!("server.admin is not set in {}, so there is no /healthz to ask", path.display())));
+    };
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let ask = async {
+            let tcp = tokio::net::TcpStream::connect(addr).await?;
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await?;
+            tokio::spawn(conn);
+            let req = http::Request::get("/healthz").header(http::header::HOST, addr.to_string()).body(http_body_util::Empty::<bytes::Bytes>::new())?;
+            let res = sender.send_request(req).await?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(res.status())
+        };
+        match tokio::time::timeout(Duration::from_secs(5), ask).await {
+            Ok(Ok(status)) if status.is_success() => Ok(()),
+            Ok(Ok(status)) => Err(Failure(format!("http://{addr}/healthz answered {status}"))),
+            Ok(Err(e)) => Err(Failure(format!("http://{addr}/healthz could not be reached: {e}"))),
+            Err(_) => Err(Failure(format!("http://{addr}/healthz did not answer within 5s"))),
+        }
+    })
 }

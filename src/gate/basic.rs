@@ -28,7 +28,8 @@ pub struct Credential<'a> {
 pub fn credential(headers: &HeaderMap) -> Option<Result<Credential<'_>, HttpError>> {
     let value = headers.get(AUTHORIZATION)?;
     let raw = value.as_bytes();
-    let (scheme, rest) = value.to_str().ok()?.split_once(' ')?;
+    let Ok(text) = value.to_str() else { return Some(Err(HttpError::Unauthorized { basic: true })) };
+    let (scheme, rest) = text.trim().split_once(' ').unwrap_or((text.trim(), ""));
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
@@ -93,6 +94,7 @@ mod tests {
         assert!(credential(&with("Bearer abc")).is_none());
         assert!(credential(&HeaderMap::new()).is_none());
         assert!(credential(&with("Basic !!!")).unwrap().is_err());
+        assert!(credential(&with("Basic")).unwrap().is_err());
         assert!(credential(&with(&format!("Basic {}", STANDARD.encode("nocolon")))).unwrap().is_err());
         assert!(credential(&with(&format!("Basic {}", STANDARD.encode(":pw")))).unwrap().is_err());
         let long = format!("u:{}", "x".repeat(2000));

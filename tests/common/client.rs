@@ -221,3 +221,19 @@ pub async fn plain_request(addr: SocketAddr, host: &str, path: &str) -> (u16, He
     let body = res.into_body().collect().await.unwrap().to_bytes();
     (status, headers, String::from_utf8_lossy(&body).into_owned())
 }
+
+impl Client {
+    /// Send `GET <target>` as raw bytes (for targets a URI type would refuse or rewrite),
+    /// with this client's cookies for `host`; returns the status code.
+    pub async fn raw_get(&self, host: &str, target: &str) -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tls = self.connect(host).await;
+        let cookie = self.cookie_header(host).map(|c| format!("Cookie: {c}\r\n")).unwrap_or_default();
+        let req = format!("GET {target} HTTP/1.1\r\nHost: {host}:{}\r\n{cookie}Connection: close\r\n\r\n", self.port);
+        tls.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        let _ = tls.read_to_end(&mut buf).await;
+        let text = String::from_utf8_lossy(&buf);
+        text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status line in {text:?}"))
+    }
+}
