@@ -1,0 +1,151 @@
+//! SPEC §1: the command line. `check` reports every problem with file:line:column and
+//! exits 1; `hash-password` prints an argon2id PHC string; `user …` manages the store.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn gatehouse(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(args)
+        .env_remove("GATEHOUSE_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A command that fails before reading its input closes the pipe; that is not an error here.
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn certs() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("certs")
+}
+
+fn write_config(dir: &Path, body: &str) -> PathBuf {
+    let path = dir.join("config.toml");
+    let head = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[tls]\ncert = {:?}\nkey = {:?}\n\n",
+        certs().join("localhost.crt").display().to_string(),
+        certs().join("localhost.key").display().to_string()
+    );
+    std::fs::write(&path, head + body).unwrap();
+    path
+}
+
+const GOOD: &str = "[portal]\nhost = \"auth.localhost\"\nstore = \"g.db\"\n\n[[sites]]\nid = \"app\"\nhost = \"app.localhost\"\nbackend = \"builtin:echo\"\n";
+
+/// The shipped demo config is valid.
+#[test]
+fn shipped_config_checks() {
+    let out = gatehouse(&["check", "-c", concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("ok (2 sites, 2 users)"));
+}
+
+/// Every validation problem is reported, each with file:line:column and key, exit 1.
+#[test]
+fn check_reports_every_problem_with_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "[portal]\nhost = \"auth.localhost\"\nstore = \"g.db\"\nidle_timeout = \"soon\"\ncache_margin = \"20m\"\n\n\
+                [[sites]]\nid = \"app\"\nhost = \"app.localhost\"\nbackend = \"builtin:echo\"\n\n\
+                [[sites]]\nid = \"app\"\nhost = \"auth.localhost\"\nbackend = \"ftp://x\"\n";
+    let path = write_config(dir.path(), body);
+    let out = gatehouse(&["check", "-c", path.to_str().unwrap()], "");
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    let file = path.display().to_string();
+    for (line_col, key) in [
+        ("11:16:", "portal.idle_timeout"),
+        ("12:16:", "portal.cache_margin"),
+        ("20:6:", "sites[1].id"),
+        ("21:8:", "sites[1].host"),
+        ("22:11:", "sites[1].backend"),
+    ] {
+        let wanted = format!("{file}:{line_col}");
+        assert!(err.lines().any(|l| l.starts_with(&wanted) && l.contains(key)), "missing {wanted} {key} in:\n{err}");
+    }
+    assert!(err.contains("\"soon\" is not a duration"));
+    assert!(err.contains("is the portal's host"));
+}
+
+/// Unknown keys are errors, with their position.
+#[test]
+fn unknown_key_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &GOOD.replace("backend =", "backnd = \"x\"\nbackend ="));
+    let out = gatehouse(&["check", "-c", path.to_str().unwrap()], "");
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("backnd") && err.contains(&format!("{}:15:", path.display())), "{err}");
+}
+
+/// An unreadable certificate and a missing config file are named.
+#[test]
+fn missing_files_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), GOOD);
+    let text_cfg = std::fs::read_to_string(&path).unwrap().replace("localhost.key", "nope.key");
+    std::fs::write(&path, text_cfg).unwrap();
+    let out = gatehouse(&["check", "-c", path.to_str().unwrap()], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("tls.key: cannot read") && text(&out.stderr).contains("nope.key"));
+    let out = gatehouse(&["check", "-c", "/nonexistent/gatehouse.toml"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("/nonexistent/gatehouse.toml"));
+}
+
+/// hash-password reads stdin and prints a verifying argon2id PHC string.
+#[test]
+fn hash_password() {
+    let out = gatehouse(&["hash-password"], "s3cret\n");
+    assert!(out.status.success());
+    let phc = text(&out.stdout).trim().to_string();
+    assert!(phc.starts_with("$argon2id$"));
+    assert!(gatehouse::crypto::password::verify_blocking(&phc, "s3cret"));
+    assert!(!gatehouse::crypto::password::verify_blocking(&phc, "s3cret\n"));
+    let out = gatehouse(&["hash-password"], "");
+    assert!(!out.status.success(), "an empty password is refused");
+}
+
+/// user add / list / level / disable / enable / passwd / remove work on the store.
+#[test]
+fn user_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), GOOD);
+    let c = path.to_str().unwrap();
+    let add = gatehouse(&["user", "add", "carol", "--level", "2", "--site", "app=4", "--password-stdin", "-c", c], "pw1\n");
+    assert!(add.status.success(), "{}", text(&add.stderr));
+    let again = gatehouse(&["user", "add", "carol", "--password-stdin", "-c", c], "pw1\n");
+    assert!(!again.status.success());
+    assert!(text(&again.stderr).contains("already exists"));
+    let bad_site = gatehouse(&["user", "add", "dave", "--site", "nosuch=1", "--password-stdin", "-c", c], "pw\n");
+    assert!(!bad_site.status.success());
+    assert!(text(&bad_site.stderr).contains("nosuch"));
+
+    let list = text(&gatehouse(&["user", "list", "-c", c], "").stdout);
+    assert!(list.lines().any(|l| l.starts_with("carol") && l.contains("app=4") && l.contains("active")), "{list}");
+    assert!(gatehouse(&["user", "level", "carol", "5", "-c", c], "").status.success());
+    assert!(gatehouse(&["user", "disable", "carol", "-c", c], "").status.success());
+    let list = text(&gatehouse(&["user", "list", "-c", c], "").stdout);
+    assert!(list.lines().any(|l| l.starts_with("carol") && l.contains(" 5 ") && l.contains("disabled")), "{list}");
+    assert!(gatehouse(&["user", "enable", "carol", "-c", c], "").status.success());
+    assert!(gatehouse(&["user", "passwd", "carol", "--password-stdin", "-c", c], "pw2\n").status.success());
+
+    use gatehouse::store::Store;
+    let store = gatehouse::store::SqliteStore::open(&dir.path().join("g.db")).unwrap();
+    let carol = store.user("carol").unwrap().unwrap();
+    assert!(gatehouse::crypto::password::verify_blocking(&carol.password_hash, "pw2"));
+    assert!(!carol.disabled);
+    drop(store);
+
+    assert!(gatehouse(&["user", "remove", "carol", "-c", c], "").status.success());
+    let gone = gatehouse(&["user", "remove", "carol", "-c", c], "");
+    assert!(!gone.status.success());
+    assert!(text(&gone.stderr).contains("no user \"carol\""));
+}
