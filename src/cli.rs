@@ -13,7 +13,11 @@ use crate::config::{Config, Level};
 use crate::store::{NewUser, SqliteStore, Store};
 
 #[derive(Parser)]
-#[command(name = "gatehouse", version, about = "Sign-in, single sign-on and access levels in front of unmodified web applications")]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "Sign-in, single sign-on and access levels in front of unmodified web applications"
+)]
 struct Cli {
     /// Config file [default: $GATEHOUSE_CONFIG, else ./config.toml]
     #[arg(short = 'c', long = "config", global = true, value_name = "FILE")]
@@ -87,7 +91,10 @@ impl<E: std::error::Error> From<E> for Failure {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let path = cli.config.or_else(|| std::env::var_os("GATEHOUSE_CONFIG").map(PathBuf::from)).unwrap_or_else(|| PathBuf::from("config.toml"));
+    let path = cli
+        .config
+        .or_else(|| std::env::var_os("GATEHOUSE_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("config.toml"));
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(&path),
         Command::Check => return check(&path),
@@ -111,7 +118,12 @@ fn load(path: &std::path::Path) -> Result<Config, Failure> {
 fn check(path: &std::path::Path) -> ExitCode {
     match Config::load(path) {
         Ok(c) => {
-            println!("{}: ok ({} sites, {} users)", path.display(), c.sites.len(), c.users.len());
+            println!(
+                "{}: ok ({} sites, {} users)",
+                path.display(),
+                c.sites.len(),
+                c.users.len()
+            );
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -125,12 +137,20 @@ fn check(path: &std::path::Path) -> ExitCode {
 
 fn run(path: &std::path::Path) -> Result<(), Failure> {
     let config = load(path)?;
-    let filter = std::env::var("RUST_LOG").ok().or_else(|| config.server.log.clone()).unwrap_or_else(|| "info".into());
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .or_else(|| config.server.log.clone())
+        .unwrap_or_else(|| "info".into());
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).map_err(|e| Failure(format!("log filter {filter:?} is not valid: {e}")))?)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&filter)
+                .map_err(|e| Failure(format!("log filter {filter:?} is not valid: {e}")))?,
+        )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let listeners = crate::server::Listeners::bind(&config).await?;
         crate::server::run(listeners, config, shutdown_signal()).await?;
@@ -143,13 +163,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -177,7 +198,10 @@ fn read_password(prompt: &str, from_stdin: bool) -> Result<String, Failure> {
         return Err(Failure("the password is empty".into()));
     }
     if password.len() > crate::crypto::password::MAX_PASSWORD_BYTES {
-        return Err(Failure(format!("the password is longer than {} bytes", crate::crypto::password::MAX_PASSWORD_BYTES)));
+        return Err(Failure(format!(
+            "the password is longer than {} bytes",
+            crate::crypto::password::MAX_PASSWORD_BYTES
+        )));
     }
     Ok(password)
 }
@@ -196,9 +220,14 @@ fn site_levels(config: &Config, specs: &[String]) -> Result<BTreeMap<String, Lev
             return Err(Failure(format!("--site {spec:?} must be SITE=N")));
         };
         if config.site(site).is_none() {
-            return Err(Failure(format!("--site {spec:?} names site {site:?}, which is not in {}", config.file.display())));
+            return Err(Failure(format!(
+                "--site {spec:?} names site {site:?}, which is not in {}",
+                config.file.display()
+            )));
         }
-        let n: u32 = n.parse().map_err(|_| Failure(format!("--site {spec:?}: {n:?} is not a level")))?;
+        let n: u32 = n
+            .parse()
+            .map_err(|_| Failure(format!("--site {spec:?}: {n:?} is not a level")))?;
         levels.insert(site.to_string(), Level(n));
     }
     Ok(levels)
@@ -207,15 +236,35 @@ fn site_levels(config: &Config, specs: &[String]) -> Result<BTreeMap<String, Lev
 fn user(path: &std::path::Path, cmd: UserCommand) -> Result<(), Failure> {
     let config = load(path)?;
     let store = SqliteStore::open(&config.portal.store)?;
-    let missing = |name: &str| Failure(format!("there is no user {name:?} in {}", config.portal.store.display()));
+    let missing = |name: &str| {
+        Failure(format!(
+            "there is no user {name:?} in {}",
+            config.portal.store.display()
+        ))
+    };
     match cmd {
-        UserCommand::Add { name, level, sites, idle_timeout, password_stdin } => {
-            if name.is_empty() || name.len() > 256 || name.chars().any(|c| c.is_control() || c == ':') {
-                return Err(Failure(format!("user name {name:?} must be 1-256 characters, without ':' or control characters")));
+        UserCommand::Add {
+            name,
+            level,
+            sites,
+            idle_timeout,
+            password_stdin,
+        } => {
+            if name.is_empty()
+                || name.len() > 256
+                || name.chars().any(|c| c.is_control() || c == ':')
+            {
+                return Err(Failure(format!(
+                    "user name {name:?} must be 1-256 characters, without ':' or control characters"
+                )));
             }
             let site_levels = site_levels(&config, &sites)?;
             let idle_timeout = idle_timeout
-                .map(|d| humantime::parse_duration(&d).map_err(|e| Failure(format!("--idle-timeout {d:?} is not a duration: {e}"))))
+                .map(|d| {
+                    humantime::parse_duration(&d).map_err(|e| {
+                        Failure(format!("--idle-timeout {d:?} is not a duration: {e}"))
+                    })
+                })
                 .transpose()?;
             if let Some(d) = idle_timeout {
                 check_idle_timeout(&config, d)?;
@@ -234,7 +283,10 @@ fn user(path: &std::path::Path, cmd: UserCommand) -> Result<(), Failure> {
             }
             println!("added user {name}");
         }
-        UserCommand::Passwd { name, password_stdin } => {
+        UserCommand::Passwd {
+            name,
+            password_stdin,
+        } => {
             if store.user(&name)?.is_none() {
                 return Err(missing(&name));
             }
@@ -263,11 +315,25 @@ fn user(path: &std::path::Path, cmd: UserCommand) -> Result<(), Failure> {
             println!("user {name} enabled");
         }
         UserCommand::List => {
-            println!("{:<24} {:<24} {:>5}  {:<10} site levels", "name", "account", "level", "state");
+            println!(
+                "{:<24} {:<24} {:>5}  {:<10} site levels",
+                "name", "account", "level", "state"
+            );
             for u in store.list_users()? {
-                let levels: Vec<String> = u.site_levels.iter().map(|(s, l)| format!("{s}={l}")).collect();
+                let levels: Vec<String> = u
+                    .site_levels
+                    .iter()
+                    .map(|(s, l)| format!("{s}={l}"))
+                    .collect();
                 let state = if u.disabled { "disabled" } else { "active" };
-                println!("{:<24} {:<24} {:>5}  {:<10} {}", u.name, u.account, u.level.0, state, levels.join(","));
+                println!(
+                    "{:<24} {:<24} {:>5}  {:<10} {}",
+                    u.name,
+                    u.account,
+                    u.level.0,
+                    state,
+                    levels.join(",")
+                );
             }
         }
         UserCommand::Remove { name } => {
@@ -283,13 +349,20 @@ fn user(path: &std::path::Path, cmd: UserCommand) -> Result<(), Failure> {
 fn check_idle_timeout(config: &Config, d: Duration) -> Result<(), Failure> {
     let p = &config.portal;
     if d.is_zero() && !p.allow_no_idle_limit {
-        return Err(Failure("--idle-timeout 0 (no idle limit) needs portal.allow_no_idle_limit = true".into()));
+        return Err(Failure(
+            "--idle-timeout 0 (no idle limit) needs portal.allow_no_idle_limit = true".into(),
+        ));
     }
     if d > p.max_idle_timeout {
-        return Err(Failure(format!("--idle-timeout is longer than portal.max_idle_timeout ({})", humantime::format_duration(p.max_idle_timeout))));
+        return Err(Failure(format!(
+            "--idle-timeout is longer than portal.max_idle_timeout ({})",
+            humantime::format_duration(p.max_idle_timeout)
+        )));
     }
     if !d.is_zero() && d <= p.cache_margin {
-        return Err(Failure("--idle-timeout must be longer than portal.cache_margin".into()));
+        return Err(Failure(
+            "--idle-timeout must be longer than portal.cache_margin".into(),
+        ));
     }
     Ok(())
 }
@@ -298,26 +371,42 @@ fn check_idle_timeout(config: &Config, d: Duration) -> Result<(), Failure> {
 fn healthcheck(path: &std::path::Path) -> Result<(), Failure> {
     let config = load(path)?;
     let Some(mut addr) = config.server.admin else {
-        return Err(Failure(format!("server.admin is not set in {}, so there is no /healthz to ask", path.display())));
+        return Err(Failure(format!(
+            "server.admin is not set in {}, so there is no /healthz to ask",
+            path.display()
+        )));
     };
     if addr.ip().is_unspecified() {
-        addr.set_ip(if addr.is_ipv4() { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
     }
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let ask = async {
             let tcp = tokio::net::TcpStream::connect(addr).await?;
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await?;
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await?;
             tokio::spawn(conn);
-            let req = http::Request::get("/healthz").header(http::header::HOST, addr.to_string()).body(http_body_util::Empty::<bytes::Bytes>::new())?;
+            let req = http::Request::get("/healthz")
+                .header(http::header::HOST, addr.to_string())
+                .body(http_body_util::Empty::<bytes::Bytes>::new())?;
             let res = sender.send_request(req).await?;
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(res.status())
         };
         match tokio::time::timeout(Duration::from_secs(5), ask).await {
             Ok(Ok(status)) if status.is_success() => Ok(()),
             Ok(Ok(status)) => Err(Failure(format!("http://{addr}/healthz answered {status}"))),
-            Ok(Err(e)) => Err(Failure(format!("http://{addr}/healthz could not be reached: {e}"))),
-            Err(_) => Err(Failure(format!("http://{addr}/healthz did not answer within 5s"))),
+            Ok(Err(e)) => Err(Failure(format!(
+                "http://{addr}/healthz could not be reached: {e}"
+            ))),
+            Err(_) => Err(Failure(format!(
+                "http://{addr}/healthz did not answer within 5s"
+            ))),
         }
     })
 }

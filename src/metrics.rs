@@ -44,17 +44,50 @@ impl Metrics {
         let table_entries = Gauge::default();
         let portal_sessions = Gauge::default();
         let portal_reachable = Gauge::default();
-        registry.register("requests", "Requests answered, by site and status", requests.clone());
-        registry.register("signins", "Sign-in attempts and hand-offs, by result", signins.clone());
-        registry.register("table_entries", "Entries in the gate's local table of active users", table_entries.clone());
-        registry.register("portal_sessions", "Sessions in the portal's session table", portal_sessions.clone());
-        registry.register("portal_reachable", "1 when the last sync with the portal succeeded", portal_reachable.clone());
+        registry.register(
+            "requests",
+            "Requests answered, by site and status",
+            requests.clone(),
+        );
+        registry.register(
+            "signins",
+            "Sign-in attempts and hand-offs, by result",
+            signins.clone(),
+        );
+        registry.register(
+            "table_entries",
+            "Entries in the gate's local table of active users",
+            table_entries.clone(),
+        );
+        registry.register(
+            "portal_sessions",
+            "Sessions in the portal's session table",
+            portal_sessions.clone(),
+        );
+        registry.register(
+            "portal_reachable",
+            "1 when the last sync with the portal succeeded",
+            portal_reachable.clone(),
+        );
         portal_reachable.set(1);
-        Metrics { registry, requests, signins, table_entries, portal_sessions, portal_reachable, ready: AtomicBool::new(true) }
+        Metrics {
+            registry,
+            requests,
+            signins,
+            table_entries,
+            portal_sessions,
+            portal_reachable,
+            ready: AtomicBool::new(true),
+        }
     }
 
     pub fn request(&self, site: &str, status: u16) {
-        self.requests.get_or_create(&RequestLabels { site: site.to_string(), status }).inc();
+        self.requests
+            .get_or_create(&RequestLabels {
+                site: site.to_string(),
+                status,
+            })
+            .inc();
     }
 
     /// `result`: "success", "failure", "handoff", "callback_refused", …

@@ -43,7 +43,14 @@ const GOOD: &str = "[portal]\nhost = \"auth.localhost\"\nstore = \"g.db\"\n\n[[s
 /// The shipped demo config is valid.
 #[test]
 fn shipped_config_checks() {
-    let out = gatehouse(&["check", "-c", concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")], "");
+    let out = gatehouse(
+        &[
+            "check",
+            "-c",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"),
+        ],
+        "",
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("ok (2 sites, 2 users)"));
 }
@@ -68,7 +75,11 @@ fn check_reports_every_problem_with_position() {
         ("22:11:", "sites[1].backend"),
     ] {
         let wanted = format!("{file}:{line_col}");
-        assert!(err.lines().any(|l| l.starts_with(&wanted) && l.contains(key)), "missing {wanted} {key} in:\n{err}");
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with(&wanted) && l.contains(key)),
+            "missing {wanted} {key} in:\n{err}"
+        );
     }
     assert!(err.contains("\"soon\" is not a duration"));
     assert!(err.contains("is the portal's host"));
@@ -78,11 +89,17 @@ fn check_reports_every_problem_with_position() {
 #[test]
 fn unknown_key_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write_config(dir.path(), &GOOD.replace("backend =", "backnd = \"x\"\nbackend ="));
+    let path = write_config(
+        dir.path(),
+        &GOOD.replace("backend =", "backnd = \"x\"\nbackend ="),
+    );
     let out = gatehouse(&["check", "-c", path.to_str().unwrap()], "");
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
-    assert!(err.contains("backnd") && err.contains(&format!("{}:15:", path.display())), "{err}");
+    assert!(
+        err.contains("backnd") && err.contains(&format!("{}:15:", path.display())),
+        "{err}"
+    );
 }
 
 /// An unreadable certificate and a missing config file are named.
@@ -90,11 +107,16 @@ fn unknown_key_is_an_error() {
 fn missing_files_named() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(dir.path(), GOOD);
-    let text_cfg = std::fs::read_to_string(&path).unwrap().replace("localhost.key", "nope.key");
+    let text_cfg = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("localhost.key", "nope.key");
     std::fs::write(&path, text_cfg).unwrap();
     let out = gatehouse(&["check", "-c", path.to_str().unwrap()], "");
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("tls.key: cannot read") && text(&out.stderr).contains("nope.key"));
+    assert!(
+        text(&out.stderr).contains("tls.key: cannot read")
+            && text(&out.stderr).contains("nope.key")
+    );
     let out = gatehouse(&["check", "-c", "/nonexistent/gatehouse.toml"], "");
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("/nonexistent/gatehouse.toml"));
@@ -108,7 +130,9 @@ fn hash_password() {
     let phc = text(&out.stdout).trim().to_string();
     assert!(phc.starts_with("$argon2id$"));
     assert!(gatehouse::crypto::password::verify_blocking(&phc, "s3cret"));
-    assert!(!gatehouse::crypto::password::verify_blocking(&phc, "s3cret\n"));
+    assert!(!gatehouse::crypto::password::verify_blocking(
+        &phc, "s3cret\n"
+    ));
     let out = gatehouse(&["hash-password"], "");
     assert!(!out.status.success(), "an empty password is refused");
 }
@@ -119,32 +143,95 @@ fn user_commands() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(dir.path(), GOOD);
     let c = path.to_str().unwrap();
-    let add = gatehouse(&["user", "add", "carol", "--level", "2", "--site", "app=4", "--password-stdin", "-c", c], "pw1\n");
+    let add = gatehouse(
+        &[
+            "user",
+            "add",
+            "carol",
+            "--level",
+            "2",
+            "--site",
+            "app=4",
+            "--password-stdin",
+            "-c",
+            c,
+        ],
+        "pw1\n",
+    );
     assert!(add.status.success(), "{}", text(&add.stderr));
-    let again = gatehouse(&["user", "add", "carol", "--password-stdin", "-c", c], "pw1\n");
+    let again = gatehouse(
+        &["user", "add", "carol", "--password-stdin", "-c", c],
+        "pw1\n",
+    );
     assert!(!again.status.success());
     assert!(text(&again.stderr).contains("already exists"));
-    let bad_site = gatehouse(&["user", "add", "dave", "--site", "nosuch=1", "--password-stdin", "-c", c], "pw\n");
+    let bad_site = gatehouse(
+        &[
+            "user",
+            "add",
+            "dave",
+            "--site",
+            "nosuch=1",
+            "--password-stdin",
+            "-c",
+            c,
+        ],
+        "pw\n",
+    );
     assert!(!bad_site.status.success());
     assert!(text(&bad_site.stderr).contains("nosuch"));
 
     let list = text(&gatehouse(&["user", "list", "-c", c], "").stdout);
-    assert!(list.lines().any(|l| l.starts_with("carol") && l.contains("app=4") && l.contains("active")), "{list}");
-    assert!(gatehouse(&["user", "level", "carol", "5", "-c", c], "").status.success());
-    assert!(gatehouse(&["user", "disable", "carol", "-c", c], "").status.success());
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("carol") && l.contains("app=4") && l.contains("active")),
+        "{list}"
+    );
+    assert!(
+        gatehouse(&["user", "level", "carol", "5", "-c", c], "")
+            .status
+            .success()
+    );
+    assert!(
+        gatehouse(&["user", "disable", "carol", "-c", c], "")
+            .status
+            .success()
+    );
     let list = text(&gatehouse(&["user", "list", "-c", c], "").stdout);
-    assert!(list.lines().any(|l| l.starts_with("carol") && l.contains(" 5 ") && l.contains("disabled")), "{list}");
-    assert!(gatehouse(&["user", "enable", "carol", "-c", c], "").status.success());
-    assert!(gatehouse(&["user", "passwd", "carol", "--password-stdin", "-c", c], "pw2\n").status.success());
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("carol") && l.contains(" 5 ") && l.contains("disabled")),
+        "{list}"
+    );
+    assert!(
+        gatehouse(&["user", "enable", "carol", "-c", c], "")
+            .status
+            .success()
+    );
+    assert!(
+        gatehouse(
+            &["user", "passwd", "carol", "--password-stdin", "-c", c],
+            "pw2\n"
+        )
+        .status
+        .success()
+    );
 
     use gatehouse::store::Store;
     let store = gatehouse::store::SqliteStore::open(&dir.path().join("g.db")).unwrap();
     let carol = store.user("carol").unwrap().unwrap();
-    assert!(gatehouse::crypto::password::verify_blocking(&carol.password_hash, "pw2"));
+    assert!(gatehouse::crypto::password::verify_blocking(
+        &carol.password_hash,
+        "pw2"
+    ));
     assert!(!carol.disabled);
     drop(store);
 
-    assert!(gatehouse(&["user", "remove", "carol", "-c", c], "").status.success());
+    assert!(
+        gatehouse(&["user", "remove", "carol", "-c", c], "")
+            .status
+            .success()
+    );
     let gone = gatehouse(&["user", "remove", "carol", "-c", c], "");
     assert!(!gone.status.success());
     assert!(text(&gone.stderr).contains("no user \"carol\""));

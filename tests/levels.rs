@@ -16,8 +16,12 @@ async fn setup() -> (Backend, Gateway) {
         .user_with("carol", "carol-pw", 4, "site_levels = { app = 0 }")
         .user("zero", "zero-pw", 0)
         .site_with("app", &backend.url(), rules)
-        .site_with("wiki", &backend.url(), &rules.replace("[[sites.rules]]", "[[sites.rules]]"))
-        .site_with("other", &backend.url(), &format!("case_sensitive_paths = true\n{rules}"))
+        .site_with("wiki", &backend.url(), rules)
+        .site_with(
+            "other",
+            &backend.url(),
+            &format!("case_sensitive_paths = true\n{rules}"),
+        )
         .start()
         .await;
     (backend, gw)
@@ -30,15 +34,44 @@ async fn levels_per_user_site_and_path() {
     let alice = signed_in_browser(&gw, "app.localhost", "alice", "alice-pw").await;
     let bob = signed_in_browser(&gw, "app.localhost", "bob", "bob-pw").await;
     let before = backend.count();
-    assert_eq!(alice.get(&gw.url("app.localhost", "/admin")).await.status, 403, "3 < 5");
-    assert_eq!(bob.get(&gw.url("app.localhost", "/docs/x")).await.status, 403, "1 < 2");
-    assert_eq!(backend.count(), before, "refused requests never reach the backend");
-    assert_eq!(bob.get(&gw.url("app.localhost", "/docs/public/x")).await.status, 200, "longest prefix wins");
-    assert_eq!(alice.get(&gw.url("app.localhost", "/docs/x")).await.status, 200);
-    assert_eq!(bob.get(&gw.url("app.localhost", "/administrator")).await.status, 200, "a rule matches whole segments");
+    assert_eq!(
+        alice.get(&gw.url("app.localhost", "/admin")).await.status,
+        403,
+        "3 < 5"
+    );
+    assert_eq!(
+        bob.get(&gw.url("app.localhost", "/docs/x")).await.status,
+        403,
+        "1 < 2"
+    );
+    assert_eq!(
+        backend.count(),
+        before,
+        "refused requests never reach the backend"
+    );
+    assert_eq!(
+        bob.get(&gw.url("app.localhost", "/docs/public/x"))
+            .await
+            .status,
+        200,
+        "longest prefix wins"
+    );
+    assert_eq!(
+        alice.get(&gw.url("app.localhost", "/docs/x")).await.status,
+        200
+    );
+    assert_eq!(
+        bob.get(&gw.url("app.localhost", "/administrator"))
+            .await
+            .status,
+        200,
+        "a rule matches whole segments"
+    );
 
     // alice has level 5 on the wiki only.
-    let res = alice.follow(&gw.url("wiki.localhost", "/admin/panel")).await;
+    let res = alice
+        .follow(&gw.url("wiki.localhost", "/admin/panel"))
+        .await;
     assert_eq!(res.status, 200, "{res:?}");
     assert_eq!(backend.last().headers["x-auth-level"], "5");
     let page = alice.get(&gw.url("app.localhost", "/admin")).await;
@@ -53,10 +86,21 @@ async fn level_zero_is_denied() {
     let res = sign_in(&zero, &gw, "app.localhost", "/", "zero", "zero-pw").await;
     assert_eq!(res.status, 403);
     let carol = gw.client();
-    assert_eq!(sign_in(&carol, &gw, "app.localhost", "/", "carol", "carol-pw").await.status, 403, "app = 0");
+    assert_eq!(
+        sign_in(&carol, &gw, "app.localhost", "/", "carol", "carol-pw")
+            .await
+            .status,
+        403,
+        "app = 0"
+    );
     let wiki = carol.follow(&gw.url("wiki.localhost", "/")).await;
     assert_eq!(wiki.status, 200, "level 4 elsewhere");
-    assert!(backend.requests().iter().all(|r| r.headers["x-auth-user"] == "carol"));
+    assert!(
+        backend
+            .requests()
+            .iter()
+            .all(|r| r.headers["x-auth-user"] == "carol")
+    );
     assert_eq!(backend.count(), 1);
 }
 
@@ -67,12 +111,23 @@ async fn rule_case() {
     let (_backend, gw) = setup().await;
     let bob = signed_in_browser(&gw, "app.localhost", "bob", "bob-pw").await;
     for path in ["/ADMIN", "/Admin/x", "/aDmIn/"] {
-        assert_eq!(bob.get(&gw.url("app.localhost", path)).await.status, 403, "{path}");
+        assert_eq!(
+            bob.get(&gw.url("app.localhost", path)).await.status,
+            403,
+            "{path}"
+        );
     }
     let strict = bob.follow(&gw.url("other.localhost", "/")).await;
     assert_eq!(strict.status, 200);
-    assert_eq!(bob.get(&gw.url("other.localhost", "/admin")).await.status, 403);
-    assert_eq!(bob.get(&gw.url("other.localhost", "/ADMIN")).await.status, 200, "case-sensitive site");
+    assert_eq!(
+        bob.get(&gw.url("other.localhost", "/admin")).await.status,
+        403
+    );
+    assert_eq!(
+        bob.get(&gw.url("other.localhost", "/ADMIN")).await.status,
+        200,
+        "case-sensitive site"
+    );
 }
 
 /// Paths are normalised before rules apply, and the normalised path is what is forwarded.
@@ -81,12 +136,26 @@ async fn normalised_before_rules() {
     let (backend, gw) = setup().await;
     let bob = signed_in_browser(&gw, "app.localhost", "bob", "bob-pw").await;
     let before = backend.count();
-    for target in ["/x/../admin", "//admin", "/./admin", "/%61dmin", "/%41DMIN", "/admin;jsessionid=1", "/docs/public/../secret", "/admin/", "///admin//x"] {
+    for target in [
+        "/x/../admin",
+        "//admin",
+        "/./admin",
+        "/%61dmin",
+        "/%41DMIN",
+        "/admin;jsessionid=1",
+        "/docs/public/../secret",
+        "/admin/",
+        "///admin//x",
+    ] {
         assert_eq!(bob.raw_get("app.localhost", target).await, 403, "{target}");
     }
     assert_eq!(backend.count(), before);
     assert_eq!(bob.raw_get("app.localhost", "/a/./b/../c?q=%2F").await, 200);
-    assert_eq!(backend.last().path, "/a/c?q=%2F", "the backend gets the normalised path, the query untouched");
+    assert_eq!(
+        backend.last().path,
+        "/a/c?q=%2F",
+        "the backend gets the normalised path, the query untouched"
+    );
 }
 
 /// Paths a backend could read another way are refused with 400, before any decision.
@@ -95,8 +164,24 @@ async fn ambiguous_paths_refused() {
     let (backend, gw) = setup().await;
     let alice = signed_in_browser(&gw, "app.localhost", "alice", "alice-pw").await;
     let before = backend.count();
-    for target in ["/a%2fadmin", "/a%2Fb", "/a%5cb", "/a\\b", "/..", "/../admin", "/%2e%2e/admin", "/x/..;/admin", "/a%00b", "/%252e%252e/admin", "/%zz"] {
-        assert_eq!(alice.raw_get("app.localhost", target).await, 400, "{target}");
+    for target in [
+        "/a%2fadmin",
+        "/a%2Fb",
+        "/a%5cb",
+        "/a\\b",
+        "/..",
+        "/../admin",
+        "/%2e%2e/admin",
+        "/x/..;/admin",
+        "/a%00b",
+        "/%252e%252e/admin",
+        "/%zz",
+    ] {
+        assert_eq!(
+            alice.raw_get("app.localhost", target).await,
+            400,
+            "{target}"
+        );
     }
     assert_eq!(backend.count(), before);
     // Unauthenticated too: refused before any redirect.
@@ -109,9 +194,17 @@ async fn ambiguous_paths_refused() {
 async fn whoami() {
     let (_backend, gw) = setup().await;
     let alice = signed_in_browser(&gw, "app.localhost", "alice", "alice-pw").await;
-    let me = alice.get(&gw.url("app.localhost", "/.gatehouse/whoami")).await;
+    let me = alice
+        .get(&gw.url("app.localhost", "/.gatehouse/whoami"))
+        .await;
     assert_eq!(me.status, 200);
-    assert_eq!(me.json(), serde_json::json!({"user": "alice", "level": 3, "account": "alice", "site": "app"}));
-    let anon = gw.client().get(&gw.url("app.localhost", "/.gatehouse/whoami")).await;
+    assert_eq!(
+        me.json(),
+        serde_json::json!({"user": "alice", "level": 3, "account": "alice", "site": "app"})
+    );
+    let anon = gw
+        .client()
+        .get(&gw.url("app.localhost", "/.gatehouse/whoami"))
+        .await;
     assert_eq!(anon.status, 401);
 }

@@ -18,17 +18,35 @@ impl LocalCentral {
 }
 
 impl Central for LocalCentral {
-    fn redeem<'a>(&'a self, code: &'a str, cookie: IdHash, site: &'a SiteId) -> BoxFuture<'a, Result<Option<Admission>, CentralError>> {
+    fn redeem<'a>(
+        &'a self,
+        code: &'a str,
+        cookie: IdHash,
+        site: &'a SiteId,
+    ) -> BoxFuture<'a, Result<Option<Admission>, CentralError>> {
         Box::pin(async move { Ok(self.portal.sessions.redeem(code, cookie, site)) })
     }
 
-    fn check<'a>(&'a self, cookie: IdHash, site: &'a SiteId) -> BoxFuture<'a, Result<Option<Admission>, CentralError>> {
+    fn check<'a>(
+        &'a self,
+        cookie: IdHash,
+        site: &'a SiteId,
+    ) -> BoxFuture<'a, Result<Option<Admission>, CentralError>> {
         Box::pin(async move { Ok(self.portal.sessions.check(cookie, site)) })
     }
 
-    fn verify_basic<'a>(&'a self, site: &'a SiteId, user: &'a str, password: &'a str, key: IdHash) -> BoxFuture<'a, Result<Option<Admission>, CentralError>> {
+    fn verify_basic<'a>(
+        &'a self,
+        site: &'a SiteId,
+        user: &'a str,
+        password: &'a str,
+        key: IdHash,
+    ) -> BoxFuture<'a, Result<Option<Admission>, CentralError>> {
         Box::pin(async move {
-            self.portal.verify_basic(site, user, password, key).await.map_err(|e| CentralError::Internal(Box::new(e)))
+            self.portal
+                .verify_basic(site, user, password, key)
+                .await
+                .map_err(|e| CentralError::Internal(Box::new(e)))
         })
     }
 

@@ -58,13 +58,28 @@ pub enum CentralError {
 pub trait Central: Send + Sync + 'static {
     /// Redeem a one-time code (single use) for the browser whose site cookie hashes to
     /// `cookie`, on `site`. `None`: the code admits nobody.
-    fn redeem<'a>(&'a self, code: &'a str, cookie: IdHash, site: &'a SiteId) -> BoxFuture<'a, Result<Option<Admission>, CentralError>>;
+    fn redeem<'a>(
+        &'a self,
+        code: &'a str,
+        cookie: IdHash,
+        site: &'a SiteId,
+    ) -> BoxFuture<'a, Result<Option<Admission>, CentralError>>;
 
     /// Is the browser whose site cookie hashes to `cookie` still admitted on `site`?
-    fn check<'a>(&'a self, cookie: IdHash, site: &'a SiteId) -> BoxFuture<'a, Result<Option<Admission>, CentralError>>;
+    fn check<'a>(
+        &'a self,
+        cookie: IdHash,
+        site: &'a SiteId,
+    ) -> BoxFuture<'a, Result<Option<Admission>, CentralError>>;
 
     /// Verify an API client's Basic credentials; on success the session is known by `key`.
-    fn verify_basic<'a>(&'a self, site: &'a SiteId, user: &'a str, password: &'a str, key: IdHash) -> BoxFuture<'a, Result<Option<Admission>, CentralError>>;
+    fn verify_basic<'a>(
+        &'a self,
+        site: &'a SiteId,
+        user: &'a str,
+        password: &'a str,
+        key: IdHash,
+    ) -> BoxFuture<'a, Result<Option<Admission>, CentralError>>;
 
     /// Report activity and learn revocations.
     fn sync(&self, report: SyncReport) -> BoxFuture<'_, Result<SyncReply, CentralError>>;

@@ -15,7 +15,12 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn whole_file(file: &Path, message: String) -> Self {
-        ConfigError { file: file.to_path_buf(), position: None, key: String::new(), message }
+        ConfigError {
+            file: file.to_path_buf(),
+            position: None,
+            key: String::new(),
+            message,
+        }
     }
 
     /// An error at byte offset `at` of `text`.

@@ -21,7 +21,13 @@ struct Checker<'a> {
 
 impl<'a> Checker<'a> {
     fn error<T>(&mut self, spanned: &Spanned<T>, key: &str, message: impl Into<String>) {
-        let e = ConfigError::at(self.file, self.text, spanned.span().start, key, message.into());
+        let e = ConfigError::at(
+            self.file,
+            self.text,
+            spanned.span().start,
+            key,
+            message.into(),
+        );
         self.errors.push(e);
     }
 
@@ -30,7 +36,14 @@ impl<'a> Checker<'a> {
         match humantime::parse_duration(s.get_ref().trim()) {
             Ok(d) => d,
             Err(err) => {
-                self.error(s, key, format!("{:?} is not a duration ({err}); write e.g. \"15m\" or \"90s\"", s.get_ref()));
+                self.error(
+                    s,
+                    key,
+                    format!(
+                        "{:?} is not a duration ({err}); write e.g. \"15m\" or \"90s\"",
+                        s.get_ref()
+                    ),
+                );
                 default
             }
         }
@@ -40,7 +53,14 @@ impl<'a> Checker<'a> {
         match v.get_ref().parse() {
             Ok(a) => Some(a),
             Err(_) => {
-                self.error(v, key, format!("{:?} is not an address:port (e.g. \"127.0.0.1:8443\")", v.get_ref()));
+                self.error(
+                    v,
+                    key,
+                    format!(
+                        "{:?} is not an address:port (e.g. \"127.0.0.1:8443\")",
+                        v.get_ref()
+                    ),
+                );
                 None
             }
         }
@@ -56,11 +76,17 @@ impl<'a> Checker<'a> {
     }
 
     fn header(&mut self, v: &Option<Str>, key: &str, default: &'static str) -> HeaderName {
-        let Some(s) = v else { return HeaderName::from_static(default) };
+        let Some(s) = v else {
+            return HeaderName::from_static(default);
+        };
         match HeaderName::from_bytes(s.get_ref().as_bytes()) {
             Ok(h) => h,
             Err(_) => {
-                self.error(s, key, format!("{:?} is not a valid header name", s.get_ref()));
+                self.error(
+                    s,
+                    key,
+                    format!("{:?} is not a valid header name", s.get_ref()),
+                );
                 HeaderName::from_static(default)
             }
         }
@@ -74,12 +100,18 @@ fn is_host_name(h: &str) -> bool {
             !label.is_empty()
                 && label.len() <= 63
                 && !label.starts_with('-')
-                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         })
 }
 
 fn is_site_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 pub(super) fn validate(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
@@ -88,11 +120,18 @@ pub(super) fn validate(file: &Path, text: &str) -> Result<Config, ConfigErrors> 
         Err(err) => {
             let at = err.span().map_or(0, |s| s.start);
             let message = err.message().trim().to_string();
-            return Err(ConfigErrors(vec![ConfigError::at(file, text, at, "", message)]));
+            return Err(ConfigErrors(vec![ConfigError::at(
+                file, text, at, "", message,
+            )]));
         }
     };
     let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut c = Checker { file, text, base, errors: Vec::new() };
+    let mut c = Checker {
+        file,
+        text,
+        base,
+        errors: Vec::new(),
+    };
 
     let server = check_server(&mut c, &raw.server);
     let tls = TlsFiles {
@@ -105,7 +144,15 @@ pub(super) fn validate(file: &Path, text: &str) -> Result<Config, ConfigErrors> 
     let cluster = check_cluster(&mut c, raw.cluster.as_ref());
 
     if c.errors.is_empty() {
-        Ok(Config { file: file.to_path_buf(), server, tls, portal, users, sites, cluster })
+        Ok(Config {
+            file: file.to_path_buf(),
+            server,
+            tls,
+            portal,
+            users,
+            sites,
+            cluster,
+        })
     } else {
         Err(ConfigErrors(c.errors))
     }
@@ -114,52 +161,108 @@ pub(super) fn validate(file: &Path, text: &str) -> Result<Config, ConfigErrors> 
 fn check_server(c: &mut Checker, s: &RawServer) -> Server {
     let fallback: SocketAddr = ([127, 0, 0, 1], 0).into();
     let listen = c.addr(&s.listen, "server.listen").unwrap_or(fallback);
-    let http_redirect = s.http_redirect.as_ref().and_then(|v| c.addr(v, "server.http_redirect"));
+    let http_redirect = s
+        .http_redirect
+        .as_ref()
+        .and_then(|v| c.addr(v, "server.http_redirect"));
     let admin = s.admin.as_ref().and_then(|v| c.addr(v, "server.admin"));
-    let shutdown_grace = c.duration(&s.shutdown_grace, "server.shutdown_grace", Duration::from_secs(10));
-    Server { listen, http_redirect, admin, shutdown_grace, log: s.log.as_ref().map(|l| l.get_ref().clone()) }
+    let shutdown_grace = c.duration(
+        &s.shutdown_grace,
+        "server.shutdown_grace",
+        Duration::from_secs(10),
+    );
+    Server {
+        listen,
+        http_redirect,
+        admin,
+        shutdown_grace,
+        log: s.log.as_ref().map(|l| l.get_ref().clone()),
+    }
 }
 
 fn check_portal(c: &mut Checker, p: &RawPortal) -> Portal {
     let host = p.host.get_ref().to_ascii_lowercase();
     if !is_host_name(&host) {
-        c.error(&p.host, "portal.host", format!("{:?} is not a host name", p.host.get_ref()));
+        c.error(
+            &p.host,
+            "portal.host",
+            format!("{:?} is not a host name", p.host.get_ref()),
+        );
     }
-    let idle_timeout = c.duration(&p.idle_timeout, "portal.idle_timeout", Duration::from_secs(15 * 60));
-    let max_idle_timeout = c.duration(&p.max_idle_timeout, "portal.max_idle_timeout", Duration::from_secs(30 * 60));
-    let absolute_timeout = c.duration(&p.absolute_timeout, "portal.absolute_timeout", Duration::from_secs(12 * 3600));
-    let cache_margin = c.duration(&p.cache_margin, "portal.cache_margin", Duration::from_secs(60));
-    let sync_interval = c.duration(&p.sync_interval, "portal.sync_interval", Duration::from_secs(15));
+    let idle_timeout = c.duration(
+        &p.idle_timeout,
+        "portal.idle_timeout",
+        Duration::from_secs(15 * 60),
+    );
+    let max_idle_timeout = c.duration(
+        &p.max_idle_timeout,
+        "portal.max_idle_timeout",
+        Duration::from_secs(30 * 60),
+    );
+    let absolute_timeout = c.duration(
+        &p.absolute_timeout,
+        "portal.absolute_timeout",
+        Duration::from_secs(12 * 3600),
+    );
+    let cache_margin = c.duration(
+        &p.cache_margin,
+        "portal.cache_margin",
+        Duration::from_secs(60),
+    );
+    let sync_interval = c.duration(
+        &p.sync_interval,
+        "portal.sync_interval",
+        Duration::from_secs(15),
+    );
     let code_ttl = c.duration(&p.code_ttl, "portal.code_ttl", Duration::from_secs(60));
-    if code_ttl.is_zero() || code_ttl > Duration::from_secs(600) {
-        if let Some(v) = &p.code_ttl {
-            c.error(v, "portal.code_ttl", "must be between 1s and 10m");
-        }
+    if (code_ttl.is_zero() || code_ttl > Duration::from_secs(600))
+        && let Some(v) = &p.code_ttl
+    {
+        c.error(v, "portal.code_ttl", "must be between 1s and 10m");
     }
 
-    if idle_timeout.is_zero() {
-        if let Some(v) = &p.idle_timeout {
-            c.error(v, "portal.idle_timeout", "must be more than zero");
-        }
+    if idle_timeout.is_zero()
+        && let Some(v) = &p.idle_timeout
+    {
+        c.error(v, "portal.idle_timeout", "must be more than zero");
     }
     if cache_margin >= idle_timeout {
         match &p.cache_margin {
-            Some(v) => c.error(v, "portal.cache_margin", format!("must be shorter than portal.idle_timeout ({})", humantime::format_duration(idle_timeout))),
-            None => c.error(&p.host, "portal.idle_timeout", "must be longer than portal.cache_margin (default 60s)"),
+            Some(v) => c.error(
+                v,
+                "portal.cache_margin",
+                format!(
+                    "must be shorter than portal.idle_timeout ({})",
+                    humantime::format_duration(idle_timeout)
+                ),
+            ),
+            None => c.error(
+                &p.host,
+                "portal.idle_timeout",
+                "must be longer than portal.cache_margin (default 60s)",
+            ),
         }
     }
     if max_idle_timeout < idle_timeout {
         let at = p.max_idle_timeout.as_ref().unwrap_or(&p.host);
-        c.error(at, "portal.max_idle_timeout", "must not be shorter than portal.idle_timeout");
+        c.error(
+            at,
+            "portal.max_idle_timeout",
+            "must not be shorter than portal.idle_timeout",
+        );
     }
-    if sync_interval.is_zero() {
-        if let Some(v) = &p.sync_interval {
-            c.error(v, "portal.sync_interval", "must be more than zero");
-        }
+    if sync_interval.is_zero()
+        && let Some(v) = &p.sync_interval
+    {
+        c.error(v, "portal.sync_interval", "must be more than zero");
     }
     if absolute_timeout < idle_timeout {
         let at = p.absolute_timeout.as_ref().unwrap_or(&p.host);
-        c.error(at, "portal.absolute_timeout", "must not be shorter than portal.idle_timeout");
+        c.error(
+            at,
+            "portal.absolute_timeout",
+            "must not be shorter than portal.idle_timeout",
+        );
     }
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
     let max_concurrent_hashes = match &p.max_concurrent_hashes {
@@ -172,15 +275,30 @@ fn check_portal(c: &mut Checker, p: &RawPortal) -> Portal {
     };
     let store = c.base.join(p.store.get_ref());
     if p.store.get_ref().starts_with("postgres") {
-        c.error(&p.store, "portal.store", "PostgreSQL stores are not supported by this build yet; give an SQLite file path");
+        c.error(
+            &p.store,
+            "portal.store",
+            "PostgreSQL stores are not supported by this build yet; give an SQLite file path",
+        );
     }
     let mail = match &p.mail {
         Some(m) => Mail {
-            outbox: c.base.join(m.outbox.as_ref().map_or("data/outbox", |o| o.get_ref().as_str())),
+            outbox: c.base.join(
+                m.outbox
+                    .as_ref()
+                    .map_or("data/outbox", |o| o.get_ref().as_str()),
+            ),
             smtp: m.smtp.as_ref().map(|s| s.get_ref().clone()),
-            from: m.from.as_ref().map_or_else(|| format!("gatehouse@{host}"), |f| f.get_ref().clone()),
+            from: m
+                .from
+                .as_ref()
+                .map_or_else(|| format!("gatehouse@{host}"), |f| f.get_ref().clone()),
         },
-        None => Mail { outbox: c.base.join("data/outbox"), smtp: None, from: format!("gatehouse@{host}") },
+        None => Mail {
+            outbox: c.base.join("data/outbox"),
+            smtp: None,
+            from: format!("gatehouse@{host}"),
+        },
     };
     Portal {
         host,
@@ -206,17 +324,40 @@ fn check_sites(c: &mut Checker, raw: &[RawSite], portal: &Portal) -> Vec<Site> {
         let key = |k: &str| format!("sites[{i}].{k}");
         let id = s.id.get_ref().clone();
         if !is_site_id(&id) {
-            c.error(&s.id, &key("id"), format!("{id:?} must be made of a-z, 0-9 and '-'"));
+            c.error(
+                &s.id,
+                &key("id"),
+                format!("{id:?} must be made of a-z, 0-9 and '-'"),
+            );
         } else if let Some(first) = ids.insert(id.clone(), i) {
-            c.error(&s.id, &key("id"), format!("{id:?} is already the id of sites[{first}]"));
+            c.error(
+                &s.id,
+                &key("id"),
+                format!("{id:?} is already the id of sites[{first}]"),
+            );
         }
         let host = s.host.get_ref().to_ascii_lowercase();
         if !is_host_name(&host) {
-            c.error(&s.host, &key("host"), format!("{:?} is not a host name (no scheme, port or path)", s.host.get_ref()));
+            c.error(
+                &s.host,
+                &key("host"),
+                format!(
+                    "{:?} is not a host name (no scheme, port or path)",
+                    s.host.get_ref()
+                ),
+            );
         } else if host == portal.host {
-            c.error(&s.host, &key("host"), format!("{host:?} is the portal's host; a site needs its own"));
+            c.error(
+                &s.host,
+                &key("host"),
+                format!("{host:?} is the portal's host; a site needs its own"),
+            );
         } else if let Some(first) = hosts.insert(host.clone(), i) {
-            c.error(&s.host, &key("host"), format!("{host:?} is already the host of sites[{first}]"));
+            c.error(
+                &s.host,
+                &key("host"),
+                format!("{host:?} is already the host of sites[{first}]"),
+            );
         }
         let backend = check_backend(c, &s.backend, &key("backend"));
         let min_level = Level(s.min_level.as_ref().map_or(1, |l| *l.get_ref()));
@@ -236,17 +377,35 @@ fn check_sites(c: &mut Checker, raw: &[RawSite], portal: &Portal) -> Vec<Site> {
         for (j, r) in s.rules.iter().enumerate() {
             let path = r.path.get_ref();
             match crate::http::path::normalize(path) {
-                Ok(p) if p == *path => rules.push(Rule { path: p, min_level: Level(r.min_level) }),
-                Ok(p) => c.error(&r.path, &key(&format!("rules[{j}].path")), format!("{path:?} is not in normal form; write {p:?}")),
-                Err(err) => c.error(&r.path, &key(&format!("rules[{j}].path")), format!("{path:?} is not a valid path prefix ({err})")),
+                Ok(p) if p == *path => rules.push(Rule {
+                    path: p,
+                    min_level: Level(r.min_level),
+                }),
+                Ok(p) => c.error(
+                    &r.path,
+                    &key(&format!("rules[{j}].path")),
+                    format!("{path:?} is not in normal form; write {p:?}"),
+                ),
+                Err(err) => c.error(
+                    &r.path,
+                    &key(&format!("rules[{j}].path")),
+                    format!("{path:?} is not a valid path prefix ({err})"),
+                ),
             }
         }
-        rules.sort_by(|a, b| b.path.len().cmp(&a.path.len()));
+        rules.sort_by_key(|r| std::cmp::Reverse(r.path.len()));
         if let Some(auth) = &s.backend_auth {
-            c.error(&auth.mode, &key("backend_auth"), "logging in to backends on the user's behalf is not supported by this build yet");
+            c.error(
+                &auth.mode,
+                &key("backend_auth"),
+                "logging in to backends on the user's behalf is not supported by this build yet",
+            );
         }
         let tls = match (&s.cert, &s.key) {
-            (Some(cert), Some(k)) => Some(TlsFiles { cert: c.readable_file(cert, &key("cert")), key: c.readable_file(k, &key("key")) }),
+            (Some(cert), Some(k)) => Some(TlsFiles {
+                cert: c.readable_file(cert, &key("cert")),
+                key: c.readable_file(k, &key("key")),
+            }),
             (None, None) => None,
             (Some(v), None) | (None, Some(v)) => {
                 c.error(v, &key("cert"), "cert and key must be given together");
@@ -263,10 +422,22 @@ fn check_sites(c: &mut Checker, raw: &[RawSite], portal: &Portal) -> Vec<Site> {
             case_sensitive_paths: s.case_sensitive_paths,
             rules,
             registration: s.registration,
-            branding: s.branding.as_ref().map(|b| Branding { title: b.title.clone(), logo: b.logo.clone(), stylesheet: b.stylesheet.clone() }),
+            branding: s.branding.as_ref().map(|b| Branding {
+                title: b.title.clone(),
+                logo: b.logo.clone(),
+                stylesheet: b.stylesheet.clone(),
+            }),
             tls,
-            connect_timeout: c.duration(&s.connect_timeout, &key("connect_timeout"), Duration::from_secs(5)),
-            response_timeout: c.duration(&s.response_timeout, &key("response_timeout"), Duration::from_secs(60)),
+            connect_timeout: c.duration(
+                &s.connect_timeout,
+                &key("connect_timeout"),
+                Duration::from_secs(5),
+            ),
+            response_timeout: c.duration(
+                &s.response_timeout,
+                &key("response_timeout"),
+                Duration::from_secs(60),
+            ),
         });
     }
     sites
@@ -278,7 +449,11 @@ fn check_backend(c: &mut Checker, v: &Str, key: &str) -> Backend {
         return Backend::Echo;
     }
     let Some(rest) = s.strip_prefix("http://") else {
-        c.error(v, key, format!("{s:?} must be \"http://host:port\" or \"builtin:echo\""));
+        c.error(
+            v,
+            key,
+            format!("{s:?} must be \"http://host:port\" or \"builtin:echo\""),
+        );
         return Backend::Echo;
     };
     let authority = rest.trim_end_matches('/');
@@ -286,10 +461,16 @@ fn check_backend(c: &mut Checker, v: &Str, key: &str) -> Backend {
         && !authority.contains(['/', '@', '?', '#', ' '])
         && authority.parse::<http::uri::Authority>().is_ok();
     if !valid {
-        c.error(v, key, format!("{s:?} must be \"http://host:port\" with no path, user or query"));
+        c.error(
+            v,
+            key,
+            format!("{s:?} must be \"http://host:port\" with no path, user or query"),
+        );
         return Backend::Echo;
     }
-    Backend::Http { authority: authority.to_string() }
+    Backend::Http {
+        authority: authority.to_string(),
+    }
 }
 
 fn check_users(c: &mut Checker, raw: &[RawUser], portal: &Portal, sites: &[Site]) -> Vec<UserSpec> {
@@ -298,29 +479,60 @@ fn check_users(c: &mut Checker, raw: &[RawUser], portal: &Portal, sites: &[Site]
     for (i, u) in raw.iter().enumerate() {
         let key = |k: &str| format!("users[{i}].{k}");
         let name = u.name.get_ref().clone();
-        if name.is_empty() || name.len() > 256 || name.chars().any(|ch| ch.is_control() || ch == ':') {
-            c.error(&u.name, &key("name"), "must be 1-256 characters, without ':' or control characters");
+        if name.is_empty()
+            || name.len() > 256
+            || name.chars().any(|ch| ch.is_control() || ch == ':')
+        {
+            c.error(
+                &u.name,
+                &key("name"),
+                "must be 1-256 characters, without ':' or control characters",
+            );
         } else if let Some(first) = names.insert(name.clone(), i) {
-            c.error(&u.name, &key("name"), format!("{name:?} is already defined by users[{first}]"));
+            c.error(
+                &u.name,
+                &key("name"),
+                format!("{name:?} is already defined by users[{first}]"),
+            );
         }
         if !crate::crypto::password::is_phc_argon2id(u.password_hash.get_ref()) {
-            c.error(&u.password_hash, &key("password_hash"), "must be an argon2id PHC string (make one with `gatehouse hash-password`)");
+            c.error(
+                &u.password_hash,
+                &key("password_hash"),
+                "must be an argon2id PHC string (make one with `gatehouse hash-password`)",
+            );
         }
         let idle_timeout = u.idle_timeout.as_ref().map(|v| {
             let d = c.duration(&Some(v.clone()), &key("idle_timeout"), portal.idle_timeout);
             if d.is_zero() && !portal.allow_no_idle_limit {
-                c.error(v, &key("idle_timeout"), "0 (no idle limit) needs portal.allow_no_idle_limit = true");
+                c.error(
+                    v,
+                    &key("idle_timeout"),
+                    "0 (no idle limit) needs portal.allow_no_idle_limit = true",
+                );
             } else if d > portal.max_idle_timeout {
-                c.error(v, &key("idle_timeout"), "is longer than portal.max_idle_timeout");
+                c.error(
+                    v,
+                    &key("idle_timeout"),
+                    "is longer than portal.max_idle_timeout",
+                );
             } else if !d.is_zero() && d <= portal.cache_margin {
-                c.error(v, &key("idle_timeout"), "must be longer than portal.cache_margin");
+                c.error(
+                    v,
+                    &key("idle_timeout"),
+                    "must be longer than portal.cache_margin",
+                );
             }
             d
         });
         let mut site_levels = BTreeMap::new();
         for (site, level) in &u.site_levels {
             if !sites.iter().any(|s| s.id.0 == *site) {
-                c.error(&u.name, &key("site_levels"), format!("names site {site:?}, which is not configured"));
+                c.error(
+                    &u.name,
+                    &key("site_levels"),
+                    format!("names site {site:?}, which is not configured"),
+                );
             }
             site_levels.insert(site.clone(), Level(*level));
         }
@@ -340,9 +552,22 @@ fn check_cluster(c: &mut Checker, raw: Option<&RawCluster>) -> Cluster {
     if let Some(role) = raw.and_then(|r| r.role.as_ref()) {
         match role.get_ref().as_str() {
             "standalone" => {}
-            "edge" | "portal" => c.error(role, "cluster.role", format!("{:?} is not supported by this build yet; use \"standalone\"", role.get_ref())),
-            other => c.error(role, "cluster.role", format!("{other:?} must be \"standalone\", \"edge\" or \"portal\"")),
+            "edge" | "portal" => c.error(
+                role,
+                "cluster.role",
+                format!(
+                    "{:?} is not supported by this build yet; use \"standalone\"",
+                    role.get_ref()
+                ),
+            ),
+            other => c.error(
+                role,
+                "cluster.role",
+                format!("{other:?} must be \"standalone\", \"edge\" or \"portal\""),
+            ),
         }
     }
-    Cluster { role: Role::Standalone }
+    Cluster {
+        role: Role::Standalone,
+    }
 }

@@ -72,14 +72,20 @@ impl IdHash {
 impl std::fmt::Debug for IdHash {
     /// A short prefix is enough to correlate log lines; the full hash is not needed there.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "IdHash({:02x}{:02x}{:02x}{:02x}…)", self.0[0], self.0[1], self.0[2], self.0[3])
+        write!(
+            f,
+            "IdHash({:02x}{:02x}{:02x}{:02x}…)",
+            self.0[0], self.0[1], self.0[2], self.0[3]
+        )
     }
 }
 
 /// Is `s` shaped like an identifier we issued (43 base64url characters)? Checked before
 /// hashing so that junk cookies cost nothing.
 pub fn looks_like_identifier(s: &str) -> bool {
-    s.len() == 43 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    s.len() == 43
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]

@@ -26,7 +26,9 @@ pub fn verify_blocking(phc: &str, password: &str) -> bool {
         return false;
     }
     match PasswordHash::new(phc) {
-        Ok(parsed) => Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok(),
+        Ok(parsed) => Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
         Err(_) => false,
     }
 }
@@ -45,22 +47,31 @@ pub struct Verifier {
 
 impl Verifier {
     pub fn new(limit: usize) -> Self {
-        Verifier { permits: Arc::new(Semaphore::new(limit.max(1))), decoy: hash("decoy password").into() }
+        Verifier {
+            permits: Arc::new(Semaphore::new(limit.max(1))),
+            decoy: hash("decoy password").into(),
+        }
     }
 
     /// Verify against `phc`, or against a decoy (always false) when the user is unknown.
     pub async fn verify(&self, phc: Option<String>, password: String) -> bool {
-        let Ok(_permit) = self.permits.acquire().await else { return false };
+        let Ok(_permit) = self.permits.acquire().await else {
+            return false;
+        };
         let known = phc.is_some();
         let phc = phc.unwrap_or_else(|| self.decoy.to_string());
-        let ok = tokio::task::spawn_blocking(move || verify_blocking(&phc, &password)).await.unwrap_or(false);
+        let ok = tokio::task::spawn_blocking(move || verify_blocking(&phc, &password))
+            .await
+            .unwrap_or(false);
         ok && known
     }
 
     /// Hash a new password on the blocking pool, under the same limit.
     pub async fn hash(&self, password: String) -> Option<String> {
         let _permit = self.permits.acquire().await.ok()?;
-        tokio::task::spawn_blocking(move || hash(&password)).await.ok()
+        tokio::task::spawn_blocking(move || hash(&password))
+            .await
+            .ok()
     }
 }
 

@@ -28,7 +28,9 @@ pub struct Credential<'a> {
 pub fn credential(headers: &HeaderMap) -> Option<Result<Credential<'_>, HttpError>> {
     let value = headers.get(AUTHORIZATION)?;
     let raw = value.as_bytes();
-    let Ok(text) = value.to_str() else { return Some(Err(HttpError::Unauthorized { basic: true })) };
+    let Ok(text) = value.to_str() else {
+        return Some(Err(HttpError::Unauthorized { basic: true }));
+    };
     let (scheme, rest) = text.trim().split_once(' ').unwrap_or((text.trim(), ""));
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
@@ -41,25 +43,46 @@ fn parse<'a>(raw: &'a [u8], b64: &str) -> Result<Credential<'a>, HttpError> {
     if b64.len() > 4 * (MAX_USER_BYTES + MAX_PASSWORD_BYTES) / 3 + 8 {
         return Err(refused);
     }
-    let decoded = STANDARD.decode(b64).map_err(|_| HttpError::Unauthorized { basic: true })?;
+    let decoded = STANDARD
+        .decode(b64)
+        .map_err(|_| HttpError::Unauthorized { basic: true })?;
     let text = String::from_utf8(decoded).map_err(|_| HttpError::Unauthorized { basic: true })?;
-    let Some((user, password)) = text.split_once(':') else { return Err(refused) };
+    let Some((user, password)) = text.split_once(':') else {
+        return Err(refused);
+    };
     if user.is_empty() || user.len() > MAX_USER_BYTES || password.len() > MAX_PASSWORD_BYTES {
         return Err(refused);
     }
-    Ok(Credential { raw, user: user.to_string(), password: password.to_string() })
+    Ok(Credential {
+        raw,
+        user: user.to_string(),
+        password: password.to_string(),
+    })
 }
 
 impl Gate {
-    pub(super) async fn identify_basic(&self, site: &SiteRuntime, c: Credential<'_>) -> Result<Arc<Entry>, HttpError> {
-        let key = IdHash(self.basic_key.mac(&[b"basic", site.config.id.0.as_bytes(), c.raw]));
-        if let Some(entry) = self.table.get(&key) {
-            if entry.site == site.index {
-                return Ok(entry);
-            }
+    pub(super) async fn identify_basic(
+        &self,
+        site: &SiteRuntime,
+        c: Credential<'_>,
+    ) -> Result<Arc<Entry>, HttpError> {
+        let key = IdHash(
+            self.basic_key
+                .mac(&[b"basic", site.config.id.0.as_bytes(), c.raw]),
+        );
+        if let Some(entry) = self.table.get(&key)
+            && entry.site == site.index
+        {
+            return Ok(entry);
         }
-        match self.central.verify_basic(&site.config.id, &c.user, &c.password, key).await {
-            Ok(Some(admission)) => self.admit(site, key, &admission).ok_or(HttpError::Forbidden),
+        match self
+            .central
+            .verify_basic(&site.config.id, &c.user, &c.password, key)
+            .await
+        {
+            Ok(Some(admission)) => self
+                .admit(site, key, &admission)
+                .ok_or(HttpError::Forbidden),
             Ok(None) => {
                 tracing::info!(site = %site.config.id, user = %c.user, "basic credentials refused");
                 Err(HttpError::Unauthorized { basic: true })
@@ -95,9 +118,21 @@ mod tests {
         assert!(credential(&HeaderMap::new()).is_none());
         assert!(credential(&with("Basic !!!")).unwrap().is_err());
         assert!(credential(&with("Basic")).unwrap().is_err());
-        assert!(credential(&with(&format!("Basic {}", STANDARD.encode("nocolon")))).unwrap().is_err());
-        assert!(credential(&with(&format!("Basic {}", STANDARD.encode(":pw")))).unwrap().is_err());
+        assert!(
+            credential(&with(&format!("Basic {}", STANDARD.encode("nocolon"))))
+                .unwrap()
+                .is_err()
+        );
+        assert!(
+            credential(&with(&format!("Basic {}", STANDARD.encode(":pw"))))
+                .unwrap()
+                .is_err()
+        );
         let long = format!("u:{}", "x".repeat(2000));
-        assert!(credential(&with(&format!("Basic {}", STANDARD.encode(long)))).unwrap().is_err());
+        assert!(
+            credential(&with(&format!("Basic {}", STANDARD.encode(long))))
+                .unwrap()
+                .is_err()
+        );
     }
 }

@@ -77,7 +77,15 @@ impl Gate {
         capacity: u64,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
-        Gate { sites, table: Table::new(capacity), central, basic_key: Key::random(), urls, cache_margin, metrics }
+        Gate {
+            sites,
+            table: Table::new(capacity),
+            central,
+            basic_key: Key::random(),
+            urls,
+            cache_margin,
+            metrics,
+        }
     }
 
     pub async fn handle(&self, site: &SiteRuntime, incoming: Routed) -> Response<Body> {
@@ -85,11 +93,16 @@ impl Gate {
             Ok(res) => res,
             Err(e) => e.into_response(),
         };
-        self.metrics.request(&site.config.id.0, res.status().as_u16());
+        self.metrics
+            .request(&site.config.id.0, res.status().as_u16());
         res
     }
 
-    async fn serve(&self, site: &SiteRuntime, incoming: Routed) -> Result<Response<Body>, HttpError> {
+    async fn serve(
+        &self,
+        site: &SiteRuntime,
+        incoming: Routed,
+    ) -> Result<Response<Body>, HttpError> {
         let uri = incoming.req.uri();
         let path = crate::http::path::normalize(uri.path())?;
         if let Some(rest) = path.strip_prefix("/.gatehouse/") {
@@ -117,13 +130,19 @@ impl Gate {
     }
 
     /// The table entry of this client, asking the portal on a miss. `Ok(None)`: unknown.
-    pub(crate) async fn identify(&self, site: &SiteRuntime, req: &Request<Incoming>) -> Result<Option<Arc<Entry>>, HttpError> {
-        if site.config.allow_basic {
-            if let Some(credential) = basic::credential(req.headers()) {
-                return self.identify_basic(site, credential?).await.map(Some);
-            }
+    pub(crate) async fn identify(
+        &self,
+        site: &SiteRuntime,
+        req: &Request<Incoming>,
+    ) -> Result<Option<Arc<Entry>>, HttpError> {
+        if site.config.allow_basic
+            && let Some(credential) = basic::credential(req.headers())
+        {
+            return self.identify_basic(site, credential?).await.map(Some);
         }
-        let Some(key) = site_cookie(req)? else { return Ok(None) };
+        let Some(key) = site_cookie(req)? else {
+            return Ok(None);
+        };
         if let Some(entry) = self.table.get(&key) {
             // A cookie admits to the site it was handed to, nowhere else.
             return Ok((entry.site == site.index).then_some(entry));
@@ -136,7 +155,12 @@ impl Gate {
     }
 
     /// Put an admission into the table.
-    pub(crate) fn admit(&self, site: &SiteRuntime, key: IdHash, admission: &crate::central::Admission) -> Option<Arc<Entry>> {
+    pub(crate) fn admit(
+        &self,
+        site: &SiteRuntime,
+        key: IdHash,
+        admission: &crate::central::Admission,
+    ) -> Option<Arc<Entry>> {
         match Entry::new(site.index, admission, self.cache_margin) {
             Some(entry) => Some(self.table.insert(key, entry)),
             None => {
@@ -147,9 +171,16 @@ impl Gate {
     }
 
     /// Send an unknown browser to the portal with a fresh site cookie (SPEC §3 step 1).
-    fn handoff(&self, site: &SiteRuntime, method: &Method, path_and_query: &str) -> Result<Response<Body>, HttpError> {
+    fn handoff(
+        &self,
+        site: &SiteRuntime,
+        method: &Method,
+        path_and_query: &str,
+    ) -> Result<Response<Body>, HttpError> {
         if method != Method::GET && method != Method::HEAD {
-            return Err(HttpError::Unauthorized { basic: site.config.allow_basic });
+            return Err(HttpError::Unauthorized {
+                basic: site.config.allow_basic,
+            });
         }
         let cookie = Identifier::new();
         let query = form_urlencoded::Serializer::new(String::new())
@@ -159,12 +190,23 @@ impl Gate {
             .finish();
         let location = format!("{}/login?{query}", self.urls.portal_origin());
         let mut res = page::redirect(StatusCode::FOUND, &location);
-        res.headers_mut().append(SET_COOKIE, cookies::set(cookies::SITE, cookie.as_str()));
+        res.headers_mut()
+            .append(SET_COOKIE, cookies::set(cookies::SITE, cookie.as_str()));
         Ok(res)
     }
 
-    async fn forward(&self, site: &SiteRuntime, incoming: Routed, entry: &Entry, path_and_query: &str) -> Result<Response<Body>, HttpError> {
-        let Routed { mut req, peer, host } = incoming;
+    async fn forward(
+        &self,
+        site: &SiteRuntime,
+        incoming: Routed,
+        entry: &Entry,
+        path_and_query: &str,
+    ) -> Result<Response<Body>, HttpError> {
+        let Routed {
+            mut req,
+            peer,
+            host,
+        } = incoming;
         let upgrade = crate::proxy::is_websocket_upgrade(&req);
         let h = req.headers_mut();
         headers::scrub_request(h, &site.scrubber);
@@ -173,10 +215,17 @@ impl Gate {
             h.remove(http::header::AUTHORIZATION);
         }
         if upgrade {
-            h.insert(http::header::CONNECTION, HeaderValue::from_static("upgrade"));
+            h.insert(
+                http::header::CONNECTION,
+                HeaderValue::from_static("upgrade"),
+            );
             h.insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
         }
-        let identity = Identity { user: &entry.user, level: &entry.level_header, account: &entry.account };
+        let identity = Identity {
+            user: &entry.user,
+            level: &entry.level_header,
+            account: &entry.account,
+        };
         headers::inject(h, &site.config.headers, &identity, peer.ip(), &host);
         site.upstream.forward(req, path_and_query).await
     }
@@ -196,8 +245,12 @@ pub fn decide_level(entry: Arc<Entry>, required: Level) -> Outcome {
 fn site_cookie<B>(req: &Request<B>) -> Result<Option<IdHash>, HttpError> {
     match cookies::find(req.headers(), cookies::SITE) {
         cookies::Found::None => Ok(None),
-        cookies::Found::Duplicate => Err(HttpError::BadRequest("the gateway's cookie was sent twice")),
-        cookies::Found::One(v) if crate::crypto::ids::looks_like_identifier(v) => Ok(Some(IdHash::of(v.as_bytes()))),
+        cookies::Found::Duplicate => {
+            Err(HttpError::BadRequest("the gateway's cookie was sent twice"))
+        }
+        cookies::Found::One(v) if crate::crypto::ids::looks_like_identifier(v) => {
+            Ok(Some(IdHash::of(v.as_bytes())))
+        }
         cookies::Found::One(_) => Ok(None),
     }
 }

@@ -10,8 +10,12 @@ use crate::http::body::Body;
 use crate::http::error::HttpError;
 use crate::http::page;
 
-
-pub(super) async fn handle(gate: &Gate, site: &SiteRuntime, rest: &str, incoming: &Routed) -> Result<Response<Body>, HttpError> {
+pub(super) async fn handle(
+    gate: &Gate,
+    site: &SiteRuntime,
+    rest: &str,
+    incoming: &Routed,
+) -> Result<Response<Body>, HttpError> {
     let req = &incoming.req;
     let method = req.method();
     if method != Method::GET && method != Method::HEAD {
@@ -21,8 +25,13 @@ pub(super) async fn handle(gate: &Gate, site: &SiteRuntime, rest: &str, incoming
         "callback" => callback(gate, site, incoming).await,
         "logout" => {
             let rd = format!("{}/", gate.urls.origin(&site.config.host));
-            let query = form_urlencoded::Serializer::new(String::new()).append_pair("rd", &rd).finish();
-            Ok(page::redirect(StatusCode::FOUND, &format!("{}/logout?{query}", gate.urls.portal_origin())))
+            let query = form_urlencoded::Serializer::new(String::new())
+                .append_pair("rd", &rd)
+                .finish();
+            Ok(page::redirect(
+                StatusCode::FOUND,
+                &format!("{}/logout?{query}", gate.urls.portal_origin()),
+            ))
         }
         "whoami" => whoami(gate, site, incoming).await,
         "style.css" => Ok(stylesheet()),
@@ -32,14 +41,27 @@ pub(super) async fn handle(gate: &Gate, site: &SiteRuntime, rest: &str, incoming
 
 pub fn stylesheet() -> Response<Body> {
     let mut res = Response::new(Body::from(page::STYLESHEET));
-    res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"));
-    res.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
-    res.headers_mut().insert(http::header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    res.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/css; charset=utf-8"),
+    );
+    res.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    res.headers_mut().insert(
+        http::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     res
 }
 
 /// SPEC §3 step 3: redeem the code for this browser's site cookie, admit, go on.
-async fn callback(gate: &Gate, site: &SiteRuntime, incoming: &Routed) -> Result<Response<Body>, HttpError> {
+async fn callback(
+    gate: &Gate,
+    site: &SiteRuntime,
+    incoming: &Routed,
+) -> Result<Response<Body>, HttpError> {
     let mut code = None;
     let mut rd = None;
     for (k, v) in form_urlencoded::parse(incoming.req.uri().query().unwrap_or("").as_bytes()) {
@@ -49,14 +71,20 @@ async fn callback(gate: &Gate, site: &SiteRuntime, incoming: &Routed) -> Result<
             _ => {}
         }
     }
-    let target = rd.and_then(|rd| gate.urls.check_redirect(&rd)).unwrap_or_else(|| "/".to_string());
+    let target = rd
+        .and_then(|rd| gate.urls.check_redirect(&rd))
+        .unwrap_or_else(|| "/".to_string());
     let cookie = site_cookie(&incoming.req)?;
     // A code is consumed by any attempt, even one without a site cookie: a code that
     // reached the wrong browser must be dead before anyone else can try it.
     let admission = match code {
         Some(code) if code.len() <= 64 => {
             let bound_to = cookie.unwrap_or(IdHash([0; 32]));
-            let redeemed = gate.central.redeem(&code, bound_to, &site.config.id).await.map_err(HttpError::PortalDown)?;
+            let redeemed = gate
+                .central
+                .redeem(&code, bound_to, &site.config.id)
+                .await
+                .map_err(HttpError::PortalDown)?;
             redeemed.filter(|_| cookie.is_some()).map(|a| (bound_to, a))
         }
         _ => None,
@@ -69,7 +97,16 @@ async fn callback(gate: &Gate, site: &SiteRuntime, incoming: &Routed) -> Result<
              <p><a href=\"{}\">Try again</a></p>",
             page::escape(&target)
         );
-        return Ok(page::html(StatusCode::FORBIDDEN, page::document("Sign-in link not valid", &main, &Default::default(), page::STYLESHEET_PATH), &page::default_csp()));
+        return Ok(page::html(
+            StatusCode::FORBIDDEN,
+            page::document(
+                "Sign-in link not valid",
+                &main,
+                &Default::default(),
+                page::STYLESHEET_PATH,
+            ),
+            &page::default_csp(),
+        ));
     };
     if gate.admit(site, cookie, &admission).is_none() {
         return Err(HttpError::Forbidden);
@@ -79,9 +116,16 @@ async fn callback(gate: &Gate, site: &SiteRuntime, incoming: &Routed) -> Result<
     Ok(page::redirect(StatusCode::FOUND, &target))
 }
 
-async fn whoami(gate: &Gate, site: &SiteRuntime, incoming: &Routed) -> Result<Response<Body>, HttpError> {
+async fn whoami(
+    gate: &Gate,
+    site: &SiteRuntime,
+    incoming: &Routed,
+) -> Result<Response<Body>, HttpError> {
     let Some(entry) = gate.identify(site, &incoming.req).await? else {
-        return Ok(page::json(StatusCode::UNAUTHORIZED, &serde_json::json!({ "error": "not signed in" })));
+        return Ok(page::json(
+            StatusCode::UNAUTHORIZED,
+            &serde_json::json!({ "error": "not signed in" }),
+        ));
     };
     let text = |v: &HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
     Ok(page::json(
@@ -94,4 +138,3 @@ async fn whoami(gate: &Gate, site: &SiteRuntime, incoming: &Routed) -> Result<Re
         }),
     ))
 }
-

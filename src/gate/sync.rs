@@ -8,7 +8,11 @@ use super::Gate;
 use crate::central::SyncReport;
 
 /// Runs until `shutdown` fires.
-pub async fn run(gate: Arc<Gate>, interval: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+pub async fn run(
+    gate: Arc<Gate>,
+    interval: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
     let mut cursor = 0;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

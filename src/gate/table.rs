@@ -37,7 +37,11 @@ impl Entry {
     /// Build an entry; `None` when the user or account cannot be a header value.
     pub fn new(site: usize, a: &Admission, cache_margin: Duration) -> Option<Entry> {
         let now = Instant::now();
-        let ttl = if a.idle_timeout.is_zero() { a.remaining } else { a.idle_timeout.saturating_sub(cache_margin) };
+        let ttl = if a.idle_timeout.is_zero() {
+            a.remaining
+        } else {
+            a.idle_timeout.saturating_sub(cache_margin)
+        };
         Some(Entry {
             site,
             level: a.level,
@@ -69,11 +73,24 @@ impl Expiry<IdHash, Arc<Entry>> for PerEntryExpiry {
         Some(e.life_from(now))
     }
 
-    fn expire_after_read(&self, _: &IdHash, e: &Arc<Entry>, now: Instant, _: Option<Duration>, _: Instant) -> Option<Duration> {
+    fn expire_after_read(
+        &self,
+        _: &IdHash,
+        e: &Arc<Entry>,
+        now: Instant,
+        _: Option<Duration>,
+        _: Instant,
+    ) -> Option<Duration> {
         Some(e.life_from(now))
     }
 
-    fn expire_after_update(&self, _: &IdHash, e: &Arc<Entry>, now: Instant, _: Option<Duration>) -> Option<Duration> {
+    fn expire_after_update(
+        &self,
+        _: &IdHash,
+        e: &Arc<Entry>,
+        now: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
         Some(e.life_from(now))
     }
 }
@@ -85,7 +102,12 @@ pub struct Table {
 
 impl Table {
     pub fn new(capacity: u64) -> Self {
-        Table { cache: Cache::builder().max_capacity(capacity).expire_after(PerEntryExpiry).build() }
+        Table {
+            cache: Cache::builder()
+                .max_capacity(capacity)
+                .expire_after(PerEntryExpiry)
+                .build(),
+        }
     }
 
     /// Look up and renew an entry.
@@ -156,7 +178,11 @@ mod tests {
         let e = Entry::new(0, &admission(900, 100), Duration::from_secs(60)).unwrap();
         assert!(e.life_from(now) <= Duration::from_secs(100));
         let e = Entry::new(0, &admission(0, 500), Duration::from_secs(60)).unwrap();
-        assert_eq!(e.ttl, Duration::from_secs(500), "no idle limit: the absolute end rules");
+        assert_eq!(
+            e.ttl,
+            Duration::from_secs(500),
+            "no idle limit: the absolute end rules"
+        );
     }
 
     /// Entries expire on their own schedule, per entry.
@@ -168,7 +194,10 @@ mod tests {
         let mut a = admission(1, 10);
         a.idle_timeout = Duration::from_millis(1100);
         t.insert(short, Entry::new(0, &a, Duration::from_secs(1)).unwrap());
-        t.insert(long, Entry::new(0, &admission(900, 3600), Duration::from_secs(60)).unwrap());
+        t.insert(
+            long,
+            Entry::new(0, &admission(900, 3600), Duration::from_secs(60)).unwrap(),
+        );
         std::thread::sleep(Duration::from_millis(300));
         assert!(t.get(&short).is_none(), "100 ms entry gone");
         assert!(t.get(&long).is_some());
@@ -179,7 +208,10 @@ mod tests {
     fn used_marks() {
         let t = Table::new(100);
         let k = IdHash([3; 32]);
-        t.insert(k, Entry::new(0, &admission(900, 3600), Duration::from_secs(60)).unwrap());
+        t.insert(
+            k,
+            Entry::new(0, &admission(900, 3600), Duration::from_secs(60)).unwrap(),
+        );
         assert_eq!(t.take_used(), vec![k]);
         assert!(t.take_used().is_empty());
         t.get(&k);

@@ -28,7 +28,9 @@ pub fn find<'a>(headers: &'a HeaderMap, name: &str) -> Found<'a> {
     for value in headers.get_all(COOKIE) {
         let Ok(value) = value.to_str() else { continue };
         for pair in value.split(';') {
-            let Some((n, v)) = pair.split_once('=') else { continue };
+            let Some((n, v)) = pair.split_once('=') else {
+                continue;
+            };
             if n.trim() != name {
                 continue;
             }
@@ -64,10 +66,10 @@ pub fn strip_ours(headers: &mut HeaderMap) {
         return;
     }
     headers.remove(COOKIE);
-    if !kept.is_empty() {
-        if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
-            headers.insert(COOKIE, v);
-        }
+    if !kept.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
+    {
+        headers.insert(COOKIE, v);
     }
 }
 
@@ -110,7 +112,10 @@ mod tests {
     fn strip_keeps_app_cookies() {
         let mut h = headers(&["a=1; __Host-gatehouse=x", "__Host-gatehouse-portal=p; b=2"]);
         strip_ours(&mut h);
-        assert_eq!(h.get_all(COOKIE).iter().collect::<Vec<_>>(), vec!["a=1; b=2"]);
+        assert_eq!(
+            h.get_all(COOKIE).iter().collect::<Vec<_>>(),
+            vec!["a=1; b=2"]
+        );
         let mut h = headers(&["__Host-gatehouse=x"]);
         strip_ours(&mut h);
         assert!(h.get(COOKIE).is_none());
@@ -120,7 +125,10 @@ mod tests {
     #[test]
     fn set_cookie_attributes() {
         let v = set(SITE, "abc");
-        assert_eq!(v, "__Host-gatehouse=abc; Secure; HttpOnly; SameSite=Lax; Path=/");
+        assert_eq!(
+            v,
+            "__Host-gatehouse=abc; Secure; HttpOnly; SameSite=Lax; Path=/"
+        );
         assert!(clear(PORTAL).to_str().unwrap().contains("Max-Age=0"));
     }
 }

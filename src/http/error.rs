@@ -58,17 +58,43 @@ impl HttpError {
     fn heading_and_text(&self) -> (&'static str, &'static str) {
         match self {
             HttpError::BadRequest(_) => ("Bad request", "The request could not be understood."),
-            HttpError::BadPath(_) => ("Bad request", "The address of this request is ambiguous and was refused."),
-            HttpError::UnknownHost | HttpError::Misdirected => ("Unknown site", "No site is served at this address."),
-            HttpError::Forbidden => ("Access denied", "Your access level does not allow this page. Ask the site's administrator if you need it."),
+            HttpError::BadPath(_) => (
+                "Bad request",
+                "The address of this request is ambiguous and was refused.",
+            ),
+            HttpError::UnknownHost | HttpError::Misdirected => {
+                ("Unknown site", "No site is served at this address.")
+            }
+            HttpError::Forbidden => (
+                "Access denied",
+                "Your access level does not allow this page. Ask the site's administrator if you need it.",
+            ),
             HttpError::Unauthorized { .. } => ("Sign-in needed", "This site needs you to sign in."),
             HttpError::NotFound => ("Not found", "There is nothing at this address."),
-            HttpError::MethodNotAllowed => ("Method not allowed", "This address does not take that kind of request."),
-            HttpError::PayloadTooLarge => ("Too large", "The request body is larger than this site accepts."),
-            HttpError::BackendDown(_) => ("Site unavailable", "The application behind this site cannot be reached. Try again shortly."),
-            HttpError::BackendTimeout => ("Site too slow", "The application behind this site did not answer in time."),
-            HttpError::PortalDown(_) => ("Sign-in unavailable", "The sign-in service cannot be reached. Try again shortly."),
-            HttpError::Internal(_) => ("Something went wrong", "The gateway failed to handle this request."),
+            HttpError::MethodNotAllowed => (
+                "Method not allowed",
+                "This address does not take that kind of request.",
+            ),
+            HttpError::PayloadTooLarge => (
+                "Too large",
+                "The request body is larger than this site accepts.",
+            ),
+            HttpError::BackendDown(_) => (
+                "Site unavailable",
+                "The application behind this site cannot be reached. Try again shortly.",
+            ),
+            HttpError::BackendTimeout => (
+                "Site too slow",
+                "The application behind this site did not answer in time.",
+            ),
+            HttpError::PortalDown(_) => (
+                "Sign-in unavailable",
+                "The sign-in service cannot be reached. Try again shortly.",
+            ),
+            HttpError::Internal(_) => (
+                "Something went wrong",
+                "The gateway failed to handle this request.",
+            ),
         }
     }
 
@@ -82,7 +108,9 @@ impl HttpError {
                 None
             }
             HttpError::Internal(_) => {
-                let reference = crate::crypto::IdHash::of(&crate::crypto::random_bytes::<16>()).to_b64()[..10].to_string();
+                let reference = crate::crypto::IdHash::of(&crate::crypto::random_bytes::<16>())
+                    .to_b64()[..10]
+                    .to_string();
                 tracing::error!(error = %chain, reference = %reference, "internal error");
                 Some(reference)
             }
@@ -102,7 +130,10 @@ impl HttpError {
         };
         let mut res = page::message(self.status(), heading, &text);
         if let HttpError::Unauthorized { basic: true } = self {
-            res.headers_mut().insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Basic realm=\"gatehouse\", charset=\"UTF-8\""));
+            res.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Basic realm=\"gatehouse\", charset=\"UTF-8\""),
+            );
         }
         res
     }

@@ -42,7 +42,13 @@ pub struct Scrubber {
 
 impl Scrubber {
     pub fn new(ids: &IdentityHeaders) -> Self {
-        Scrubber { identity: [fold(ids.user.as_str()), fold(ids.level.as_str()), fold(ids.account.as_str())] }
+        Scrubber {
+            identity: [
+                fold(ids.user.as_str()),
+                fold(ids.level.as_str()),
+                fold(ids.account.as_str()),
+            ],
+        }
     }
 
     fn is_identity(&self, name: &str) -> bool {
@@ -61,7 +67,11 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| connection_tokens(v).into_iter().map(|t| t.to_string()).collect::<Vec<_>>())
+        .flat_map(|v| {
+            connection_tokens(v)
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
+        })
         .collect();
     for name in HOP_BY_HOP {
         headers.remove(*name);
@@ -74,8 +84,11 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 /// Steps (1) and (2): make the request's headers safe to extend with our own.
 pub fn scrub_request(headers: &mut HeaderMap, scrubber: &Scrubber) {
     remove_hop_by_hop(headers);
-    let doomed: Vec<HeaderName> =
-        headers.keys().filter(|name| scrubber.is_identity(name.as_str()) || is_forwarding(name.as_str())).cloned().collect();
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| scrubber.is_identity(name.as_str()) || is_forwarding(name.as_str()))
+        .cloned()
+        .collect();
     for name in doomed {
         headers.remove(name);
     }
@@ -90,7 +103,13 @@ pub struct Identity<'a> {
 }
 
 /// Step (3): inject identity and forwarding headers.
-pub fn inject(headers: &mut HeaderMap, names: &IdentityHeaders, identity: &Identity, peer: IpAddr, host: &HeaderValue) {
+pub fn inject(
+    headers: &mut HeaderMap,
+    names: &IdentityHeaders,
+    identity: &Identity,
+    peer: IpAddr,
+    host: &HeaderValue,
+) {
     headers.insert(names.user.clone(), identity.user.clone());
     headers.insert(names.level.clone(), identity.level.clone());
     headers.insert(names.account.clone(), identity.account.clone());
@@ -103,7 +122,10 @@ pub fn forwarding(headers: &mut HeaderMap, peer: IpAddr, host: &HeaderValue) {
     if let Ok(v) = HeaderValue::from_str(&peer.to_string()) {
         headers.insert(HeaderName::from_static("x-forwarded-for"), v);
     }
-    headers.insert(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static("https"));
+    headers.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static("https"),
+    );
     headers.insert(HeaderName::from_static("x-forwarded-host"), host.clone());
     headers.insert(header::HOST, host.clone());
 }
@@ -129,8 +151,19 @@ mod tests {
     #[test]
     fn identity_aliases_removed() {
         let mut h = HeaderMap::new();
-        for n in ["x-auth-user", "X_AUTH_USER", "x_auth-level", "X-Auth_Account", "x-forwarded-for", "forwarded", "x-original-url"] {
-            h.append(HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_static("mallory"));
+        for n in [
+            "x-auth-user",
+            "X_AUTH_USER",
+            "x_auth-level",
+            "X-Auth_Account",
+            "x-forwarded-for",
+            "forwarded",
+            "x-original-url",
+        ] {
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_static("mallory"),
+            );
         }
         h.insert("x-auth-users", HeaderValue::from_static("kept"));
         scrub_request(&mut h, &Scrubber::new(&names()));
@@ -142,14 +175,31 @@ mod tests {
     #[test]
     fn connection_cannot_remove_injected() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("x-auth-user, host, keep-alive, x-app"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("x-auth-user, host, keep-alive, x-app"),
+        );
         h.insert("x-app", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         scrub_request(&mut h, &Scrubber::new(&names()));
-        assert!(h.get("x-app").is_none() && h.get("keep-alive").is_none() && h.get(header::CONNECTION).is_none());
+        assert!(
+            h.get("x-app").is_none()
+                && h.get("keep-alive").is_none()
+                && h.get(header::CONNECTION).is_none()
+        );
         let v = HeaderValue::from_static("alice");
         let l = HeaderValue::from_static("3");
-        inject(&mut h, &names(), &Identity { user: &v, level: &l, account: &v }, [127, 0, 0, 1].into(), &HeaderValue::from_static("app.localhost"));
+        inject(
+            &mut h,
+            &names(),
+            &Identity {
+                user: &v,
+                level: &l,
+                account: &v,
+            },
+            [127, 0, 0, 1].into(),
+            &HeaderValue::from_static("app.localhost"),
+        );
         assert_eq!(h["x-auth-user"], "alice");
         assert_eq!(h[header::HOST], "app.localhost");
         assert_eq!(h["x-forwarded-for"], "127.0.0.1");

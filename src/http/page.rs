@@ -9,17 +9,28 @@ use super::body::Body;
 /// Security headers for everything we answer ourselves. `csp` differs between the portal
 /// (forms that post to itself and redirect to sites) and plain error pages.
 pub fn secure(headers: &mut HeaderMap, csp: &HeaderValue) {
-    headers.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=31536000"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     headers.insert(header::CONTENT_SECURITY_POLICY, csp.clone());
 }
 
 /// CSP of pages that carry no forms: nothing but our own inline-free styles.
 pub fn default_csp() -> HeaderValue {
-    HeaderValue::from_static("default-src 'none'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+    HeaderValue::from_static(
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    )
 }
 
 /// HTML-escape text for element content and attribute values.
@@ -49,8 +60,16 @@ pub struct Look {
 /// A whole HTML document around `main` (already escaped HTML).
 pub fn document(heading: &str, main: &str, look: &Look, stylesheet_href: &str) -> String {
     let brand = look.title.as_deref().unwrap_or("gatehouse");
-    let logo = look.logo.as_deref().map(|l| format!("<img class=\"logo\" src=\"{}\" alt=\"\">", escape(l))).unwrap_or_default();
-    let extra_css = look.stylesheet.as_deref().map(|s| format!("<link rel=\"stylesheet\" href=\"{}\">", escape(s))).unwrap_or_default();
+    let logo = look
+        .logo
+        .as_deref()
+        .map(|l| format!("<img class=\"logo\" src=\"{}\" alt=\"\">", escape(l)))
+        .unwrap_or_default();
+    let extra_css = look
+        .stylesheet
+        .as_deref()
+        .map(|s| format!("<link rel=\"stylesheet\" href=\"{}\">", escape(s)))
+        .unwrap_or_default();
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
 <title>{heading} · {brand}</title><link rel=\"stylesheet\" href=\"{css}\">{extra_css}</head>\
@@ -65,7 +84,10 @@ pub fn document(heading: &str, main: &str, look: &Look, stylesheet_href: &str) -
 pub fn html(status: StatusCode, body: String, csp: &HeaderValue) -> Response<Body> {
     let mut res = Response::new(Body::from(body));
     *res.status_mut() = status;
-    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     secure(res.headers_mut(), csp);
     res
 }
@@ -73,14 +95,21 @@ pub fn html(status: StatusCode, body: String, csp: &HeaderValue) -> Response<Bod
 /// A plain message page (errors, notices) in the default look.
 pub fn message(status: StatusCode, heading: &str, text: &str) -> Response<Body> {
     let main = format!("<p>{}</p>", escape(text));
-    html(status, document(heading, &main, &Look::default(), STYLESHEET_PATH), &default_csp())
+    html(
+        status,
+        document(heading, &main, &Look::default(), STYLESHEET_PATH),
+        &default_csp(),
+    )
 }
 
 /// JSON answer with the security headers.
 pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let mut res = Response::new(Body::from(value.to_string()));
     *res.status_mut() = status;
-    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     secure(res.headers_mut(), &default_csp());
     res
 }

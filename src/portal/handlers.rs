@@ -22,7 +22,11 @@ use crate::http::page;
 const MAX_FORM_BYTES: usize = 16 * 1024;
 const MAX_USERNAME_BYTES: usize = 256;
 
-pub(super) async fn route(portal: &Portal, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+pub(super) async fn route(
+    portal: &Portal,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Body> {
     let path = req.uri().path().to_string();
     let result = match (req.method().clone(), path.as_str()) {
         (Method::GET | Method::HEAD, "/") => account(portal, &req),
@@ -40,7 +44,9 @@ pub(super) async fn route(portal: &Portal, req: Request<Incoming>, peer: SocketA
 /// The browser's portal cookie hash, if it sent a well-formed one.
 fn portal_cookie<B>(req: &Request<B>) -> Result<Option<IdHash>, HttpError> {
     match cookies::find(req.headers(), cookies::PORTAL) {
-        Found::One(v) if crate::crypto::ids::looks_like_identifier(v) => Ok(Some(IdHash::of(v.as_bytes()))),
+        Found::One(v) if crate::crypto::ids::looks_like_identifier(v) => {
+            Ok(Some(IdHash::of(v.as_bytes())))
+        }
         Found::One(_) | Found::None => Ok(None),
         Found::Duplicate => Err(HttpError::BadRequest("the portal cookie was sent twice")),
     }
@@ -60,19 +66,31 @@ fn first_values(bytes: &[u8]) -> HashMap<String, String> {
     map
 }
 
-async fn read_form(req: Request<Incoming>) -> Result<(http::request::Parts, HashMap<String, String>), HttpError> {
+async fn read_form(
+    req: Request<Incoming>,
+) -> Result<(http::request::Parts, HashMap<String, String>), HttpError> {
     let is_form = req
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded")));
+        .is_some_and(|v| {
+            v.split(';').next().is_some_and(|t| {
+                t.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            })
+        });
     if !is_form {
         return Err(HttpError::BadRequest("expected a form post"));
     }
     let (parts, body) = req.into_parts();
     let bytes = match Limited::new(body, MAX_FORM_BYTES).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => return Err(HttpError::PayloadTooLarge),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return Err(HttpError::PayloadTooLarge);
+        }
         Err(_) => return Err(HttpError::BadRequest("the form could not be read")),
     };
     Ok((parts, first_values(&bytes)))
@@ -101,8 +119,16 @@ impl Portal {
         self.site(site)?;
         let h = fields.get("h")?;
         IdHash::from_b64(h)?;
-        let rd = fields.get("rd").filter(|rd| rd.len() <= 2048).cloned().unwrap_or_else(|| "/".into());
-        Some(Handoff { site: site.clone(), h: h.clone(), rd })
+        let rd = fields
+            .get("rd")
+            .filter(|rd| rd.len() <= 2048)
+            .cloned()
+            .unwrap_or_else(|| "/".into());
+        Some(Handoff {
+            site: site.clone(),
+            h: h.clone(),
+            rd,
+        })
     }
 
     /// Mint a code for the hand-off and send the browser to the site's callback.
@@ -114,7 +140,10 @@ impl Portal {
             .append_pair("code", code.as_str())
             .append_pair("rd", &handoff.rd)
             .finish();
-        Some(page::redirect(StatusCode::SEE_OTHER, &format!("{}/.gatehouse/callback?{query}", site.origin)))
+        Some(page::redirect(
+            StatusCode::SEE_OTHER,
+            &format!("{}/.gatehouse/callback?{query}", site.origin),
+        ))
     }
 }
 
@@ -124,26 +153,35 @@ fn login_page(portal: &Portal, req: &Request<Incoming>) -> Result<Response<Body>
     let q = query(req);
     let handoff = portal.handoff_from(&q);
     let cookie = portal_cookie(req)?;
-    if let Some(c) = &cookie {
-        if portal.sessions.user(c).is_some() {
-            let next = match &handoff {
-                Some(h) => portal.continue_to_site(c, h),
-                None => Some(page::redirect(StatusCode::FOUND, "/")),
-            };
-            if let Some(res) = next {
-                return Ok(res);
-            }
+    if let Some(c) = &cookie
+        && portal.sessions.user(c).is_some()
+    {
+        let next = match &handoff {
+            Some(h) => portal.continue_to_site(c, h),
+            None => Some(page::redirect(StatusCode::FOUND, "/")),
+        };
+        if let Some(res) = next {
+            return Ok(res);
         }
     }
     let (cookie_hash, set_cookie) = match cookie {
         Some(c) => (c, None),
         None => {
             let fresh = Identifier::new();
-            (fresh.hash(), Some(cookies::set(cookies::PORTAL, fresh.as_str())))
+            (
+                fresh.hash(),
+                Some(cookies::set(cookies::PORTAL, fresh.as_str())),
+            )
         }
     };
     let look = portal.look_for(handoff.as_ref().map(|h| h.site.as_str()));
-    let html = pages::login(&look, &portal.csrf_token(&cookie_hash), handoff.as_ref(), None, "");
+    let html = pages::login(
+        &look,
+        &portal.csrf_token(&cookie_hash),
+        handoff.as_ref(),
+        None,
+        "",
+    );
     let mut res = portal.page(StatusCode::OK, html);
     if let Some(sc) = set_cookie {
         res.headers_mut().append(SET_COOKIE, sc);
@@ -153,33 +191,57 @@ fn login_page(portal: &Portal, req: &Request<Incoming>) -> Result<Response<Body>
 
 /// POST /login: check the password off the reactor; on success rotate the portal cookie
 /// (no session fixation), start the session and continue the hand-off.
-async fn login_submit(portal: &Portal, req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, HttpError> {
+async fn login_submit(
+    portal: &Portal,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<Response<Body>, HttpError> {
     let old_cookie = portal_cookie(&req)?;
     let (_, form) = read_form(req).await?;
     if !portal.csrf_ok(old_cookie.as_ref(), &form) {
-        return Ok(page::message(StatusCode::FORBIDDEN, "Form expired", "This form has expired or did not come from this site. Go back, reload the page and try again."));
+        return Ok(page::message(
+            StatusCode::FORBIDDEN,
+            "Form expired",
+            "This form has expired or did not come from this site. Go back, reload the page and try again.",
+        ));
     }
     let handoff = portal.handoff_from(&form);
-    let username = form.get("username").map(|u| u.trim().to_string()).unwrap_or_default();
+    let username = form
+        .get("username")
+        .map(|u| u.trim().to_string())
+        .unwrap_or_default();
     let password = form.get("password").cloned().unwrap_or_default();
     let look = portal.look_for(handoff.as_ref().map(|h| h.site.as_str()));
     let cookie_hash = old_cookie.unwrap_or(IdHash([0; 32]));
 
-    let too_long = username.len() > MAX_USERNAME_BYTES || password.len() > crate::crypto::password::MAX_PASSWORD_BYTES;
+    let too_long = username.len() > MAX_USERNAME_BYTES
+        || password.len() > crate::crypto::password::MAX_PASSWORD_BYTES;
     let record = if too_long || username.is_empty() {
         None
     } else {
         let name = username.clone();
-        portal.store_call(move |s| s.user(&name)).await.map_err(|e| HttpError::Internal(Box::new(e)))?
+        portal
+            .store_call(move |s| s.user(&name))
+            .await
+            .map_err(|e| HttpError::Internal(Box::new(e)))?
     };
     // argon2 runs whether or not the user exists, so timing does not tell which.
-    let verified = portal.verifier.verify(record.as_ref().map(|r| r.password_hash.clone()), password).await;
+    let verified = portal
+        .verifier
+        .verify(record.as_ref().map(|r| r.password_hash.clone()), password)
+        .await;
     let record = match record {
         Some(r) if verified && !r.disabled && !too_long => r,
         _ => {
             portal.metrics.signin("failure");
             tracing::info!(peer = %peer.ip(), user = %username.chars().take(64).collect::<String>(), "sign-in refused");
-            let html = pages::login(&look, &portal.csrf_token(&cookie_hash), handoff.as_ref(), Some("Wrong user name or password."), &username);
+            let html = pages::login(
+                &look,
+                &portal.csrf_token(&cookie_hash),
+                handoff.as_ref(),
+                Some("Wrong user name or password."),
+                &username,
+            );
             return Ok(portal.page(StatusCode::UNAUTHORIZED, html));
         }
     };
@@ -194,26 +256,43 @@ async fn login_submit(portal: &Portal, req: Request<Incoming>, peer: SocketAddr)
         .as_ref()
         .and_then(|h| portal.continue_to_site(&fresh.hash(), h))
         .unwrap_or_else(|| page::redirect(StatusCode::SEE_OTHER, "/"));
-    res.headers_mut().append(SET_COOKIE, cookies::set(cookies::PORTAL, fresh.as_str()));
+    res.headers_mut()
+        .append(SET_COOKIE, cookies::set(cookies::PORTAL, fresh.as_str()));
     Ok(res)
 }
 
 fn logout_page(portal: &Portal, req: &Request<Incoming>) -> Result<Response<Body>, HttpError> {
     let q = query(req);
-    let rd = q.get("rd").and_then(|rd| portal.urls.check_redirect(rd)).unwrap_or_else(|| "/".into());
+    let rd = q
+        .get("rd")
+        .and_then(|rd| portal.urls.check_redirect(rd))
+        .unwrap_or_else(|| "/".into());
     let cookie = portal_cookie(req)?;
-    match cookie.as_ref().and_then(|c| portal.sessions.user(c).map(|u| (c, u))) {
-        Some((c, user)) => Ok(portal.page(StatusCode::OK, pages::logout_confirm(&portal.csrf_token(c), &rd, &user.name))),
+    match cookie
+        .as_ref()
+        .and_then(|c| portal.sessions.user(c).map(|u| (c, u)))
+    {
+        Some((c, user)) => Ok(portal.page(
+            StatusCode::OK,
+            pages::logout_confirm(&portal.csrf_token(c), &rd, &user.name),
+        )),
         None => Ok(portal.page(StatusCode::OK, pages::signed_out(Some(&rd)))),
     }
 }
 
 /// POST /logout: end the session on every site at once and clear the portal cookie.
-async fn logout_submit(portal: &Portal, req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
+async fn logout_submit(
+    portal: &Portal,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, HttpError> {
     let cookie = portal_cookie(&req)?;
     let (_, form) = read_form(req).await?;
     if !portal.csrf_ok(cookie.as_ref(), &form) {
-        return Ok(page::message(StatusCode::FORBIDDEN, "Form expired", "This form has expired or did not come from this site. Reload the page and try again."));
+        return Ok(page::message(
+            StatusCode::FORBIDDEN,
+            "Form expired",
+            "This form has expired or did not come from this site. Reload the page and try again.",
+        ));
     }
     if let Some(c) = &cookie {
         if let Some(user) = portal.sessions.user(c) {
@@ -223,15 +302,26 @@ async fn logout_submit(portal: &Portal, req: Request<Incoming>) -> Result<Respon
     }
     let rd = form.get("rd").and_then(|rd| portal.urls.check_redirect(rd));
     let mut res = portal.page(StatusCode::OK, pages::signed_out(rd.as_deref()));
-    res.headers_mut().append(SET_COOKIE, cookies::clear(cookies::PORTAL));
+    res.headers_mut()
+        .append(SET_COOKIE, cookies::clear(cookies::PORTAL));
     Ok(res)
 }
 
 fn account(portal: &Portal, req: &Request<Incoming>) -> Result<Response<Body>, HttpError> {
     let cookie = portal_cookie(req)?;
-    let Some((c, user)) = cookie.as_ref().and_then(|c| portal.sessions.user(c).map(|u| (c, u))) else {
+    let Some((c, user)) = cookie
+        .as_ref()
+        .and_then(|c| portal.sessions.user(c).map(|u| (c, u)))
+    else {
         return Ok(page::redirect(StatusCode::FOUND, "/login"));
     };
-    let sites: Vec<(String, String)> = portal.sites.iter().map(|s| (s.id.0.clone(), s.origin.clone())).collect();
-    Ok(portal.page(StatusCode::OK, pages::account(&user, &portal.csrf_token(c), &sites)))
+    let sites: Vec<(String, String)> = portal
+        .sites
+        .iter()
+        .map(|s| (s.id.0.clone(), s.origin.clone()))
+        .collect();
+    Ok(portal.page(
+        StatusCode::OK,
+        pages::account(&user, &portal.csrf_token(c), &sites),
+    ))
 }

@@ -50,7 +50,12 @@ pub struct Portal {
 }
 
 impl Portal {
-    pub fn new(config: &Config, store: Arc<dyn Store>, urls: Urls, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
+    pub fn new(
+        config: &Config,
+        store: Arc<dyn Store>,
+        urls: Urls,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StoreError> {
         let p = &config.portal;
         let csrf_key = Key::from_bytes(store.secret("csrf")?);
         let sites = config
@@ -72,7 +77,11 @@ impl Portal {
         );
         Ok(Portal {
             store,
-            sessions: SessionTable::new(Timeouts { default_idle: p.idle_timeout, absolute: p.absolute_timeout, code_ttl: p.code_ttl }),
+            sessions: SessionTable::new(Timeouts {
+                default_idle: p.idle_timeout,
+                absolute: p.absolute_timeout,
+                code_ttl: p.code_ttl,
+            }),
             verifier: Verifier::new(p.max_concurrent_hashes),
             csrf_key,
             sites,
@@ -107,19 +116,37 @@ impl Portal {
     }
 
     /// Run a blocking store call off the reactor.
-    pub async fn store_call<T: Send + 'static>(&self, f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static) -> Result<T, StoreError> {
+    pub async fn store_call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let store = self.store.clone();
         match tokio::task::spawn_blocking(move || f(&*store)).await {
             Ok(r) => r,
-            Err(e) => Err(StoreError::Open { path: "store task".into(), source: std::io::Error::other(e) }),
+            Err(e) => Err(StoreError::Open {
+                path: "store task".into(),
+                source: std::io::Error::other(e),
+            }),
         }
     }
 
     /// Verify an API client's Basic credentials and start its session under `key`.
-    pub async fn verify_basic(&self, site: &SiteId, user: &str, password: &str, key: IdHash) -> Result<Option<Admission>, StoreError> {
+    pub async fn verify_basic(
+        &self,
+        site: &SiteId,
+        user: &str,
+        password: &str,
+        key: IdHash,
+    ) -> Result<Option<Admission>, StoreError> {
         let name = user.to_string();
         let record = self.store_call(move |s| s.user(&name)).await?;
-        let ok = self.verifier.verify(record.as_ref().map(|r| r.password_hash.clone()), password.to_string()).await;
+        let ok = self
+            .verifier
+            .verify(
+                record.as_ref().map(|r| r.password_hash.clone()),
+                password.to_string(),
+            )
+            .await;
         match record {
             Some(record) if ok && !record.disabled => {
                 self.metrics.signin("basic_success");
@@ -133,7 +160,9 @@ impl Portal {
     }
 
     fn look_for(&self, site: Option<&str>) -> Look {
-        site.and_then(|id| self.sites.iter().find(|s| s.id.0 == id)).map(|s| s.look.clone()).unwrap_or_default()
+        site.and_then(|id| self.sites.iter().find(|s| s.id.0 == id))
+            .map(|s| s.look.clone())
+            .unwrap_or_default()
     }
 
     fn site(&self, id: &str) -> Option<&PortalSite> {
@@ -164,7 +193,10 @@ impl Portal {
     async fn apply_user_changes(&self, revision: i64) -> i64 {
         let changed = self.store_call(move |s| {
             let (names, newest) = s.users_changed_since(revision)?;
-            let users = names.into_iter().map(|n| s.user(&n).map(|u| (n, u))).collect::<Result<Vec<_>, _>>()?;
+            let users = names
+                .into_iter()
+                .map(|n| s.user(&n).map(|u| (n, u)))
+                .collect::<Result<Vec<_>, _>>()?;
             Ok((users, newest))
         });
         match changed.await {

@@ -14,19 +14,43 @@ pub struct Handoff {
 }
 
 fn hidden(name: &str, value: &str) -> String {
-    format!("<input type=\"hidden\" name=\"{}\" value=\"{}\">", escape(name), escape(value))
+    format!(
+        "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+        escape(name),
+        escape(value)
+    )
 }
 
 fn handoff_fields(h: Option<&Handoff>) -> String {
     match h {
-        Some(h) => format!("{}{}{}", hidden("site", &h.site), hidden("h", &h.h), hidden("rd", &h.rd)),
+        Some(h) => format!(
+            "{}{}{}",
+            hidden("site", &h.site),
+            hidden("h", &h.h),
+            hidden("rd", &h.rd)
+        ),
         None => String::new(),
     }
 }
 
-pub fn login(look: &Look, csrf: &str, handoff: Option<&Handoff>, error: Option<&str>, username: &str) -> String {
-    let error = error.map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e))).unwrap_or_default();
-    let site_note = handoff.map(|h| format!("<p class=\"muted\">to continue to <strong>{}</strong></p>", escape(&h.site))).unwrap_or_default();
+pub fn login(
+    look: &Look,
+    csrf: &str,
+    handoff: Option<&Handoff>,
+    error: Option<&str>,
+    username: &str,
+) -> String {
+    let error = error
+        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
+        .unwrap_or_default();
+    let site_note = handoff
+        .map(|h| {
+            format!(
+                "<p class=\"muted\">to continue to <strong>{}</strong></p>",
+                escape(&h.site)
+            )
+        })
+        .unwrap_or_default();
     let main = format!(
         "{site_note}{error}<form method=\"post\" action=\"/login\">{csrf}{fields}\
 <label for=\"username\">User name</label>\
@@ -54,7 +78,9 @@ pub fn logout_confirm(csrf: &str, rd: &str, user: &str) -> String {
 }
 
 pub fn signed_out(back: Option<&str>) -> String {
-    let link = back.map(|b| format!("<p><a href=\"{}\">Back to the site</a></p>", escape(b))).unwrap_or_default();
+    let link = back
+        .map(|b| format!("<p><a href=\"{}\">Back to the site</a></p>", escape(b)))
+        .unwrap_or_default();
     let main = format!("<p>You are signed out of every site.</p>{link}");
     document("Signed out", &main, &Look::default(), STYLESHEET_PATH)
 }
@@ -63,7 +89,12 @@ pub fn account(user: &UserRecord, csrf: &str, sites: &[(String, String)]) -> Str
     let levels: String = sites
         .iter()
         .map(|(id, origin)| {
-            format!("<dt><a href=\"{}/\">{}</a></dt><dd>level {}</dd>", escape(origin), escape(id), user.level_on(id))
+            format!(
+                "<dt><a href=\"{}/\">{}</a></dt><dd>level {}</dd>",
+                escape(origin),
+                escape(id),
+                user.level_on(id)
+            )
         })
         .collect();
     let main = format!(

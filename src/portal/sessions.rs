@@ -81,7 +81,9 @@ impl Session {
             account: self.user.account.as_str().into(),
             level: self.user.level_on(&site.0),
             idle_timeout: self.idle_limit(t),
-            remaining: t.absolute.saturating_sub(now.saturating_duration_since(self.created)),
+            remaining: t
+                .absolute
+                .saturating_sub(now.saturating_duration_since(self.created)),
         }
     }
 }
@@ -108,7 +110,12 @@ impl Inner {
     }
 
     /// The live session behind a site binding, touched as used.
-    fn live_binding(&mut self, t: &Timeouts, cookie: &IdHash, now: Instant) -> Option<(&Session, &SiteId)> {
+    fn live_binding(
+        &mut self,
+        t: &Timeouts,
+        cookie: &IdHash,
+        now: Instant,
+    ) -> Option<(&Session, &SiteId)> {
         let binding = self.bindings.get(cookie)?;
         let session = self.sessions.get_mut(&binding.session)?;
         if !session.alive(t, now) {
@@ -121,7 +128,11 @@ impl Inner {
 
 impl SessionTable {
     pub fn new(timeouts: Timeouts) -> Self {
-        SessionTable { inner: Mutex::new(Inner::default()), timeouts, listeners: RwLock::new(Vec::new()) }
+        SessionTable {
+            inner: Mutex::new(Inner::default()),
+            timeouts,
+            listeners: RwLock::new(Vec::new()),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -131,14 +142,22 @@ impl SessionTable {
 
     /// Be told at once of every revoked binding (single-node mode: the local gate).
     pub fn subscribe(&self, f: impl Fn(&[IdHash]) + Send + Sync + 'static) {
-        self.listeners.write().unwrap_or_else(|p| p.into_inner()).push(Box::new(f));
+        self.listeners
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Box::new(f));
     }
 
     fn notify(&self, revoked: &[IdHash]) {
         if revoked.is_empty() {
             return;
         }
-        for f in self.listeners.read().unwrap_or_else(|p| p.into_inner()).iter() {
+        for f in self
+            .listeners
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
             f(revoked);
         }
     }
@@ -146,7 +165,12 @@ impl SessionTable {
     /// Start a session for a user who just proved who they are.
     pub fn start(&self, id: IdHash, user: UserRecord) {
         let now = Instant::now();
-        let session = Session { user: Arc::new(user), created: now, last_active: now, bindings: Vec::new() };
+        let session = Session {
+            user: Arc::new(user),
+            created: now,
+            last_active: now,
+            bindings: Vec::new(),
+        };
         let mut revoked = Vec::new();
         {
             let mut inner = self.lock();
@@ -176,7 +200,12 @@ impl SessionTable {
             return None;
         }
         let code = Identifier::new();
-        let entry = Code { site: site.clone(), binding, session: *id, expires: now + self.timeouts.code_ttl };
+        let entry = Code {
+            site: site.clone(),
+            binding,
+            session: *id,
+            expires: now + self.timeouts.code_ttl,
+        };
         inner.codes.insert(code.hash(), entry);
         Some(code)
     }
@@ -200,7 +229,13 @@ impl SessionTable {
         session.last_active = now;
         session.bindings.push(cookie);
         let admission = session.admission(&self.timeouts, site, now);
-        inner.bindings.insert(cookie, Binding { session: code.session, site: site.clone() });
+        inner.bindings.insert(
+            cookie,
+            Binding {
+                session: code.session,
+                site: site.clone(),
+            },
+        );
         Some(admission)
     }
 
@@ -215,14 +250,25 @@ impl SessionTable {
     /// Start an API client's session, known by its Basic key, bound to one site.
     pub fn start_basic(&self, key: IdHash, user: UserRecord, site: &SiteId) -> Admission {
         let now = Instant::now();
-        let session = Session { user: Arc::new(user), created: now, last_active: now, bindings: vec![key] };
+        let session = Session {
+            user: Arc::new(user),
+            created: now,
+            last_active: now,
+            bindings: vec![key],
+        };
         let admission = session.admission(&self.timeouts, site, now);
         let mut revoked = Vec::new();
         {
             let mut inner = self.lock();
             inner.end(&key, &mut revoked);
             inner.sessions.insert(key, session);
-            inner.bindings.insert(key, Binding { session: key, site: site.clone() });
+            inner.bindings.insert(
+                key,
+                Binding {
+                    session: key,
+                    site: site.clone(),
+                },
+            );
         }
         self.notify(&revoked);
         admission
@@ -241,17 +287,26 @@ impl SessionTable {
         let mut revoked = Vec::new();
         {
             let mut inner = self.lock();
-            let ids: Vec<IdHash> = inner.sessions.iter().filter(|(_, s)| s.user.name == name).map(|(id, _)| *id).collect();
+            let ids: Vec<IdHash> = inner
+                .sessions
+                .iter()
+                .filter(|(_, s)| s.user.name == name)
+                .map(|(id, _)| *id)
+                .collect();
             for id in ids {
                 let keep = match (&now_stored, inner.sessions.get(&id)) {
-                    (Some(new), Some(s)) => !new.disabled && new.password_hash == s.user.password_hash,
+                    (Some(new), Some(s)) => {
+                        !new.disabled && new.password_hash == s.user.password_hash
+                    }
                     _ => false,
                 };
                 if !keep {
                     inner.end(&id, &mut revoked);
                     continue;
                 }
-                let (Some(new), Some(s)) = (&now_stored, inner.sessions.get_mut(&id)) else { continue };
+                let (Some(new), Some(s)) = (&now_stored, inner.sessions.get_mut(&id)) else {
+                    continue;
+                };
                 s.user = Arc::new(new.clone());
                 let bindings = s.bindings.clone();
                 for b in bindings {
@@ -269,14 +324,26 @@ impl SessionTable {
         for used in &report.used {
             let _ = inner.live_binding(&self.timeouts, used, now);
         }
-        let oldest = inner.log.front().map_or(inner.last_seq + 1, |(seq, _)| *seq);
+        let oldest = inner
+            .log
+            .front()
+            .map_or(inner.last_seq + 1, |(seq, _)| *seq);
         let reset = report.cursor + 1 < oldest || report.cursor > inner.last_seq;
         let revoked = if reset {
             Vec::new()
         } else {
-            inner.log.iter().filter(|(seq, _)| *seq > report.cursor).map(|(_, h)| *h).collect()
+            inner
+                .log
+                .iter()
+                .filter(|(seq, _)| *seq > report.cursor)
+                .map(|(_, h)| *h)
+                .collect()
         };
-        SyncReply { cursor: inner.last_seq, revoked, reset }
+        SyncReply {
+            cursor: inner.last_seq,
+            revoked,
+            reset,
+        }
     }
 
     /// End sessions past their idle or absolute limit, and drop stale codes.
@@ -285,7 +352,12 @@ impl SessionTable {
         let mut revoked = Vec::new();
         {
             let mut inner = self.lock();
-            let dead: Vec<IdHash> = inner.sessions.iter().filter(|(_, s)| !s.alive(&self.timeouts, now)).map(|(id, _)| *id).collect();
+            let dead: Vec<IdHash> = inner
+                .sessions
+                .iter()
+                .filter(|(_, s)| !s.alive(&self.timeouts, now))
+                .map(|(id, _)| *id)
+                .collect();
             for id in dead {
                 inner.end(&id, &mut revoked);
             }

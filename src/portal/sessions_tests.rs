@@ -17,7 +17,11 @@ fn alice() -> UserRecord {
 }
 
 fn table() -> SessionTable {
-    SessionTable::new(Timeouts { default_idle: Duration::from_secs(900), absolute: Duration::from_secs(3600), code_ttl: Duration::from_secs(60) })
+    SessionTable::new(Timeouts {
+        default_idle: Duration::from_secs(900),
+        absolute: Duration::from_secs(3600),
+        code_ttl: Duration::from_secs(60),
+    })
 }
 
 fn site(s: &str) -> SiteId {
@@ -39,9 +43,15 @@ fn code_admits_once() {
     let code = t.mint_code(&s, &site("wiki"), cookie).unwrap();
     let a = t.redeem(code.as_str(), cookie, &site("wiki")).unwrap();
     assert_eq!((&*a.user, a.level), ("alice", Level(5)));
-    assert!(t.redeem(code.as_str(), cookie, &site("wiki")).is_none(), "replay");
+    assert!(
+        t.redeem(code.as_str(), cookie, &site("wiki")).is_none(),
+        "replay"
+    );
     assert_eq!(t.check(cookie, &site("wiki")).unwrap().level, Level(5));
-    assert!(t.check(cookie, &site("app")).is_none(), "a binding holds for its own site only");
+    assert!(
+        t.check(cookie, &site("app")).is_none(),
+        "a binding holds for its own site only"
+    );
 }
 
 /// A code presented with another cookie or for another site admits nobody, and is burnt.
@@ -53,7 +63,10 @@ fn code_bound_to_cookie_and_site() {
     let other = Identifier::new().hash();
     let code = t.mint_code(&s, &site("app"), cookie).unwrap();
     assert!(t.redeem(code.as_str(), other, &site("app")).is_none());
-    assert!(t.redeem(code.as_str(), cookie, &site("app")).is_none(), "burnt by the failed try");
+    assert!(
+        t.redeem(code.as_str(), cookie, &site("app")).is_none(),
+        "burnt by the failed try"
+    );
     let code = t.mint_code(&s, &site("app"), cookie).unwrap();
     assert!(t.redeem(code.as_str(), cookie, &site("wiki")).is_none());
     assert!(t.check(other, &site("app")).is_none());
@@ -78,10 +91,20 @@ fn sign_out_revokes_everywhere() {
     t.end(&s);
     assert_eq!(told.load(Ordering::SeqCst), 2);
     assert!(t.check(a, &site("app")).is_none() && t.check(w, &site("wiki")).is_none());
-    let reply = t.sync(SyncReport { cursor: before, used: vec![] });
+    let reply = t.sync(SyncReport {
+        cursor: before,
+        used: vec![],
+    });
     assert_eq!(reply.revoked.len(), 2);
     assert!(!reply.reset);
-    assert!(t.sync(SyncReport { cursor: reply.cursor, used: vec![] }).revoked.is_empty());
+    assert!(
+        t.sync(SyncReport {
+            cursor: reply.cursor,
+            used: vec![]
+        })
+        .revoked
+        .is_empty()
+    );
 }
 
 /// Disabling a user ends their sessions; a level change keeps them with the new level.
@@ -106,8 +129,20 @@ fn user_changes() {
 #[test]
 fn cursor_ahead_resets() {
     let t = table();
-    assert!(t.sync(SyncReport { cursor: 99, used: vec![] }).reset);
-    assert!(!t.sync(SyncReport { cursor: 0, used: vec![] }).reset);
+    assert!(
+        t.sync(SyncReport {
+            cursor: 99,
+            used: vec![]
+        })
+        .reset
+    );
+    assert!(
+        !t.sync(SyncReport {
+            cursor: 0,
+            used: vec![]
+        })
+        .reset
+    );
 }
 
 /// Level 0 travels to the gate as is (the gate answers 403); a disabled user admits nobody.
@@ -121,9 +156,15 @@ fn level_zero_and_disabled() {
     t.start(id, u.clone());
     let c = Identifier::new().hash();
     let code = t.mint_code(&id, &site("app"), c).unwrap();
-    assert_eq!(t.redeem(code.as_str(), c, &site("app")).unwrap().level, Level(0));
+    assert_eq!(
+        t.redeem(code.as_str(), c, &site("app")).unwrap().level,
+        Level(0)
+    );
     u.disabled = true;
     t.start(id, u);
     assert!(t.user(&id).is_none());
-    assert!(t.mint_code(&id, &site("app"), Identifier::new().hash()).is_none());
+    assert!(
+        t.mint_code(&id, &site("app"), Identifier::new().hash())
+            .is_none()
+    );
 }

@@ -11,9 +11,17 @@ pub fn answer<B>(req: &Request<B>, path_and_query: &str) -> Response<Body> {
         .headers()
         .keys()
         .map(|name| {
-            let values: Vec<serde_json::Value> =
-                req.headers().get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned().into()).collect();
-            let value = if values.len() == 1 { values.into_iter().next().unwrap_or_default() } else { values.into() };
+            let values: Vec<serde_json::Value> = req
+                .headers()
+                .get_all(name)
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned().into())
+                .collect();
+            let value = if values.len() == 1 {
+                values.into_iter().next().unwrap_or_default()
+            } else {
+                values.into()
+            };
             (name.as_str().to_string(), value)
         })
         .collect();

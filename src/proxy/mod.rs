@@ -21,13 +21,23 @@ use crate::http::headers;
 pub use upgrade::is_websocket_upgrade;
 
 /// Where one site's admitted requests go.
+// Internal: one value per site, built once; the size difference between variants is irrelevant.
+#[allow(clippy::large_enum_variant)]
 pub enum Upstream {
-    Http { client: Client<HttpConnector, Incoming>, authority: http::uri::Authority, response_timeout: Duration },
+    Http {
+        client: Client<HttpConnector, Incoming>,
+        authority: http::uri::Authority,
+        response_timeout: Duration,
+    },
     Echo,
 }
 
 impl Upstream {
-    pub fn new(backend: &Backend, connect_timeout: Duration, response_timeout: Duration) -> Result<Self, http::uri::InvalidUri> {
+    pub fn new(
+        backend: &Backend,
+        connect_timeout: Duration,
+        response_timeout: Duration,
+    ) -> Result<Self, http::uri::InvalidUri> {
         match backend {
             Backend::Echo => Ok(Upstream::Echo),
             Backend::Http { authority } => {
@@ -41,17 +51,29 @@ impl Upstream {
                     .pool_idle_timeout(Duration::from_secs(90))
                     .pool_max_idle_per_host(256)
                     .build(connector);
-                Ok(Upstream::Http { client, authority, response_timeout })
+                Ok(Upstream::Http {
+                    client,
+                    authority,
+                    response_timeout,
+                })
             }
         }
     }
 
     /// Send a request whose headers are already scrubbed and injected. `path_and_query`
     /// is the exact normalised path that was authorised.
-    pub async fn forward(&self, mut req: Request<Incoming>, path_and_query: &str) -> Result<Response<Body>, HttpError> {
+    pub async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        path_and_query: &str,
+    ) -> Result<Response<Body>, HttpError> {
         let (client, authority, timeout) = match self {
             Upstream::Echo => return Ok(echo::answer(&req, path_and_query)),
-            Upstream::Http { client, authority, response_timeout } => (client, authority, *response_timeout),
+            Upstream::Http {
+                client,
+                authority,
+                response_timeout,
+            } => (client, authority, *response_timeout),
         };
         let client_upgrade = is_websocket_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
         *req.uri_mut() = Uri::builder()
@@ -66,7 +88,9 @@ impl Upstream {
             Ok(Err(e)) => return Err(HttpError::BackendDown(e)),
             Ok(Ok(res)) => res,
         };
-        if let (Some(client_upgrade), http::StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, res.status()) {
+        if let (Some(client_upgrade), http::StatusCode::SWITCHING_PROTOCOLS) =
+            (client_upgrade, res.status())
+        {
             let backend_upgrade = hyper::upgrade::on(&mut res);
             tokio::spawn(upgrade::tunnel(client_upgrade, backend_upgrade));
             let (parts, _) = res.into_parts();

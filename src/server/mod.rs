@@ -56,7 +56,11 @@ pub struct Listeners {
 impl Listeners {
     /// Bind the addresses of `[server]`.
     pub async fn bind(config: &Config) -> Result<Self, RunError> {
-        let bind = |addr: SocketAddr| async move { TcpListener::bind(addr).await.map_err(|source| RunError::Bind { addr, source }) };
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| RunError::Bind { addr, source })
+        };
         Ok(Listeners {
             https: bind(config.server.listen).await?,
             http_redirect: match config.server.http_redirect {
@@ -74,13 +78,21 @@ impl Listeners {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("cannot listen on {addr}")]
-    Bind { addr: SocketAddr, #[source] source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot open the store")]
     Store(#[from] crate::store::StoreError),
     #[error("cannot set up TLS")]
     Tls(#[from] tls::TlsError),
     #[error("backend address of site {site} is not usable")]
-    Backend { site: String, #[source] source: http::uri::InvalidUri },
+    Backend {
+        site: String,
+        #[source]
+        source: http::uri::InvalidUri,
+    },
     #[error("listener failed")]
     Io(#[from] std::io::Error),
 }
@@ -94,10 +106,18 @@ pub struct App {
     urls: Urls,
 }
 
-pub async fn run(listeners: Listeners, config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+pub async fn run(
+    listeners: Listeners,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
     let https_addr = listeners.https.local_addr()?;
     let port = config.portal.public_port.unwrap_or(https_addr.port());
-    let urls = Urls::new(&config.portal.host, config.sites.iter().map(|s| s.host.clone()), port);
+    let urls = Urls::new(
+        &config.portal.host,
+        config.sites.iter().map(|s| s.host.clone()),
+        port,
+    );
     let metrics = Arc::new(Metrics::new());
 
     let store = Arc::new(SqliteStore::open(&config.portal.store)?);
@@ -108,25 +128,49 @@ pub async fn run(listeners: Listeners, config: Config, shutdown: impl Future<Out
     let mut sites = Vec::new();
     for (index, site) in config.sites.iter().enumerate() {
         let upstream = Upstream::new(&site.backend, site.connect_timeout, site.response_timeout)
-            .map_err(|source| RunError::Backend { site: site.id.0.clone(), source })?;
-        sites.push(Arc::new(SiteRuntime { index, scrubber: Scrubber::new(&site.headers), config: site.clone(), upstream }));
+            .map_err(|source| RunError::Backend {
+                site: site.id.0.clone(),
+                source,
+            })?;
+        sites.push(Arc::new(SiteRuntime {
+            index,
+            scrubber: Scrubber::new(&site.headers),
+            config: site.clone(),
+            upstream,
+        }));
     }
-    let gate = Arc::new(Gate::new(sites.clone(), central, urls.clone(), config.portal.cache_margin, TABLE_CAPACITY, metrics));
+    let gate = Arc::new(Gate::new(
+        sites.clone(),
+        central,
+        urls.clone(),
+        config.portal.cache_margin,
+        TABLE_CAPACITY,
+        metrics,
+    ));
     // Single node: a sign-out reaches this process's gate at once, not at the next sync.
     let table = gate.table.clone();
-    portal.sessions.subscribe(move |revoked| revoked.iter().for_each(|k| table.remove(k)));
+    portal
+        .sessions
+        .subscribe(move |revoked| revoked.iter().for_each(|k| table.remove(k)));
 
     let app = Arc::new(App {
         gate: gate.clone(),
         portal: portal.clone(),
-        sites_by_host: sites.iter().map(|s| (s.config.host.clone(), s.clone())).collect(),
+        sites_by_host: sites
+            .iter()
+            .map(|s| (s.config.host.clone(), s.clone()))
+            .collect(),
         portal_host: config.portal.host.clone(),
         urls,
     });
     let acceptor = TlsAcceptor::from(tls::server_config(&config)?);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(crate::gate::sync::run(gate, config.portal.sync_interval, stop_rx.clone()));
+    tokio::spawn(crate::gate::sync::run(
+        gate,
+        config.portal.sync_interval,
+        stop_rx.clone(),
+    ));
     tokio::spawn(portal.maintain(stop_rx.clone()));
     let graceful = GracefulShutdown::new();
     if let Some(l) = listeners.admin {
@@ -135,13 +179,26 @@ pub async fn run(listeners: Listeners, config: Config, shutdown: impl Future<Out
     }
     if let Some(l) = listeners.http_redirect {
         tracing::info!(addr = %l.local_addr()?, "plain HTTP listener redirecting to HTTPS");
-        tokio::spawn(serve_plain(l, app.clone(), Plain::Redirect, stop_rx.clone()));
+        tokio::spawn(serve_plain(
+            l,
+            app.clone(),
+            Plain::Redirect,
+            stop_rx.clone(),
+        ));
     }
     tracing::info!(addr = %https_addr, portal = %app.urls.portal_origin(), sites = app.sites_by_host.len(), "gatehouse serving");
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).max_buf_size(64 * 1024);
-    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256).max_header_list_size(64 * 1024);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(64 * 1024);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256)
+        .max_header_list_size(64 * 1024);
     let builder = Arc::new(builder);
 
     tokio::pin!(shutdown);
@@ -184,7 +241,9 @@ pub async fn run(listeners: Listeners, config: Config, shutdown: impl Future<Out
     drop(listeners.https);
     match tokio::time::timeout(config.server.shutdown_grace, graceful.shutdown()).await {
         Ok(()) => tracing::info!("all connections closed"),
-        Err(_) => tracing::warn!(grace = ?config.server.shutdown_grace, "grace period over; cutting remaining connections"),
+        Err(_) => {
+            tracing::warn!(grace = ?config.server.shutdown_grace, "grace period over; cutting remaining connections")
+        }
     }
     Ok(())
 }
@@ -193,12 +252,17 @@ pub async fn run(listeners: Listeners, config: Config, shutdown: impl Future<Out
 /// without port, plus the value as sent. Both present and different → refused.
 fn request_host<B>(req: &Request<B>) -> Result<(String, HeaderValue), HttpError> {
     let from_uri = req.uri().authority().map(|a| a.as_str());
-    let from_header = req.headers().get(HOST).map(|h| h.to_str().map_err(|_| HttpError::BadRequest("Host header")));
+    let from_header = req
+        .headers()
+        .get(HOST)
+        .map(|h| h.to_str().map_err(|_| HttpError::BadRequest("Host header")));
     let raw = match (from_uri, from_header) {
         (Some(a), Some(h)) => {
             let h = h?;
             if !a.eq_ignore_ascii_case(h) {
-                return Err(HttpError::BadRequest("the request target and Host disagree"));
+                return Err(HttpError::BadRequest(
+                    "the request target and Host disagree",
+                ));
             }
             a
         }
@@ -206,14 +270,22 @@ fn request_host<B>(req: &Request<B>) -> Result<(String, HeaderValue), HttpError>
         (None, Some(h)) => h?,
         (None, None) => return Err(HttpError::BadRequest("no Host header")),
     };
-    let authority: http::uri::Authority = raw.parse().map_err(|_| HttpError::BadRequest("Host header"))?;
+    let authority: http::uri::Authority = raw
+        .parse()
+        .map_err(|_| HttpError::BadRequest("Host header"))?;
     let host = authority.host().trim_end_matches('.').to_ascii_lowercase();
-    let value = HeaderValue::from_str(authority.as_str()).map_err(|_| HttpError::BadRequest("Host header"))?;
+    let value = HeaderValue::from_str(authority.as_str())
+        .map_err(|_| HttpError::BadRequest("Host header"))?;
     Ok((host, value))
 }
 
 impl App {
-    async fn serve(&self, req: Request<Incoming>, peer: SocketAddr, sni: Option<&str>) -> Response<Body> {
+    async fn serve(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        sni: Option<&str>,
+    ) -> Response<Body> {
         let (host, host_value) = match request_host(&req) {
             Ok(h) => h,
             Err(e) => return e.into_response(),
@@ -226,7 +298,18 @@ impl App {
             return self.portal.handle(req, peer).await;
         }
         match self.sites_by_host.get(&host) {
-            Some(site) => self.gate.handle(site, Routed { req, peer, host: host_value }).await,
+            Some(site) => {
+                self.gate
+                    .handle(
+                        site,
+                        Routed {
+                            req,
+                            peer,
+                            host: host_value,
+                        },
+                    )
+                    .await
+            }
             None => HttpError::UnknownHost.into_response(),
         }
     }
@@ -239,7 +322,12 @@ enum Plain {
 }
 
 /// The plain-HTTP listeners: admin endpoints, or a redirect of everything to HTTPS.
-async fn serve_plain(listener: TcpListener, app: Arc<App>, kind: Plain, mut stop: tokio::sync::watch::Receiver<bool>) {
+async fn serve_plain(
+    listener: TcpListener,
+    app: Arc<App>,
+    kind: Plain,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     loop {
         let (tcp, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -260,7 +348,9 @@ async fn serve_plain(listener: TcpListener, app: Arc<App>, kind: Plain, mut stop
                 }
             });
             let mut http1 = hyper::server::conn::http1::Builder::new();
-            http1.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+            http1
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
             let _ = http1.serve_connection(TokioIo::new(tcp), service).await;
         });
     }
@@ -268,7 +358,9 @@ async fn serve_plain(listener: TcpListener, app: Arc<App>, kind: Plain, mut stop
 
 /// Plain HTTP → the same host and path over HTTPS, for configured hosts only.
 fn redirect_to_https<B>(app: &App, req: &Request<B>) -> Response<Body> {
-    let Ok((host, _)) = request_host(req) else { return HttpError::BadRequest("Host header").into_response() };
+    let Ok((host, _)) = request_host(req) else {
+        return HttpError::BadRequest("Host header").into_response();
+    };
     if host != app.portal_host && !app.urls.is_site_host(&host) {
         return HttpError::UnknownHost.into_response();
     }

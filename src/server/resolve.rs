@@ -32,7 +32,10 @@ mod tests {
         assert_eq!(loopback_authority("app.localhost:3000"), "127.0.0.1:3000");
         assert_eq!(loopback_authority("LOCALHOST:1"), "127.0.0.1:1");
         assert_eq!(loopback_authority("127.0.0.1:3000"), "127.0.0.1:3000");
-        assert_eq!(loopback_authority("backend.internal:80"), "backend.internal:80");
+        assert_eq!(
+            loopback_authority("backend.internal:80"),
+            "backend.internal:80"
+        );
         assert_eq!(loopback_authority("[::1]:80"), "[::1]:80");
         assert!(!is_localhost_name("localhost.evil.com"));
     }

@@ -17,11 +17,23 @@ use crate::config::{Config, TlsFiles};
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read the certificate chain {path}")]
-    Cert { path: String, #[source] source: rustls::pki_types::pem::Error },
+    Cert {
+        path: String,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
     #[error("cannot read the private key {path}")]
-    Key { path: String, #[source] source: rustls::pki_types::pem::Error },
+    Key {
+        path: String,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
     #[error("the private key {path} is not usable")]
-    KeyType { path: String, #[source] source: rustls::Error },
+    KeyType {
+        path: String,
+        #[source]
+        source: rustls::Error,
+    },
     #[error("TLS set-up failed")]
     Setup(#[from] rustls::Error),
 }
@@ -29,9 +41,18 @@ pub enum TlsError {
 fn load(files: &TlsFiles) -> Result<Arc<CertifiedKey>, TlsError> {
     let chain = CertificateDer::pem_file_iter(&files.cert)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|source| TlsError::Cert { path: display(&files.cert), source })?;
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|source| TlsError::Key { path: display(&files.key), source })?;
-    let signing = any_supported_type(&key).map_err(|source| TlsError::KeyType { path: display(&files.key), source })?;
+        .map_err(|source| TlsError::Cert {
+            path: display(&files.cert),
+            source,
+        })?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|source| TlsError::Key {
+        path: display(&files.key),
+        source,
+    })?;
+    let signing = any_supported_type(&key).map_err(|source| TlsError::KeyType {
+        path: display(&files.key),
+        source,
+    })?;
     Ok(Arc::new(CertifiedKey::new(chain, signing)))
 }
 
@@ -48,7 +69,9 @@ struct BySni {
 
 impl ResolvesServerCert for BySni {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let cert = hello.server_name().and_then(|n| self.by_host.get(&n.to_ascii_lowercase()));
+        let cert = hello
+            .server_name()
+            .and_then(|n| self.by_host.get(&n.to_ascii_lowercase()));
         Some(cert.unwrap_or(&self.default).clone())
     }
 }

@@ -22,7 +22,13 @@ impl Urls {
     pub fn new(portal_host: &str, site_hosts: impl IntoIterator<Item = String>, port: u16) -> Self {
         let mut hosts: HashSet<String> = site_hosts.into_iter().collect();
         hosts.insert(portal_host.to_string());
-        Urls { inner: Arc::new(Inner { portal_host: portal_host.to_string(), port, hosts }) }
+        Urls {
+            inner: Arc::new(Inner {
+                portal_host: portal_host.to_string(),
+                port,
+                hosts,
+            }),
+        }
     }
 
     pub fn origin(&self, host: &str) -> String {
@@ -71,13 +77,19 @@ mod tests {
     fn redirect_allow_list() {
         let u = Urls::new("auth.localhost", ["app.localhost".to_string()], 8443);
         assert_eq!(u.check_redirect("/x?y=1").as_deref(), Some("/x?y=1"));
-        assert_eq!(u.check_redirect("https://app.localhost:8443/a").as_deref(), Some("https://app.localhost:8443/a"));
+        assert_eq!(
+            u.check_redirect("https://app.localhost:8443/a").as_deref(),
+            Some("https://app.localhost:8443/a")
+        );
         assert_eq!(u.check_redirect("https://app.localhost/a"), None);
         assert_eq!(u.check_redirect("https://evil.localhost:8443/a"), None);
         assert_eq!(u.check_redirect("//evil"), None);
         assert_eq!(u.portal_origin(), "https://auth.localhost:8443");
         let u = Urls::new("auth.example", ["app.example".to_string()], 443);
         assert_eq!(u.origin("app.example"), "https://app.example");
-        assert_eq!(u.check_redirect("https://app.example/a").as_deref(), Some("https://app.example/a"));
+        assert_eq!(
+            u.check_redirect("https://app.example/a").as_deref(),
+            Some("https://app.example/a")
+        );
     }
 }

@@ -20,7 +20,11 @@ pub enum StoreError {
     #[error("the store holds a bad value in {field}")]
     Corrupt { field: &'static str },
     #[error("cannot open the store at {path}")]
-    Open { path: String, #[source] source: std::io::Error },
+    Open {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A user as the portal needs it to sign them in and to decide their level.
@@ -78,7 +82,12 @@ pub trait Store: Send + Sync + 'static {
     /// Create a user; false when the name is taken.
     fn add_user(&self, user: &NewUser) -> Result<bool, StoreError>;
     fn set_password(&self, name: &str, password_hash: &str) -> Result<bool, StoreError>;
-    fn set_level(&self, name: &str, level: Level, site_levels: Option<&BTreeMap<String, Level>>) -> Result<bool, StoreError>;
+    fn set_level(
+        &self,
+        name: &str,
+        level: Level,
+        site_levels: Option<&BTreeMap<String, Level>>,
+    ) -> Result<bool, StoreError>;
     fn set_disabled(&self, name: &str, disabled: bool) -> Result<bool, StoreError>;
     fn remove_user(&self, name: &str) -> Result<bool, StoreError>;
     /// Users changed after `revision`, and the newest revision. Lets a running portal learn

@@ -43,14 +43,19 @@ pub struct SqliteStore {
 }
 
 fn now_secs() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 impl SqliteStore {
     /// Open (creating file, folder and schema if missing) and migrate to the newest schema.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Open { path: dir.display().to_string(), source })?;
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Open {
+                path: dir.display().to_string(),
+                source,
+            })?;
         }
         let conn = Connection::open(path)?;
         Self::setup(conn)
@@ -73,10 +78,15 @@ impl SqliteStore {
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         }
         tx.commit()?;
-        Ok(SqliteStore { conn: Mutex::new(conn) })
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll
         // back), so a poisoned lock is safe to keep using.
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
@@ -86,8 +96,15 @@ impl SqliteStore {
 
 /// Bump the global revision inside `tx` and return the new value.
 fn next_revision(tx: &rusqlite::Transaction) -> Result<i64, StoreError> {
-    tx.execute("UPDATE meta SET value = value + 1 WHERE key = 'revision'", [])?;
-    Ok(tx.query_row("SELECT value FROM meta WHERE key = 'revision'", [], |r| r.get(0))?)
+    tx.execute(
+        "UPDATE meta SET value = value + 1 WHERE key = 'revision'",
+        [],
+    )?;
+    Ok(
+        tx.query_row("SELECT value FROM meta WHERE key = 'revision'", [], |r| {
+            r.get(0)
+        })?,
+    )
 }
 
 fn encode_levels(levels: &BTreeMap<String, Level>) -> String {
@@ -96,23 +113,39 @@ fn encode_levels(levels: &BTreeMap<String, Level>) -> String {
 }
 
 fn decode_levels(s: &str) -> Result<BTreeMap<String, Level>, StoreError> {
-    let plain: BTreeMap<String, u32> = serde_json::from_str(s).map_err(|_| StoreError::Corrupt { field: "users.site_levels" })?;
+    let plain: BTreeMap<String, u32> =
+        serde_json::from_str(s).map_err(|_| StoreError::Corrupt {
+            field: "users.site_levels",
+        })?;
     Ok(plain.into_iter().map(|(k, v)| (k, Level(v))).collect())
 }
 
 const SELECT_USER: &str = "SELECT u.name, u.password_hash, u.level, u.site_levels, u.idle_timeout_secs, u.disabled, a.name
      FROM users u JOIN accounts a ON a.id = u.account_id";
 
-fn row_to_user(r: &rusqlite::Row) -> rusqlite::Result<(String, String, i64, String, Option<i64>, bool, String)> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+/// A `users` row as SQLite returns it, before its values are checked.
+type UserRow = (String, String, i64, String, Option<i64>, bool, String);
+
+fn row_to_user(r: &rusqlite::Row) -> rusqlite::Result<UserRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
 }
 
-fn to_record(t: (String, String, i64, String, Option<i64>, bool, String)) -> Result<UserRecord, StoreError> {
+fn to_record(t: UserRow) -> Result<UserRecord, StoreError> {
     let (name, password_hash, level, site_levels, idle, disabled, account) = t;
     Ok(UserRecord {
         name,
         password_hash,
-        level: Level(u32::try_from(level).map_err(|_| StoreError::Corrupt { field: "users.level" })?),
+        level: Level(u32::try_from(level).map_err(|_| StoreError::Corrupt {
+            field: "users.level",
+        })?),
         site_levels: decode_levels(&site_levels)?,
         idle_timeout: idle.map(|s| Duration::from_secs(s.max(0) as u64)),
         disabled,
@@ -125,11 +158,20 @@ fn insert_user(tx: &rusqlite::Transaction, u: &NewUser, revision: i64) -> Result
     // user) gets a numbered suffix rather than joining someone else's account.
     let mut account = u.name.clone();
     let mut n = 1;
-    while tx.query_row("SELECT 1 FROM accounts WHERE name = ?1", [&account], |_| Ok(())).optional()?.is_some() {
+    while tx
+        .query_row("SELECT 1 FROM accounts WHERE name = ?1", [&account], |_| {
+            Ok(())
+        })
+        .optional()?
+        .is_some()
+    {
         n += 1;
         account = format!("{}#{n}", u.name);
     }
-    tx.execute("INSERT INTO accounts (name, created_at) VALUES (?1, ?2)", params![account, now_secs()])?;
+    tx.execute(
+        "INSERT INTO accounts (name, created_at) VALUES (?1, ?2)",
+        params![account, now_secs()],
+    )?;
     let account_id = tx.last_insert_rowid();
     tx.execute(
         "INSERT INTO users (name, password_hash, level, site_levels, idle_timeout_secs, disabled, account_id, revision, created_at)
@@ -152,7 +194,13 @@ fn insert_user(tx: &rusqlite::Transaction, u: &NewUser, revision: i64) -> Result
 impl Store for SqliteStore {
     fn user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
         self.with(|c| {
-            let row = c.query_row(&format!("{SELECT_USER} WHERE u.name = ?1"), [name], row_to_user).optional()?;
+            let row = c
+                .query_row(
+                    &format!("{SELECT_USER} WHERE u.name = ?1"),
+                    [name],
+                    row_to_user,
+                )
+                .optional()?;
             row.map(to_record).transpose()
         })
     }
@@ -199,7 +247,11 @@ impl Store for SqliteStore {
     fn add_user(&self, u: &NewUser) -> Result<bool, StoreError> {
         self.with(|c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            if tx.query_row("SELECT 1 FROM users WHERE name = ?1", [&u.name], |_| Ok(())).optional()?.is_some() {
+            if tx
+                .query_row("SELECT 1 FROM users WHERE name = ?1", [&u.name], |_| Ok(()))
+                .optional()?
+                .is_some()
+            {
                 return Ok(false);
             }
             let rev = next_revision(&tx)?;
@@ -213,9 +265,18 @@ impl Store for SqliteStore {
         self.update(name, "password_hash = ?3", &[&password_hash])
     }
 
-    fn set_level(&self, name: &str, level: Level, site_levels: Option<&BTreeMap<String, Level>>) -> Result<bool, StoreError> {
+    fn set_level(
+        &self,
+        name: &str,
+        level: Level,
+        site_levels: Option<&BTreeMap<String, Level>>,
+    ) -> Result<bool, StoreError> {
         match site_levels {
-            Some(levels) => self.update(name, "level = ?3, site_levels = ?4", &[&level.0, &encode_levels(levels)]),
+            Some(levels) => self.update(
+                name,
+                "level = ?3, site_levels = ?4",
+                &[&level.0, &encode_levels(levels)],
+            ),
             None => self.update(name, "level = ?3", &[&level.0]),
         }
     }
@@ -255,9 +316,17 @@ impl Store for SqliteStore {
     fn secret(&self, name: &str) -> Result<[u8; 32], StoreError> {
         self.with(|c| {
             let fresh = crate::crypto::random_bytes::<32>();
-            c.execute("INSERT OR IGNORE INTO secrets (name, value) VALUES (?1, ?2)", params![name, fresh.to_vec()])?;
-            let value: Vec<u8> = c.query_row("SELECT value FROM secrets WHERE name = ?1", [name], |r| r.get(0))?;
-            value.try_into().map_err(|_| StoreError::Corrupt { field: "secrets.value" })
+            c.execute(
+                "INSERT OR IGNORE INTO secrets (name, value) VALUES (?1, ?2)",
+                params![name, fresh.to_vec()],
+            )?;
+            let value: Vec<u8> =
+                c.query_row("SELECT value FROM secrets WHERE name = ?1", [name], |r| {
+                    r.get(0)
+                })?;
+            value.try_into().map_err(|_| StoreError::Corrupt {
+                field: "secrets.value",
+            })
         })
     }
 }
@@ -265,10 +334,19 @@ impl Store for SqliteStore {
 impl SqliteStore {
     /// Update columns of one user and bump its revision. In `set`, `?1` is the name, `?2`
     /// the new revision, and `?3`… the `values`.
-    fn update(&self, name: &str, set: &str, values: &[&dyn rusqlite::ToSql]) -> Result<bool, StoreError> {
+    fn update(
+        &self,
+        name: &str,
+        set: &str,
+        values: &[&dyn rusqlite::ToSql],
+    ) -> Result<bool, StoreError> {
         self.with(|c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            if tx.query_row("SELECT 1 FROM users WHERE name = ?1", [name], |_| Ok(())).optional()?.is_none() {
+            if tx
+                .query_row("SELECT 1 FROM users WHERE name = ?1", [name], |_| Ok(()))
+                .optional()?
+                .is_none()
+            {
                 return Ok(false);
             }
             let rev = next_revision(&tx)?;
@@ -318,12 +396,21 @@ mod tests {
         s.add_user(&user("alice")).unwrap();
         s.add_user(&user("bob")).unwrap();
         let (_, rev) = s.users_changed_since(0).unwrap();
-        assert!(!s.upsert_user(&user("alice")).unwrap(), "same values change nothing");
+        assert!(
+            !s.upsert_user(&user("alice")).unwrap(),
+            "same values change nothing"
+        );
         assert!(s.set_level("bob", Level(1), None).unwrap());
-        assert_eq!(s.users_changed_since(rev).unwrap().0, vec!["bob".to_string()]);
+        assert_eq!(
+            s.users_changed_since(rev).unwrap().0,
+            vec!["bob".to_string()]
+        );
         let (_, rev) = s.users_changed_since(0).unwrap();
         assert!(s.remove_user("alice").unwrap());
-        assert_eq!(s.users_changed_since(rev).unwrap().0, vec!["alice".to_string()]);
+        assert_eq!(
+            s.users_changed_since(rev).unwrap().0,
+            vec!["alice".to_string()]
+        );
         assert!(!s.set_disabled("nobody", true).unwrap());
     }
 
