@@ -40,7 +40,11 @@ pub fn hash_for(password: &str) -> String {
     use std::sync::Mutex;
     static CACHE: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
     let mut cache = CACHE.lock().unwrap();
-    cache.get_or_insert_with(HashMap::new).entry(password.to_string()).or_insert_with(|| gatehouse::crypto::password::hash(password)).clone()
+    cache
+        .get_or_insert_with(HashMap::new)
+        .entry(password.to_string())
+        .or_insert_with(|| gatehouse::crypto::password::hash(password))
+        .clone()
 }
 
 pub struct GatewayBuilder {
@@ -84,7 +88,9 @@ impl GatewayBuilder {
 
     /// A site with extra TOML (lines under `[[sites]]`, then any `[[sites.rules]]`).
     pub fn site_with(mut self, id: &str, backend: &str, extra: &str) -> Self {
-        self.sites.push(format!("[[sites]]\nid = {id:?}\nhost = \"{id}.localhost\"\nbackend = {backend:?}\n{extra}\n"));
+        self.sites.push(format!(
+            "[[sites]]\nid = {id:?}\nhost = \"{id}.localhost\"\nbackend = {backend:?}\n{extra}\n"
+        ));
         self
     }
 
@@ -122,17 +128,28 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn builder() -> GatewayBuilder {
-        GatewayBuilder { portal: vec![], users: vec![], sites: vec![], server: vec![] }
+        GatewayBuilder {
+            portal: vec![],
+            users: vec![],
+            sites: vec![],
+            server: vec![],
+        }
     }
 
     async fn start_file(dir: tempfile::TempDir, config_path: PathBuf) -> Gateway {
-        let config = gatehouse::config::Config::load(&config_path).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+        let config = gatehouse::config::Config::load(&config_path)
+            .unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
         let https = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let redirect = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = https.local_addr().unwrap().port();
-        let (admin_addr, redirect_addr) = (admin.local_addr().unwrap(), redirect.local_addr().unwrap());
-        let listeners = gatehouse::server::Listeners { https, http_redirect: Some(redirect), admin: Some(admin) };
+        let (admin_addr, redirect_addr) =
+            (admin.local_addr().unwrap(), redirect.local_addr().unwrap());
+        let listeners = gatehouse::server::Listeners {
+            https,
+            http_redirect: Some(redirect),
+            admin: Some(admin),
+        };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let stopped = Arc::new(AtomicBool::new(false));
         let flag = stopped.clone();
@@ -144,7 +161,16 @@ impl Gateway {
             .expect("gateway failed");
             flag.store(true, Ordering::SeqCst);
         });
-        Gateway { port, admin: admin_addr, redirect: redirect_addr, dir, config_path, stop: Some(tx), task: Some(task), stopped }
+        Gateway {
+            port,
+            admin: admin_addr,
+            redirect: redirect_addr,
+            dir,
+            config_path,
+            stop: Some(tx),
+            task: Some(task),
+            stopped,
+        }
     }
 
     /// A fresh browser (cookie jar) for this gateway.
@@ -169,7 +195,10 @@ impl Gateway {
     /// The value of a metric line starting with `prefix` (e.g. `gatehouse_table_entries`).
     pub async fn metric(&self, prefix: &str) -> Option<f64> {
         let (_, text) = self.admin_get("/metrics").await;
-        text.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
     }
 
     /// Ask the gateway to shut down and wait until `run` returned.
@@ -204,33 +233,70 @@ pub fn form_field(html: &str, name: &str) -> Option<String> {
     let needle = format!("name=\"{name}\" value=\"");
     let start = html.find(&needle)? + needle.len();
     let end = html[start..].find('"')? + start;
-    Some(html[start..end].replace("&amp;", "&").replace("&quot;", "\"").replace("&lt;", "<").replace("&gt;", ">").replace("&#39;", "'"))
+    Some(
+        html[start..end]
+            .replace("&amp;", "&")
+            .replace("&quot;", "\"")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&#39;", "'"),
+    )
 }
 
 /// The full SSO flow for a browser that is not signed in at the portal: site → portal →
 /// form → callback → original URL. Returns the final response (the backend's answer).
-pub async fn sign_in(browser: &Client, gw: &Gateway, host: &str, path: &str, user: &str, password: &str) -> Resp {
+pub async fn sign_in(
+    browser: &Client,
+    gw: &Gateway,
+    host: &str,
+    path: &str,
+    user: &str,
+    password: &str,
+) -> Resp {
     let first = browser.get(&gw.url(host, path)).await;
-    assert_eq!(first.status, 302, "an unknown browser is sent to the portal: {first:?}");
+    assert_eq!(
+        first.status, 302,
+        "an unknown browser is sent to the portal: {first:?}"
+    );
     let login_url = first.location().unwrap();
-    assert!(login_url.starts_with(&gw.url("auth.localhost", "/login?")), "{login_url}");
+    assert!(
+        login_url.starts_with(&gw.url("auth.localhost", "/login?")),
+        "{login_url}"
+    );
     let form = browser.get(&login_url).await;
     assert_eq!(form.status, 200, "{form:?}");
     let posted = submit_login(browser, gw, &form.body, user, password).await;
-    assert_eq!(posted.status, 303, "a good password continues the hand-off: {posted:?}");
+    assert_eq!(
+        posted.status, 303,
+        "a good password continues the hand-off: {posted:?}"
+    );
     browser.follow(&posted.location().unwrap()).await
 }
 
 /// Post the sign-in form found in `html`.
-pub async fn submit_login(browser: &Client, gw: &Gateway, html: &str, user: &str, password: &str) -> Resp {
-    let mut fields = vec![("username".to_string(), user.to_string()), ("password".to_string(), password.to_string())];
+pub async fn submit_login(
+    browser: &Client,
+    gw: &Gateway,
+    html: &str,
+    user: &str,
+    password: &str,
+) -> Resp {
+    let mut fields = vec![
+        ("username".to_string(), user.to_string()),
+        ("password".to_string(), password.to_string()),
+    ];
     for name in ["csrf", "site", "h", "rd"] {
         if let Some(v) = form_field(html, name) {
             fields.push((name.to_string(), v));
         }
     }
-    let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    browser.post_form(&gw.url("auth.localhost", "/login"), &pairs).await
+    let pairs: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    browser
+        .post_form(&gw.url("auth.localhost", "/login"), &pairs)
+        .await
 }
 
 /// A browser already signed in, with `host` admitted; returns the backend's answer.

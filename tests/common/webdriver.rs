@@ -43,7 +43,11 @@ impl Driver {
             );
         }
         // Ask the kernel for a free port; the tiny race until chromedriver binds it is fine here.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let child = {
             use std::os::unix::process::CommandExt;
             Command::new(CHROMEDRIVER)
@@ -54,15 +58,28 @@ impl Driver {
                 .spawn()
                 .expect("chromedriver did not start")
         };
-        let driver = Driver { port, child, profile: tempfile::tempdir().unwrap() };
+        let mut driver = Driver {
+            port,
+            child,
+            profile: tempfile::tempdir().unwrap(),
+        };
         let deadline = Instant::now() + WAIT;
         loop {
-            if let Ok(status) = driver.call(Method::GET, "/status", None).await {
-                if status["ready"] == true {
-                    return driver;
-                }
+            // A driver that died at once (port taken, broken install) fails fast and says so.
+            if let Ok(Some(exit)) = driver.child.try_wait() {
+                panic!(
+                    "chromedriver exited at start ({exit}); try `{CHROMEDRIVER} --port={port}` by hand"
+                );
             }
-            assert!(Instant::now() < deadline, "chromedriver did not answer /status within {WAIT:?}");
+            if let Ok(status) = driver.call(Method::GET, "/status", None).await
+                && status["ready"] == true
+            {
+                return driver;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not answer /status within {WAIT:?}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -70,8 +87,12 @@ impl Driver {
     /// One request to chromedriver; a WebDriver error (`value.error`) becomes `Err`.
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, String> {
         let exchange = async {
-            let tcp = TcpStream::connect(("127.0.0.1", self.port)).await.map_err(|e| e.to_string())?;
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| e.to_string())?;
+            let tcp = TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .map_err(|e| e.to_string())?;
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+                .await
+                .map_err(|e| e.to_string())?;
             tokio::spawn(conn);
             let body = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
             let req = Request::builder()
@@ -82,15 +103,19 @@ impl Driver {
                 .body(Full::new(body))
                 .unwrap();
             let res = sender.send_request(req).await.map_err(|e| e.to_string())?;
-            let bytes = res.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
-            let mut answer: Value = serde_json::from_slice(&bytes).map_err(|e| format!("not JSON ({e})"))?;
+            let body = res.into_body().collect().await.map_err(|e| e.to_string())?;
+            let bytes = body.to_bytes();
+            let mut answer: Value =
+                serde_json::from_slice(&bytes).map_err(|e| format!("not JSON ({e})"))?;
             match answer["value"].get("error") {
                 Some(error) => Err(format!("{error}: {}", answer["value"]["message"])),
                 None => Ok(answer["value"].take()),
             }
         };
         // Longer than WAIT: a navigation may legitimately use the whole page-load timeout.
-        tokio::time::timeout(WAIT * 2, exchange).await.unwrap_or_else(|_| Err(format!("{method} {path}: no answer")))
+        tokio::time::timeout(WAIT * 2, exchange)
+            .await
+            .unwrap_or_else(|_| Err(format!("{method} {path}: no answer")))
     }
 
     /// A new headless Chromium session with a fresh profile.
@@ -116,9 +141,20 @@ impl Driver {
             "goog:loggingPrefs": { "browser": "ALL" }, // for Session::console
             "goog:chromeOptions": { "binary": CHROMIUM, "args": args },
         }}});
-        let value = self.call(Method::POST, "/session", Some(caps)).await.expect("new WebDriver session");
-        let session = Session { driver: self, id: value["sessionId"].as_str().unwrap().to_string() };
-        session.post("/timeouts", json!({ "pageLoad": WAIT.as_millis() as u64, "script": WAIT.as_millis() as u64 })).await;
+        let value = self
+            .call(Method::POST, "/session", Some(caps))
+            .await
+            .expect("new WebDriver session");
+        let session = Session {
+            driver: self,
+            id: value["sessionId"].as_str().unwrap().to_string(),
+        };
+        session
+            .post(
+                "/timeouts",
+                json!({ "pageLoad": WAIT.as_millis() as u64, "script": WAIT.as_millis() as u64 }),
+            )
+            .await;
         session
     }
 }
@@ -126,7 +162,9 @@ impl Driver {
 impl Drop for Driver {
     fn drop(&mut self) {
         // SIGKILL to the group: chromedriver and every Chromium process it started.
-        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).status();
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -139,14 +177,23 @@ pub struct Session<'d> {
 }
 
 impl Session<'_> {
-    async fn post(&self, path: &str, body: Value) -> Value {
+    /// A command on this session; any WebDriver error fails the test.
+    async fn cmd(&self, method: Method, path: &str, body: Option<Value>) -> Value {
         let path = format!("/session/{}{path}", self.id);
-        self.driver.call(Method::POST, &path, Some(body)).await.unwrap_or_else(|e| panic!("POST {path}: {e}"))
+        let answer = self.driver.call(method.clone(), &path, body).await;
+        answer.unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 
-    async fn get(&self, path: &str) -> Value {
-        let path = format!("/session/{}{path}", self.id);
-        self.driver.call(Method::GET, &path, None).await.unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    async fn post(&self, path: &str, body: Value) -> Value {
+        self.cmd(Method::POST, path, Some(body)).await
+    }
+
+    async fn string(&self, path: &str) -> String {
+        let value = self.cmd(Method::GET, path, None).await;
+        value
+            .as_str()
+            .unwrap_or_else(|| panic!("GET {path}: {value}"))
+            .to_string()
     }
 
     /// Open `url` (returns once the page has loaded, redirects followed).
@@ -155,22 +202,39 @@ impl Session<'_> {
     }
 
     pub async fn url(&self) -> String {
-        self.get("/url").await.as_str().unwrap().to_string()
+        self.string("/url").await
     }
 
     pub async fn source(&self) -> String {
-        self.get("/source").await.as_str().unwrap().to_string()
+        self.string("/source").await
     }
 
     /// The first element matching `css`, waiting up to [`WAIT`] for it to appear.
     pub async fn find(&self, css: &str) -> Element<'_> {
         let path = format!("/session/{}/element", self.id);
+        let query = json!({ "using": "css selector", "value": css });
         let deadline = Instant::now() + WAIT;
         loop {
-            match self.driver.call(Method::POST, &path, Some(json!({ "using": "css selector", "value": css }))).await {
-                Ok(v) => return Element { session: self, id: v[ELEMENT].as_str().unwrap_or_else(|| panic!("element answer {v}")).to_string() },
+            match self
+                .driver
+                .call(Method::POST, &path, Some(query.clone()))
+                .await
+            {
+                Ok(v) => {
+                    let id = v[ELEMENT]
+                        .as_str()
+                        .unwrap_or_else(|| panic!("element answer {v}"));
+                    return Element {
+                        session: self,
+                        id: id.to_string(),
+                    };
+                }
                 Err(e) if Instant::now() >= deadline => {
-                    panic!("no element {css:?} within {WAIT:?} ({e}) on {}:\n{}", self.url().await, self.source().await)
+                    panic!(
+                        "no {css:?} within {WAIT:?} ({e}) at {}:\n{}",
+                        self.url().await,
+                        self.source().await
+                    )
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
@@ -185,7 +249,11 @@ impl Session<'_> {
             if url.starts_with(prefix) {
                 return url;
             }
-            assert!(Instant::now() < deadline, "expected a URL starting with {prefix}, still at {url}:\n{}", self.source().await);
+            assert!(
+                Instant::now() < deadline,
+                "expected {prefix}…, still at {url}:\n{}",
+                self.source().await
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -193,21 +261,26 @@ impl Session<'_> {
     /// A PNG of the viewport.
     pub async fn screenshot(&self) -> Vec<u8> {
         use base64::Engine;
-        let b64 = self.get("/screenshot").await;
-        base64::engine::general_purpose::STANDARD.decode(b64.as_str().unwrap()).unwrap()
+        base64::engine::general_purpose::STANDARD
+            .decode(self.string("/screenshot").await)
+            .unwrap()
     }
 
     /// The browser console's messages since the last call (chromedriver's own endpoint; W3C
     /// has none), e.g. Content-Security-Policy violations.
     pub async fn console(&self) -> Vec<String> {
         let entries = self.post("/se/log", json!({ "type": "browser" })).await;
-        entries.as_array().into_iter().flatten().filter_map(|e| e["message"].as_str().map(str::to_string)).collect()
+        let messages = entries
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["message"].as_str());
+        messages.map(str::to_string).collect()
     }
 
     /// End the session (Chromium exits).
     pub async fn quit(self) {
-        let path = format!("/session/{}", self.id);
-        self.driver.call(Method::DELETE, &path, None).await.unwrap_or_else(|e| panic!("DELETE {path}: {e}"));
+        self.cmd(Method::DELETE, "", None).await;
     }
 }
 
@@ -218,7 +291,9 @@ pub struct Element<'s> {
 
 impl Element<'_> {
     async fn post(&self, action: &str, body: Value) {
-        self.session.post(&format!("/element/{}/{action}", self.id), body).await;
+        self.session
+            .post(&format!("/element/{}/{action}", self.id), body)
+            .await;
     }
 
     pub async fn send_keys(&self, text: &str) {
@@ -230,6 +305,8 @@ impl Element<'_> {
     }
 
     pub async fn text(&self) -> String {
-        self.session.get(&format!("/element/{}/text", self.id)).await.as_str().unwrap().to_string()
+        self.session
+            .string(&format!("/element/{}/text", self.id))
+            .await
     }
 }
