@@ -25,7 +25,14 @@ async fn setup() -> (Backend, Gateway) {
 }
 
 async fn get_with(client: &Client, gw: &Gateway, host: &str, auth: &str) -> Resp {
-    client.request(Method::GET, &gw.url(host, "/v1/things"), &[("authorization", auth)], Default::default()).await
+    client
+        .request(
+            Method::GET,
+            &gw.url(host, "/v1/things"),
+            &[("authorization", auth)],
+            Default::default(),
+        )
+        .await
 }
 
 /// The first request costs one verification; later ones are served from the table.
@@ -37,10 +44,17 @@ async fn verified_once_then_from_table() {
         let res = get_with(&client, &gw, "api.localhost", &basic("alice", "alice-pw")).await;
         assert_eq!(res.status, 200);
     }
-    assert_eq!(gw.metric("gatehouse_signins_total{result=\"basic_success\"}").await, Some(1.0));
+    assert_eq!(
+        gw.metric("gatehouse_signins_total{result=\"basic_success\"}")
+            .await,
+        Some(1.0)
+    );
     let seen = backend.last();
     assert_eq!(seen.headers["x-auth-user"], "alice");
-    assert!(seen.headers.get("authorization").is_none(), "the client's credential is not forwarded");
+    assert!(
+        seen.headers.get("authorization").is_none(),
+        "the client's credential is not forwarded"
+    );
     assert_eq!(backend.count(), 5);
 }
 
@@ -52,12 +66,32 @@ async fn wrong_password_never_cached() {
     let res = get_with(&client, &gw, "api.localhost", &basic("alice", "nope")).await;
     assert_eq!(res.status, 401);
     assert!(res.header("www-authenticate").unwrap().starts_with("Basic"));
-    assert_eq!(get_with(&client, &gw, "api.localhost", &basic("alice", "alice-pw")).await.status, 200);
+    assert_eq!(
+        get_with(&client, &gw, "api.localhost", &basic("alice", "alice-pw"))
+            .await
+            .status,
+        200
+    );
     for _ in 0..2 {
-        assert_eq!(get_with(&client, &gw, "api.localhost", &basic("alice", "nope")).await.status, 401);
+        assert_eq!(
+            get_with(&client, &gw, "api.localhost", &basic("alice", "nope"))
+                .await
+                .status,
+            401
+        );
     }
-    assert_eq!(get_with(&client, &gw, "api.localhost", &basic("mallory", "alice-pw")).await.status, 401);
-    assert_eq!(gw.metric("gatehouse_signins_total{result=\"basic_failure\"}").await, Some(4.0), "each failure verified anew");
+    assert_eq!(
+        get_with(&client, &gw, "api.localhost", &basic("mallory", "alice-pw"))
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        gw.metric("gatehouse_signins_total{result=\"basic_failure\"}")
+            .await,
+        Some(4.0),
+        "each failure verified anew"
+    );
     assert_eq!(backend.count(), 1);
 }
 
@@ -66,8 +100,20 @@ async fn wrong_password_never_cached() {
 async fn malformed_refused() {
     let (backend, gw) = setup().await;
     let client = gw.client();
-    for bad in ["Basic !!!", "Basic", &format!("Basic {}", STANDARD.encode("nocolon")), &format!("Basic {}", STANDARD.encode(format!("u:{}", "x".repeat(5000))))] {
-        assert_eq!(get_with(&client, &gw, "api.localhost", bad).await.status, 401, "{bad:.40}");
+    for bad in [
+        "Basic !!!",
+        "Basic",
+        &format!("Basic {}", STANDARD.encode("nocolon")),
+        &format!(
+            "Basic {}",
+            STANDARD.encode(format!("u:{}", "x".repeat(5000)))
+        ),
+    ] {
+        assert_eq!(
+            get_with(&client, &gw, "api.localhost", bad).await.status,
+            401,
+            "{bad:.40}"
+        );
     }
     assert_eq!(backend.count(), 0);
 }
@@ -77,7 +123,12 @@ async fn malformed_refused() {
 async fn basic_needs_allow_basic() {
     let (backend, gw) = setup().await;
     let client = gw.client();
-    assert_eq!(get_with(&client, &gw, "app.localhost", &basic("alice", "alice-pw")).await.status, 302);
+    assert_eq!(
+        get_with(&client, &gw, "app.localhost", &basic("alice", "alice-pw"))
+            .await
+            .status,
+        302
+    );
     assert_eq!(backend.count(), 0);
 }
 
@@ -86,14 +137,21 @@ async fn basic_needs_allow_basic() {
 async fn disabled_user_loses_access() {
     let (_backend, gw) = setup().await;
     let client = gw.client();
-    assert_eq!(get_with(&client, &gw, "api.localhost", &basic("alice", "alice-pw")).await.status, 200);
+    assert_eq!(
+        get_with(&client, &gw, "api.localhost", &basic("alice", "alice-pw"))
+            .await
+            .status,
+        200
+    );
     use gatehouse::store::Store;
     let store = gatehouse::store::SqliteStore::open(&gw.store_path()).unwrap();
     assert!(store.set_disabled("alice", true).unwrap());
     let mut status = 200;
     for _ in 0..40 {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        status = get_with(&client, &gw, "api.localhost", &basic("alice", "alice-pw")).await.status;
+        status = get_with(&client, &gw, "api.localhost", &basic("alice", "alice-pw"))
+            .await
+            .status;
         if status == 401 {
             break;
         }

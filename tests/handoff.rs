@@ -20,9 +20,21 @@ async fn two_sites() -> (Backend, Gateway) {
 async fn sign_in_then_single_sign_on() {
     let (backend, gw) = two_sites().await;
     let browser = gw.client();
-    let res = sign_in(&browser, &gw, "app.localhost", "/docs/page?x=1", "alice", "alice-pw").await;
+    let res = sign_in(
+        &browser,
+        &gw,
+        "app.localhost",
+        "/docs/page?x=1",
+        "alice",
+        "alice-pw",
+    )
+    .await;
     assert_eq!(res.status, 200);
-    assert_eq!(res.url, gw.url("app.localhost", "/docs/page?x=1"), "lands on the original URL");
+    assert_eq!(
+        res.url,
+        gw.url("app.localhost", "/docs/page?x=1"),
+        "lands on the original URL"
+    );
     let seen = backend.last();
     assert_eq!(seen.path, "/docs/page?x=1");
     assert_eq!(seen.headers["x-auth-user"], "alice");
@@ -32,12 +44,28 @@ async fn sign_in_then_single_sign_on() {
     let first = browser.get(&gw.url("wiki.localhost", "/w")).await;
     assert_eq!(first.status, 302);
     let portal = browser.get(&first.location().unwrap()).await;
-    assert_eq!(portal.status, 303, "no form for a known browser: {portal:?}");
-    assert!(portal.location().unwrap().starts_with(&gw.url("wiki.localhost", "/.gatehouse/callback?code=")));
+    assert_eq!(
+        portal.status, 303,
+        "no form for a known browser: {portal:?}"
+    );
+    assert!(
+        portal
+            .location()
+            .unwrap()
+            .starts_with(&gw.url("wiki.localhost", "/.gatehouse/callback?code="))
+    );
     let landed = browser.follow(&portal.location().unwrap()).await;
     assert_eq!(landed.status, 200);
-    assert_eq!(backend.last().headers["x-auth-level"], "5", "per-site level on the wiki");
-    assert_eq!(gw.metric("gatehouse_signins_total{result=\"success\"}").await, Some(1.0));
+    assert_eq!(
+        backend.last().headers["x-auth-level"],
+        "5",
+        "per-site level on the wiki"
+    );
+    assert_eq!(
+        gw.metric("gatehouse_signins_total{result=\"success\"}")
+            .await,
+        Some(1.0)
+    );
 }
 
 /// The portal cookie is rotated at sign-in: the pre-sign-in identifier never becomes a session.
@@ -47,10 +75,14 @@ async fn portal_cookie_rotated_at_sign_in() {
     let browser = gw.client();
     let first = browser.get(&gw.url("app.localhost", "/")).await;
     let form = browser.get(&first.location().unwrap()).await;
-    let before = browser.cookie("auth.localhost", "__Host-gatehouse-portal").expect("portal cookie set with the form");
+    let before = browser
+        .cookie("auth.localhost", "__Host-gatehouse-portal")
+        .expect("portal cookie set with the form");
     let posted = submit_login(&browser, &gw, &form.body, "alice", "alice-pw").await;
     assert_eq!(posted.status, 303);
-    let after = browser.cookie("auth.localhost", "__Host-gatehouse-portal").unwrap();
+    let after = browser
+        .cookie("auth.localhost", "__Host-gatehouse-portal")
+        .unwrap();
     assert_ne!(before, after);
     // Someone holding the old identifier (a fixation attacker) is not signed in.
     let attacker = gw.client();
@@ -72,9 +104,17 @@ async fn wrong_password_refused() {
     assert!(res.body.contains("Wrong user name or password."));
     let unknown = submit_login(&browser, &gw, &form.body, "nobody", "nope").await;
     assert_eq!(unknown.status, 401);
-    assert_eq!(unknown.body.replace("nobody", "alice"), res.body, "unknown users get the same page");
+    assert_eq!(
+        unknown.body.replace("nobody", "alice"),
+        res.body,
+        "unknown users get the same page"
+    );
     assert_eq!(backend.count(), 0);
-    assert_eq!(gw.metric("gatehouse_signins_total{result=\"failure\"}").await, Some(2.0));
+    assert_eq!(
+        gw.metric("gatehouse_signins_total{result=\"failure\"}")
+            .await,
+        Some(2.0)
+    );
 }
 
 /// A form posted without the CSRF token bound to the portal cookie is refused.
@@ -89,10 +129,22 @@ async fn login_needs_csrf_token() {
     // The other browser's token does not fit this browser's portal cookie.
     let token = form_field(&other_form.body, "csrf").unwrap();
     let res = browser
-        .post_form(&gw.url("auth.localhost", "/login"), &[("username", "alice"), ("password", "alice-pw"), ("csrf", &token)])
+        .post_form(
+            &gw.url("auth.localhost", "/login"),
+            &[
+                ("username", "alice"),
+                ("password", "alice-pw"),
+                ("csrf", &token),
+            ],
+        )
         .await;
     assert_eq!(res.status, 403);
-    let res = browser.post_form(&gw.url("auth.localhost", "/login"), &[("username", "alice"), ("password", "alice-pw")]).await;
+    let res = browser
+        .post_form(
+            &gw.url("auth.localhost", "/login"),
+            &[("username", "alice"), ("password", "alice-pw")],
+        )
+        .await;
     assert_eq!(res.status, 403);
     let _ = form;
 }
@@ -101,7 +153,11 @@ async fn login_needs_csrf_token() {
 async fn callback_url(browser: &Client, gw: &Gateway, host: &str) -> String {
     let first = browser.get(&gw.url(host, "/")).await;
     let portal = browser.get(&first.location().unwrap()).await;
-    let posted = if portal.status == 200 { submit_login(browser, gw, &portal.body, "alice", "alice-pw").await } else { portal };
+    let posted = if portal.status == 200 {
+        submit_login(browser, gw, &portal.body, "alice", "alice-pw").await
+    } else {
+        portal
+    };
     assert_eq!(posted.status, 303);
     posted.location().unwrap()
 }
@@ -114,13 +170,28 @@ async fn replayed_code_admits_nobody() {
     let cb = callback_url(&browser, &gw, "app.localhost").await;
     assert_eq!(browser.get(&cb).await.status, 302);
     let thief = gw.client();
-    thief.set_cookie("app.localhost", "__Host-gatehouse", &browser.cookie("app.localhost", "__Host-gatehouse").unwrap().replace('A', "B"));
+    thief.set_cookie(
+        "app.localhost",
+        "__Host-gatehouse",
+        &browser
+            .cookie("app.localhost", "__Host-gatehouse")
+            .unwrap()
+            .replace('A', "B"),
+    );
     assert_eq!(thief.get(&cb).await.status, 403);
     let fresh = gw.client();
     assert_eq!(fresh.get(&cb).await.status, 403, "no site cookie at all");
     let again = gw.client();
-    again.set_cookie("app.localhost", "__Host-gatehouse", &browser.cookie("app.localhost", "__Host-gatehouse").unwrap());
-    assert_eq!(again.get(&cb).await.status, 403, "even the right cookie cannot use a code twice");
+    again.set_cookie(
+        "app.localhost",
+        "__Host-gatehouse",
+        &browser.cookie("app.localhost", "__Host-gatehouse").unwrap(),
+    );
+    assert_eq!(
+        again.get(&cb).await.status,
+        403,
+        "even the right cookie cannot use a code twice"
+    );
     let before = backend.count();
     assert_eq!(thief.get(&gw.url("app.localhost", "/")).await.status, 302);
     assert_eq!(backend.count(), before);
@@ -134,9 +205,17 @@ async fn code_with_other_cookie_admits_nobody() {
     let cb = callback_url(&browser, &gw, "app.localhost").await;
     let attacker = gw.client();
     let _ = attacker.get(&gw.url("app.localhost", "/")).await; // gets a site cookie of its own
-    assert!(attacker.cookie("app.localhost", "__Host-gatehouse").is_some());
+    assert!(
+        attacker
+            .cookie("app.localhost", "__Host-gatehouse")
+            .is_some()
+    );
     assert_eq!(attacker.get(&cb).await.status, 403);
-    assert_eq!(browser.get(&cb).await.status, 403, "the failed try burnt the code");
+    assert_eq!(
+        browser.get(&cb).await.status,
+        403,
+        "the failed try burnt the code"
+    );
     assert_eq!(browser.get(&gw.url("app.localhost", "/")).await.status, 302);
 }
 
@@ -150,14 +229,23 @@ async fn code_for_other_site_refused() {
     browser.set_cookie("wiki.localhost", "__Host-gatehouse", &cookie);
     let on_wiki = cb.replace("app.localhost", "wiki.localhost");
     assert_eq!(browser.get(&on_wiki).await.status, 403);
-    assert_eq!(browser.get(&gw.url("wiki.localhost", "/")).await.status, 302, "not admitted on the wiki");
+    assert_eq!(
+        browser.get(&gw.url("wiki.localhost", "/")).await.status,
+        302,
+        "not admitted on the wiki"
+    );
 }
 
 /// An expired code admits nobody.
 #[tokio::test]
 async fn expired_code_refused() {
     let backend = Backend::start().await;
-    let gw = Gateway::builder().portal("code_ttl = \"1s\"").user("alice", "alice-pw", 3).site("app", &backend.url()).start().await;
+    let gw = Gateway::builder()
+        .portal("code_ttl = \"1s\"")
+        .user("alice", "alice-pw", 3)
+        .site("app", &backend.url())
+        .start()
+        .await;
     let browser = gw.client();
     let cb = callback_url(&browser, &gw, "app.localhost").await;
     tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
@@ -174,7 +262,11 @@ async fn pushed_site_cookie_never_becomes_victims_session() {
     let victim = signed_in_browser(&gw, "wiki.localhost", "alice", "alice-pw").await;
     // The attacker gets a fresh site cookie and the portal URL that carries its hash.
     let attacker = gw.client();
-    let lure = attacker.get(&gw.url("app.localhost", "/")).await.location().unwrap();
+    let lure = attacker
+        .get(&gw.url("app.localhost", "/"))
+        .await
+        .location()
+        .unwrap();
     // The victim's browser is made to open that URL; the portal knows the victim.
     let minted = victim.get(&lure).await;
     assert_eq!(minted.status, 303);
@@ -183,26 +275,64 @@ async fn pushed_site_cookie_never_becomes_victims_session() {
     assert_eq!(victim.get(&cb).await.status, 403);
     // The attacker, with the cookie the code was bound to, cannot use the burnt code either.
     assert_eq!(attacker.get(&cb).await.status, 403);
-    assert_eq!(attacker.get(&gw.url("app.localhost", "/")).await.status, 302);
-    assert!(backend.requests().iter().all(|r| r.headers.get("x-auth-user").is_some()));
-    assert_eq!(backend.requests().iter().filter(|r| r.headers.get("host").unwrap().to_str().unwrap().starts_with("app.")).count(), 0);
+    assert_eq!(
+        attacker.get(&gw.url("app.localhost", "/")).await.status,
+        302
+    );
+    assert!(
+        backend
+            .requests()
+            .iter()
+            .all(|r| r.headers.get("x-auth-user").is_some())
+    );
+    assert_eq!(
+        backend
+            .requests()
+            .iter()
+            .filter(|r| r
+                .headers
+                .get("host")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("app."))
+            .count(),
+        0
+    );
 }
 
 /// Redirect targets outside the configured sites land on "/".
 #[tokio::test]
 async fn redirect_targets_checked() {
     let (_backend, gw) = two_sites().await;
-    for evil in ["//evil.example/", "/\\evil.example", "https:evil.example", "https://evil.example/", "/%2F%2Fevil.example", "%2F%2Fevil.example", "/\t/evil", "https://app.localhost@evil.example/"] {
+    for evil in [
+        "//evil.example/",
+        "/\\evil.example",
+        "https:evil.example",
+        "https://evil.example/",
+        "/%2F%2Fevil.example",
+        "%2F%2Fevil.example",
+        "/\t/evil",
+        "https://app.localhost@evil.example/",
+    ] {
         let browser = gw.client();
         let first = browser.get(&gw.url("app.localhost", "/")).await;
         // Forge the rd parameter the gate sent to the portal.
         let login = first.location().unwrap();
-        let forged = format!("{}&rd={}", login.split("&rd=").next().unwrap(), form_urlencoded::byte_serialize(evil.as_bytes()).collect::<String>());
+        let forged = format!(
+            "{}&rd={}",
+            login.split("&rd=").next().unwrap(),
+            form_urlencoded::byte_serialize(evil.as_bytes()).collect::<String>()
+        );
         let form = browser.get(&forged).await;
         let posted = submit_login(&browser, &gw, &form.body, "alice", "alice-pw").await;
         let landed = browser.get(&posted.location().unwrap()).await;
         assert_eq!(landed.status, 302, "{evil}");
-        assert_eq!(landed.header("location"), Some("/"), "rd {evil:?} must land on /");
+        assert_eq!(
+            landed.header("location"),
+            Some("/"),
+            "rd {evil:?} must land on /"
+        );
     }
 }
 
@@ -211,7 +341,9 @@ async fn redirect_targets_checked() {
 async fn post_without_session_is_401() {
     let (backend, gw) = two_sites().await;
     let browser = gw.client();
-    let res = browser.post_form(&gw.url("app.localhost", "/submit"), &[("a", "b")]).await;
+    let res = browser
+        .post_form(&gw.url("app.localhost", "/submit"), &[("a", "b")])
+        .await;
     assert_eq!(res.status, 401);
     assert_eq!(backend.count(), 0);
 }

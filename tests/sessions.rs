@@ -17,26 +17,53 @@ async fn sleep_ms(ms: u64) {
 #[tokio::test]
 async fn sign_out_everywhere() {
     let backend = Backend::start().await;
-    let gw = Gateway::builder().user("alice", "alice-pw", 3).site("app", &backend.url()).site("wiki", &backend.url()).start().await;
+    let gw = Gateway::builder()
+        .user("alice", "alice-pw", 3)
+        .site("app", &backend.url())
+        .site("wiki", &backend.url())
+        .start()
+        .await;
     let browser = signed_in_browser(&gw, "app.localhost", "alice", "alice-pw").await;
-    assert_eq!(browser.follow(&gw.url("wiki.localhost", "/")).await.status, 200);
+    assert_eq!(
+        browser.follow(&gw.url("wiki.localhost", "/")).await.status,
+        200
+    );
 
-    let to_portal = browser.get(&gw.url("wiki.localhost", "/.gatehouse/logout")).await;
+    let to_portal = browser
+        .get(&gw.url("wiki.localhost", "/.gatehouse/logout"))
+        .await;
     assert_eq!(to_portal.status, 302);
     let confirm = browser.get(&to_portal.location().unwrap()).await;
     assert_eq!(confirm.status, 200);
-    assert_eq!(browser.get(&gw.url("app.localhost", "/")).await.status, 200, "a GET alone signs nobody out");
+    assert_eq!(
+        browser.get(&gw.url("app.localhost", "/")).await.status,
+        200,
+        "a GET alone signs nobody out"
+    );
     let csrf = form_field(&confirm.body, "csrf").unwrap();
     let rd = form_field(&confirm.body, "rd").unwrap();
     assert_eq!(rd, gw.url("wiki.localhost", "/"));
-    let done = browser.post_form(&gw.url("auth.localhost", "/logout"), &[("csrf", &csrf), ("rd", &rd)]).await;
+    let done = browser
+        .post_form(
+            &gw.url("auth.localhost", "/logout"),
+            &[("csrf", &csrf), ("rd", &rd)],
+        )
+        .await;
     assert_eq!(done.status, 200);
     assert_eq!(done.header("cache-control"), Some("no-store"));
-    assert!(browser.cookie("auth.localhost", "__Host-gatehouse-portal").is_none(), "portal cookie cleared");
+    assert!(
+        browser
+            .cookie("auth.localhost", "__Host-gatehouse-portal")
+            .is_none(),
+        "portal cookie cleared"
+    );
 
     let before = backend.count();
     assert_eq!(browser.get(&gw.url("app.localhost", "/")).await.status, 302);
-    assert_eq!(browser.get(&gw.url("wiki.localhost", "/")).await.status, 302);
+    assert_eq!(
+        browser.get(&gw.url("wiki.localhost", "/")).await.status,
+        302
+    );
     assert_eq!(backend.count(), before);
 }
 
@@ -44,9 +71,15 @@ async fn sign_out_everywhere() {
 #[tokio::test]
 async fn sign_out_needs_csrf() {
     let backend = Backend::start().await;
-    let gw = Gateway::builder().user("alice", "alice-pw", 3).site("app", &backend.url()).start().await;
+    let gw = Gateway::builder()
+        .user("alice", "alice-pw", 3)
+        .site("app", &backend.url())
+        .start()
+        .await;
     let browser = signed_in_browser(&gw, "app.localhost", "alice", "alice-pw").await;
-    let res = browser.post_form(&gw.url("auth.localhost", "/logout"), &[("csrf", "forged")]).await;
+    let res = browser
+        .post_form(&gw.url("auth.localhost", "/logout"), &[("csrf", "forged")])
+        .await;
     assert_eq!(res.status, 403);
     assert_eq!(browser.get(&gw.url("app.localhost", "/")).await.status, 200);
 }
@@ -65,7 +98,11 @@ async fn idle_timeout_per_user() {
     let short = signed_in_browser(&gw, "app.localhost", "short", "pw").await;
     let long = signed_in_browser(&gw, "app.localhost", "long", "pw").await;
     sleep_ms(3000).await;
-    assert_eq!(short.get(&gw.url("app.localhost", "/")).await.status, 302, "idle longer than 2s");
+    assert_eq!(
+        short.get(&gw.url("app.localhost", "/")).await.status,
+        302,
+        "idle longer than 2s"
+    );
     assert_eq!(long.get(&gw.url("app.localhost", "/")).await.status, 200);
     // The portal also refuses to hand the short one on without a new sign-in.
     let again = short.get(&gw.url("app.localhost", "/")).await;
@@ -94,7 +131,10 @@ async fn activity_keeps_session() {
     // 5 s after sign-in, the portal still knows the browser: SSO to the wiki needs no form.
     let wiki = browser.get(&gw.url("wiki.localhost", "/")).await;
     let portal = browser.get(&wiki.location().unwrap()).await;
-    assert_eq!(portal.status, 303, "the portal session was kept alive by the gate's sync");
+    assert_eq!(
+        portal.status, 303,
+        "the portal session was kept alive by the gate's sync"
+    );
 }
 
 /// The gate's entry lives idle_timeout − cache_margin; after that the gate asks the portal,
@@ -111,8 +151,16 @@ async fn gate_asks_portal_after_entry_expiry() {
     let browser = signed_in_browser(&gw, "app.localhost", "alice", "pw").await;
     sleep_ms(1500).await;
     let _ = gw.metric("gatehouse_table_entries").await; // runs moka's pending expiries
-    assert_eq!(gw.metric("gatehouse_table_entries").await, Some(0.0), "entry gone after 1 s");
-    assert_eq!(browser.get(&gw.url("app.localhost", "/")).await.status, 200, "portal re-admits within 3 s");
+    assert_eq!(
+        gw.metric("gatehouse_table_entries").await,
+        Some(0.0),
+        "entry gone after 1 s"
+    );
+    assert_eq!(
+        browser.get(&gw.url("app.localhost", "/")).await.status,
+        200,
+        "portal re-admits within 3 s"
+    );
     assert_eq!(gw.metric("gatehouse_table_entries").await, Some(1.0));
 }
 
@@ -132,7 +180,10 @@ async fn absolute_timeout() {
         sleep_ms(500).await;
         last = browser.get(&gw.url("app.localhost", "/")).await.status;
     }
-    assert_eq!(last, 302, "4.5 s after sign-in, past the 3 s absolute limit");
+    assert_eq!(
+        last, 302,
+        "4.5 s after sign-in, past the 3 s absolute limit"
+    );
 }
 
 /// Changes made in the store by another process (the CLI) reach running sessions: a level
@@ -140,16 +191,25 @@ async fn absolute_timeout() {
 #[tokio::test]
 async fn store_changes_reach_sessions() {
     let backend = Backend::start().await;
-    let gw = Gateway::builder().user("alice", "pw", 3).site("app", &backend.url()).start().await;
+    let gw = Gateway::builder()
+        .user("alice", "pw", 3)
+        .site("app", &backend.url())
+        .start()
+        .await;
     let browser = signed_in_browser(&gw, "app.localhost", "alice", "pw").await;
     let store = gatehouse::store::SqliteStore::open(&gw.store_path()).unwrap();
-    store.set_level("alice", gatehouse::config::Level(4), None).unwrap();
+    store
+        .set_level("alice", gatehouse::config::Level(4), None)
+        .unwrap();
     let mut level = String::new();
     for _ in 0..40 {
         sleep_ms(100).await;
         let res = browser.get(&gw.url("app.localhost", "/")).await;
         assert_eq!(res.status, 200);
-        level = backend.last().headers["x-auth-level"].to_str().unwrap().to_string();
+        level = backend.last().headers["x-auth-level"]
+            .to_str()
+            .unwrap()
+            .to_string();
         if level == "4" {
             break;
         }
