@@ -42,7 +42,10 @@ fn full(s: &'static str) -> Body {
 fn query_num(req: &Request<Incoming>, key: &str) -> u64 {
     req.uri()
         .query()
-        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix(&format!("{key}="))))
+        .and_then(|q| {
+            q.split('&')
+                .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        })
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
@@ -50,18 +53,26 @@ fn query_num(req: &Request<Incoming>, key: &str) -> u64 {
 impl Backend {
     pub async fn start() -> Backend {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let backend = Backend { addr: listener.local_addr().unwrap(), requests: Arc::new(Mutex::new(Vec::new())) };
+        let backend = Backend {
+            addr: listener.local_addr().unwrap(),
+            requests: Arc::new(Mutex::new(Vec::new())),
+        };
         let b = backend.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((tcp, _)) = listener.accept().await else { continue };
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
                 let b = b.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
                         let b = b.clone();
                         async move { Ok::<_, Infallible>(b.answer(req).await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service).with_upgrades().await;
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .with_upgrades()
+                        .await;
                 });
             }
         });
@@ -81,12 +92,25 @@ impl Backend {
     }
 
     pub fn last(&self) -> Recorded {
-        self.requests.lock().unwrap().last().cloned().expect("the backend received no request")
+        self.requests
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("the backend received no request")
     }
 
     async fn answer(&self, mut req: Request<Incoming>) -> Response<Body> {
-        let path = req.uri().path_and_query().map_or("/".into(), |p| p.as_str().to_string());
-        let mut recorded = Recorded { method: req.method().to_string(), path: path.clone(), headers: req.headers().clone(), body_len: 0 };
+        let path = req
+            .uri()
+            .path_and_query()
+            .map_or("/".into(), |p| p.as_str().to_string());
+        let mut recorded = Recorded {
+            method: req.method().to_string(),
+            path: path.clone(),
+            headers: req.headers().clone(),
+            body_len: 0,
+        };
         match req.uri().path() {
             "/slow" => {
                 let ms = query_num(&req, "ms");
@@ -97,7 +121,13 @@ impl Backend {
             "/bytes" => {
                 let n = query_num(&req, "n");
                 self.requests.lock().unwrap().push(recorded);
-                Response::new(Repeat { left: n, chunk: Bytes::from(vec![b'x'; 256 * 1024]) }.boxed())
+                Response::new(
+                    Repeat {
+                        left: n,
+                        chunk: Bytes::from(vec![b'x'; 256 * 1024]),
+                    }
+                    .boxed(),
+                )
             }
             "/ws" => {
                 self.requests.lock().unwrap().push(recorded);
@@ -130,8 +160,11 @@ impl Backend {
                 }
                 let len = recorded.body_len;
                 self.requests.lock().unwrap().push(recorded);
-                let mut res = Response::new(http_body_util::Full::new(Bytes::from(format!("ok {len}"))).boxed());
-                res.headers_mut().insert("x-backend", "recording".parse().unwrap());
+                let mut res = Response::new(
+                    http_body_util::Full::new(Bytes::from(format!("ok {len}"))).boxed(),
+                );
+                res.headers_mut()
+                    .insert("x-backend", "recording".parse().unwrap());
                 res
             }
         }

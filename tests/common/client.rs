@@ -31,7 +31,11 @@ impl Resp {
         let loc = self.headers.get(LOCATION)?.to_str().ok()?;
         if loc.starts_with('/') {
             // Resolve a local redirect against this response's origin.
-            let origin_end = self.url.find("://").map(|i| i + 3).and_then(|i| self.url[i..].find('/').map(|j| i + j))?;
+            let origin_end = self
+                .url
+                .find("://")
+                .map(|i| i + 3)
+                .and_then(|i| self.url[i..].find('/').map(|j| i + j))?;
             Some(format!("{}{}", &self.url[..origin_end], loc))
         } else {
             Some(loc.to_string())
@@ -73,7 +77,9 @@ fn connector(alpn: &[&[u8]]) -> TlsConnector {
 
 /// Split `https://host:port/path?q` into (host, path-and-query).
 pub fn split_url(url: &str) -> (String, String) {
-    let rest = url.strip_prefix("https://").unwrap_or_else(|| panic!("not an https URL: {url}"));
+    let rest = url
+        .strip_prefix("https://")
+        .unwrap_or_else(|| panic!("not an https URL: {url}"));
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -84,7 +90,13 @@ pub fn split_url(url: &str) -> (String, String) {
 
 impl Client {
     pub fn new(port: u16) -> Self {
-        Client { port, tls: connector(&[b"http/1.1"]), h2_tls: connector(&[b"h2"]), http2: false, jar: Mutex::new(HashMap::new()) }
+        Client {
+            port,
+            tls: connector(&[b"http/1.1"]),
+            h2_tls: connector(&[b"h2"]),
+            http2: false,
+            jar: Mutex::new(HashMap::new()),
+        }
     }
 
     /// A TLS connection to the gateway for `host` (SNI), for raw-bytes tests.
@@ -103,7 +115,12 @@ impl Client {
     }
 
     pub fn set_cookie(&self, host: &str, name: &str, value: &str) {
-        self.jar.lock().unwrap().entry(host.to_string()).or_default().insert(name.to_string(), value.to_string());
+        self.jar
+            .lock()
+            .unwrap()
+            .entry(host.to_string())
+            .or_default()
+            .insert(name.to_string(), value.to_string());
     }
 
     pub fn clear_cookies(&self, host: &str) {
@@ -113,7 +130,13 @@ impl Client {
     fn cookie_header(&self, host: &str) -> Option<String> {
         let jar = self.jar.lock().unwrap();
         let cookies = jar.get(host)?;
-        (!cookies.is_empty()).then(|| cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; "))
+        (!cookies.is_empty()).then(|| {
+            cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
     }
 
     fn store_cookies(&self, host: &str, headers: &HeaderMap) {
@@ -125,9 +148,15 @@ impl Client {
             let attrs: Vec<String> = parts.map(|a| a.to_ascii_lowercase()).collect();
             if name.starts_with("__Host-") {
                 for required in ["secure", "httponly", "samesite=lax", "path=/"] {
-                    assert!(attrs.iter().any(|a| a == required), "cookie {name} lacks {required}: {value}");
+                    assert!(
+                        attrs.iter().any(|a| a == required),
+                        "cookie {name} lacks {required}: {value}"
+                    );
                 }
-                assert!(!attrs.iter().any(|a| a.starts_with("domain")), "__Host- cookie with Domain: {value}");
+                assert!(
+                    !attrs.iter().any(|a| a.starts_with("domain")),
+                    "__Host- cookie with Domain: {value}"
+                );
             }
             let cookies = jar.entry(host.to_string()).or_default();
             if attrs.iter().any(|a| a == "max-age=0") {
@@ -143,8 +172,16 @@ impl Client {
     }
 
     pub async fn post_form(&self, url: &str, fields: &[(&str, &str)]) -> Resp {
-        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
-        self.request(Method::POST, url, &[("content-type", "application/x-www-form-urlencoded")], Bytes::from(body)).await
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        self.request(
+            Method::POST,
+            url,
+            &[("content-type", "application/x-www-form-urlencoded")],
+            Bytes::from(body),
+        )
+        .await
     }
 
     /// GET and follow redirects (up to 10), like a browser.
@@ -161,15 +198,36 @@ impl Client {
     }
 
     /// A request with extra headers (appended, so duplicates are possible) and a body.
-    pub async fn request(&self, method: Method, url: &str, headers: &[(&str, &str)], body: Bytes) -> Resp {
+    pub async fn request(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Resp {
         let res = self.send(method, url, headers, Full::new(body)).await;
         let (parts, body) = res.into_parts();
-        let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-        Resp { status: parts.status.as_u16(), headers: parts.headers, body: String::from_utf8_lossy(&bytes).into_owned(), url: url.to_string() }
+        let bytes = body
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        Resp {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+            url: url.to_string(),
+        }
     }
 
     /// Send any body; the response body is left streaming.
-    pub async fn send<B>(&self, method: Method, url: &str, headers: &[(&str, &str)], body: B) -> Response<Incoming>
+    pub async fn send<B>(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: B,
+    ) -> Response<Incoming>
     where
         B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -177,9 +235,13 @@ impl Client {
         let (host, path) = split_url(url);
         let mut builder = Request::builder().method(method);
         if self.http2 {
-            builder = builder.uri(format!("https://{host}:{}{path}", self.port)).version(http::Version::HTTP_2);
+            builder = builder
+                .uri(format!("https://{host}:{}{path}", self.port))
+                .version(http::Version::HTTP_2);
         } else {
-            builder = builder.uri(path.as_str()).header(HOST, format!("{host}:{}", self.port));
+            builder = builder
+                .uri(path.as_str())
+                .header(HOST, format!("{host}:{}", self.port));
         }
         if let Some(c) = self.cookie_header(&host) {
             builder = builder.header(COOKIE, c);
@@ -190,7 +252,10 @@ impl Client {
         let req = builder.body(body).unwrap();
         let res = if self.http2 {
             let io = TokioIo::new(self.connect_with(&host, &self.h2_tls).await);
-            let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await.unwrap();
+            let (mut sender, conn) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                    .await
+                    .unwrap();
             tokio::spawn(conn);
             sender.send_request(req).await.unwrap()
         } else {
@@ -214,7 +279,10 @@ pub async fn plain_request(addr: SocketAddr, host: &str, path: &str) -> (u16, He
     let io = TokioIo::new(TcpStream::connect(addr).await.unwrap());
     let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
     tokio::spawn(conn);
-    let req = Request::get(path).header(HOST, host).body(Full::new(Bytes::new())).unwrap();
+    let req = Request::get(path)
+        .header(HOST, host)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
     let res = sender.send_request(req).await.unwrap();
     let status = res.status().as_u16();
     let headers = res.headers().clone();
@@ -228,12 +296,21 @@ impl Client {
     pub async fn raw_get(&self, host: &str, target: &str) -> u16 {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut tls = self.connect(host).await;
-        let cookie = self.cookie_header(host).map(|c| format!("Cookie: {c}\r\n")).unwrap_or_default();
-        let req = format!("GET {target} HTTP/1.1\r\nHost: {host}:{}\r\n{cookie}Connection: close\r\n\r\n", self.port);
+        let cookie = self
+            .cookie_header(host)
+            .map(|c| format!("Cookie: {c}\r\n"))
+            .unwrap_or_default();
+        let req = format!(
+            "GET {target} HTTP/1.1\r\nHost: {host}:{}\r\n{cookie}Connection: close\r\n\r\n",
+            self.port
+        );
         tls.write_all(req.as_bytes()).await.unwrap();
         let mut buf = Vec::new();
         let _ = tls.read_to_end(&mut buf).await;
         let text = String::from_utf8_lossy(&buf);
-        text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status line in {text:?}"))
+        text.split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status line in {text:?}"))
     }
 }
