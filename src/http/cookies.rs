@@ -9,68 +9,99 @@ pub const SITE: &str = "__Host-gatehouse";
 /// The portal cookie: how the portal knows a browser.
 pub const PORTAL: &str = "__Host-gatehouse-portal";
 
-/// Every cookie name the gateway owns; none of them is forwarded to a backend.
-pub fn is_ours(name: &str) -> bool {
-    name.starts_with(SITE)
-}
-
 #[derive(Debug, PartialEq, Eq)]
 pub enum Found<'a> {
     None,
+    /// The value; empty when it was not valid UTF-8 (then it cannot be one of ours).
     One(&'a str),
     /// The same cookie twice in one request: refused, since which one a server picks differs.
     Duplicate,
 }
 
-/// Find cookie `name` across every `Cookie` header of the request (HTTP/2 splits them).
+/// The `name=value` crumbs of one `Cookie` field, as bytes: browsers send application
+/// cookies with non-ASCII values, which must neither hide our cookie nor be lost.
+fn crumbs(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|b| *b == b';')
+        .map(<[u8]>::trim_ascii)
+        .filter(|c| !c.is_empty())
+}
+
+fn split_crumb(crumb: &[u8]) -> (&[u8], &[u8]) {
+    match crumb.iter().position(|b| *b == b'=') {
+        Some(i) => (crumb[..i].trim_ascii(), crumb[i + 1..].trim_ascii()),
+        None => (crumb, &[]),
+    }
+}
+
+/// Find cookie `name` across every `Cookie` field of the request (HTTP/2 splits them).
 pub fn find<'a>(headers: &'a HeaderMap, name: &str) -> Found<'a> {
     let mut found = Found::None;
     for value in headers.get_all(COOKIE) {
-        let Ok(value) = value.to_str() else { continue };
-        for pair in value.split(';') {
-            let Some((n, v)) = pair.split_once('=') else {
-                continue;
-            };
-            if n.trim() != name {
+        for crumb in crumbs(value.as_bytes()) {
+            let (n, v) = split_crumb(crumb);
+            if n != name.as_bytes() {
                 continue;
             }
             if found != Found::None {
                 return Found::Duplicate;
             }
-            found = Found::One(v.trim().trim_matches('"'));
+            let v = v
+                .strip_prefix(b"\"")
+                .and_then(|v| v.strip_suffix(b"\""))
+                .unwrap_or(v);
+            found = Found::One(std::str::from_utf8(v).unwrap_or(""));
         }
     }
     found
 }
 
-/// Remove our cookies from the `Cookie` headers, keeping the application's own.
+/// Make the request's cookies fit for the backend: ours removed, the application's kept
+/// byte for byte, and several `Cookie` fields (HTTP/2) joined into one with "; "
+/// (RFC 9113 §8.2.3), since HTTP/1.1 backends expect a single field.
 pub fn strip_ours(headers: &mut HeaderMap) {
-    if !headers.contains_key(COOKIE) {
+    let mut fields = 0;
+    let mut any_ours = false;
+    for value in headers.get_all(COOKIE) {
+        fields += 1;
+        any_ours |= crumbs(value.as_bytes()).any(|c| is_ours_bytes(split_crumb(c).0));
+    }
+    if fields == 0 || (fields == 1 && !any_ours) {
         return;
     }
-    let mut kept: Vec<&str> = Vec::new();
-    let values: Vec<HeaderValue> = headers.get_all(COOKIE).iter().cloned().collect();
-    let mut any_ours = false;
-    for value in &values {
-        let Ok(value) = value.to_str() else { continue };
-        for pair in value.split(';') {
-            let name = pair.split_once('=').map_or(pair, |(n, _)| n).trim();
-            if is_ours(name) {
-                any_ours = true;
-            } else if !pair.trim().is_empty() {
-                kept.push(pair.trim());
+    let mut kept: Vec<u8> = Vec::new();
+    for value in headers.get_all(COOKIE) {
+        for crumb in crumbs(value.as_bytes()).filter(|c| !is_ours_bytes(split_crumb(c).0)) {
+            if !kept.is_empty() {
+                kept.extend_from_slice(b"; ");
             }
+            kept.extend_from_slice(crumb);
         }
     }
-    if !any_ours {
-        return;
-    }
     headers.remove(COOKIE);
+    // The bytes all came from valid header values, so this cannot fail.
     if !kept.is_empty()
-        && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
+        && let Ok(v) = HeaderValue::from_bytes(&kept)
     {
         headers.insert(COOKIE, v);
     }
+}
+
+fn is_ours_bytes(name: &[u8]) -> bool {
+    name.starts_with(SITE.as_bytes())
+}
+
+/// Does this `Set-Cookie` value (from a backend) set one of the gateway's cookies?
+pub fn sets_ours(set_cookie: &HeaderValue) -> bool {
+    let name = split_crumb(
+        set_cookie
+            .as_bytes()
+            .split(|b| *b == b';')
+            .next()
+            .unwrap_or(&[]),
+    )
+    .0;
+    is_ours_bytes(name)
 }
 
 /// `Set-Cookie` for a session cookie (no Max-Age: it ends with the browser session).
@@ -105,6 +136,42 @@ mod tests {
         assert_eq!(find(&h, "c"), Found::None);
         let h = headers(&["__Host-gatehouse=x", "__Host-gatehouse=y"]);
         assert_eq!(find(&h, SITE), Found::Duplicate);
+    }
+
+    /// A non-ASCII application cookie neither hides ours nor is lost.
+    #[test]
+    fn non_ascii_app_cookie() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            COOKIE,
+            HeaderValue::from_bytes(b"theme=dark; __Host-gatehouse=x; name=Zo\xc3\xab").unwrap(),
+        );
+        assert_eq!(find(&h, SITE), Found::One("x"));
+        strip_ours(&mut h);
+        assert_eq!(h[COOKIE].as_bytes(), b"theme=dark; name=Zo\xc3\xab");
+    }
+
+    /// Several Cookie fields are joined into one, even when none is ours.
+    #[test]
+    fn split_fields_joined() {
+        let mut h = headers(&["a=1", "b=2"]);
+        strip_ours(&mut h);
+        assert_eq!(
+            h.get_all(COOKIE).iter().collect::<Vec<_>>(),
+            vec!["a=1; b=2"]
+        );
+    }
+
+    /// Backends cannot set the gateway's cookies.
+    #[test]
+    fn backend_set_cookie_of_ours() {
+        assert!(sets_ours(&HeaderValue::from_static(
+            "__Host-gatehouse=x; Path=/"
+        )));
+        assert!(sets_ours(&HeaderValue::from_static(
+            " __Host-gatehouse-portal=y"
+        )));
+        assert!(!sets_ours(&HeaderValue::from_static("app=1; Path=/")));
     }
 
     /// Our cookies are removed; the application's stay, in order.

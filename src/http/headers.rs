@@ -130,9 +130,26 @@ pub fn forwarding(headers: &mut HeaderMap, peer: IpAddr, host: &HeaderValue) {
     headers.insert(header::HOST, host.clone());
 }
 
-/// A backend's response headers on their way to the browser: hop-by-hop ones go.
+/// A backend's response headers on their way to the browser: hop-by-hop ones go, and a
+/// backend may not set the gateway's own cookies (that would let it plant a session).
 pub fn scrub_response(headers: &mut HeaderMap) {
     remove_hop_by_hop(headers);
+    if headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .any(super::cookies::sets_ours)
+    {
+        let kept: Vec<HeaderValue> = headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter(|v| !super::cookies::sets_ours(v))
+            .cloned()
+            .collect();
+        headers.remove(header::SET_COOKIE);
+        for v in kept {
+            headers.append(header::SET_COOKIE, v);
+        }
+    }
 }
 
 #[cfg(test)]

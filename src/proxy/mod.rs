@@ -3,6 +3,7 @@
 //! that become a tunnel only after the backend's own `101`.
 
 mod echo;
+mod outgoing;
 mod upgrade;
 
 use std::time::Duration;
@@ -18,6 +19,7 @@ use crate::http::body::Body;
 use crate::http::error::HttpError;
 use crate::http::headers;
 
+pub use outgoing::Outgoing;
 pub use upgrade::is_websocket_upgrade;
 
 /// Where one site's admitted requests go.
@@ -25,7 +27,7 @@ pub use upgrade::is_websocket_upgrade;
 #[allow(clippy::large_enum_variant)]
 pub enum Upstream {
     Http {
-        client: Client<HttpConnector, Incoming>,
+        client: Client<HttpConnector, Outgoing>,
         authority: http::uri::Authority,
         response_timeout: Duration,
     },
@@ -83,10 +85,18 @@ impl Upstream {
             .build()
             .map_err(|_| HttpError::BadRequest("request target"))?;
         *req.version_mut() = Version::HTTP_11;
-        let mut res = match tokio::time::timeout(timeout, client.request(req)).await {
-            Err(_) => return Err(HttpError::BackendTimeout),
-            Ok(Err(e)) => return Err(HttpError::BackendDown(e)),
-            Ok(Ok(res)) => res,
+        // The response timeout counts from the end of the upload: a slow upload is the
+        // client's pace, not a slow backend.
+        let (parts, body) = req.into_parts();
+        let (body, sent) = Outgoing::new(body);
+        let req = Request::from_parts(parts, body);
+        let backend_late = async move {
+            sent.await;
+            tokio::time::sleep(timeout).await;
+        };
+        let mut res = tokio::select! {
+            res = client.request(req) => res.map_err(HttpError::BackendDown)?,
+            () = backend_late => return Err(HttpError::BackendTimeout),
         };
         if let (Some(client_upgrade), http::StatusCode::SWITCHING_PROTOCOLS) =
             (client_upgrade, res.status())
