@@ -1,6 +1,7 @@
 //! Counters for the admin listener's `/metrics`, in Prometheus text format
 //! (prometheus-client): requests by site and status, sign-ins by result, table size.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -81,13 +82,13 @@ impl Metrics {
         }
     }
 
-    pub fn request(&self, site: &str, status: u16) {
-        self.requests
-            .get_or_create(&RequestLabels {
-                site: site.to_string(),
-                status,
-            })
-            .inc();
+    /// The request counters of one site, for its gate to keep.
+    pub fn site_requests(&self, site: &str) -> SiteRequests {
+        SiteRequests {
+            site: site.to_string(),
+            family: self.requests.clone(),
+            by_status: (100..600).map(|_| OnceLock::new()).collect(),
+        }
     }
 
     /// `result`: "success", "failure", "handoff", "callback_refused", …
@@ -112,5 +113,33 @@ impl Metrics {
         // Encoding into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// One site's request counters by status. Each is looked up in the family once, on first
+/// use; after that a request only bumps an atomic (no label hashing, no lock, no allocation).
+pub struct SiteRequests {
+    site: String,
+    family: Family<RequestLabels, Counter>,
+    /// Index `status - 100`, for statuses 100–599.
+    by_status: Box<[OnceLock<Counter>]>,
+}
+
+impl SiteRequests {
+    pub fn inc(&self, status: u16) {
+        let Some(slot) = usize::from(status)
+            .checked_sub(100)
+            .and_then(|i| self.by_status.get(i))
+        else {
+            return;
+        };
+        slot.get_or_init(|| {
+            let labels = RequestLabels {
+                site: self.site.clone(),
+                status,
+            };
+            self.family.get_or_create(&labels).clone()
+        })
+        .inc();
     }
 }

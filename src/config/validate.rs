@@ -378,7 +378,7 @@ fn check_sites(c: &mut Checker, raw: &[RawSite], portal: &Portal) -> Vec<Site> {
             let path = r.path.get_ref();
             match crate::http::path::normalize(path) {
                 Ok(p) if p == *path => rules.push(Rule {
-                    path: p,
+                    path: p.into_owned(),
                     min_level: Level(r.min_level),
                 }),
                 Ok(p) => c.error(

@@ -11,10 +11,12 @@ pub mod table;
 
 pub use reserved::stylesheet;
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::header::{HeaderValue, SET_COOKIE};
+use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
@@ -36,6 +38,7 @@ pub struct SiteRuntime {
     pub config: Site,
     pub scrubber: Scrubber,
     pub upstream: Upstream,
+    pub requests: crate::metrics::SiteRequests,
 }
 
 /// What the gate decided about a request.
@@ -64,6 +67,8 @@ pub struct Gate {
 pub struct Routed {
     pub req: Request<Incoming>,
     pub peer: SocketAddr,
+    /// The peer's address as a header value, made once per connection.
+    pub peer_ip: HeaderValue,
     /// The Host the browser used (with port), already checked against the site.
     pub host: HeaderValue,
 }
@@ -93,8 +98,7 @@ impl Gate {
             Ok(res) => res,
             Err(e) => e.into_response(),
         };
-        self.metrics
-            .request(&site.config.id.0, res.status().as_u16());
+        site.requests.inc(res.status().as_u16());
         res
     }
 
@@ -103,18 +107,18 @@ impl Gate {
         site: &SiteRuntime,
         incoming: Routed,
     ) -> Result<Response<Body>, HttpError> {
-        let uri = incoming.req.uri();
-        let path = crate::http::path::normalize(uri.path())?;
-        if let Some(rest) = path.strip_prefix("/.gatehouse/") {
-            return reserved::handle(self, site, rest, &incoming).await;
-        }
-        let path_and_query = match uri.query() {
-            Some(q) => format!("{path}?{q}"),
-            None => path.clone(),
+        let (target, outcome) = {
+            let uri = incoming.req.uri();
+            let path = crate::http::path::normalize(uri.path())?;
+            if let Some(rest) = path.strip_prefix("/.gatehouse/") {
+                return reserved::handle(self, site, rest, &incoming).await;
+            }
+            let target = backend_target(uri, &path, matches!(path, Cow::Borrowed(_)))?;
+            (target, self.decide(site, &incoming.req, &path).await)
         };
-        match self.decide(site, &incoming.req, &path).await {
-            Outcome::Admit(entry) => self.forward(site, incoming, &entry, &path_and_query).await,
-            Outcome::Handoff => self.handoff(site, incoming.req.method(), &path_and_query),
+        match outcome {
+            Outcome::Admit(entry) => self.forward(site, incoming, &entry, target).await,
+            Outcome::Handoff => self.handoff(site, incoming.req.method(), target.as_str()),
             Outcome::Deny(e) => Err(e),
         }
     }
@@ -200,12 +204,13 @@ impl Gate {
         site: &SiteRuntime,
         incoming: Routed,
         entry: &Entry,
-        path_and_query: &str,
+        target: PathAndQuery,
     ) -> Result<Response<Body>, HttpError> {
         let Routed {
             mut req,
-            peer,
+            peer_ip,
             host,
+            ..
         } = incoming;
         let upgrade = crate::proxy::is_websocket_upgrade(&req);
         let h = req.headers_mut();
@@ -226,8 +231,24 @@ impl Gate {
             level: &entry.level_header,
             account: &entry.account,
         };
-        headers::inject(h, &site.config.headers, &identity, peer.ip(), &host);
-        site.upstream.forward(req, path_and_query).await
+        headers::inject(h, &site.config.headers, &identity, &peer_ip, &host);
+        site.upstream.forward(req, target).await
+    }
+}
+
+/// What the backend is asked for: exactly the path that was authorised, and the query as
+/// sent. A path already in normal form is reused as it arrived, without copying.
+fn backend_target(uri: &http::Uri, path: &str, unchanged: bool) -> Result<PathAndQuery, HttpError> {
+    let refused = || HttpError::BadRequest("request target");
+    match (unchanged, uri.path_and_query()) {
+        (true, Some(original)) => Ok(original.clone()),
+        _ => {
+            let target = match uri.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path.to_string(),
+            };
+            PathAndQuery::try_from(target).map_err(|_| refused())
+        }
     }
 }
 

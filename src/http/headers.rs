@@ -5,8 +5,6 @@
 //! for `-` — and client-sent forwarding headers go; (3) only then does the gateway add its
 //! own, so no client header can remove or shadow what the gateway injects.
 
-use std::net::IpAddr;
-
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use super::header_names::{HOP_BY_HOP, connection_tokens, fold, is_alias};
@@ -60,38 +58,35 @@ fn is_forwarding(name: &str) -> bool {
     FORWARDING.iter().any(|f| is_alias(name, f))
 }
 
-/// Remove hop-by-hop headers and the ones `Connection` lists. With `upgrade`, the WebSocket
-/// `Upgrade` survives and `Connection: upgrade` is set again afterwards by the caller.
+/// Remove hop-by-hop headers, the ones `Connection` lists, and those `also` picks. One pass
+/// over the names; most messages have nothing to remove and allocate nothing here.
+fn remove_where(headers: &mut HeaderMap, also: impl Fn(&str) -> bool) {
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    for name in headers.keys() {
+        let n = name.as_str();
+        if HOP_BY_HOP.contains(&n) || also(n) {
+            doomed.push(name.clone());
+        }
+    }
+    for value in headers.get_all(header::CONNECTION) {
+        let Ok(value) = value.to_str() else { continue };
+        doomed.extend(
+            connection_tokens(value).filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok()),
+        );
+    }
+    for name in doomed {
+        headers.remove(name);
+    }
+}
+
+/// Remove hop-by-hop headers and the ones `Connection` lists (RFC 9110 §7.6.1).
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let listed: Vec<String> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| {
-            connection_tokens(v)
-                .map(|t| t.to_string())
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
-    }
-    for name in listed {
-        headers.remove(name.as_str());
-    }
+    remove_where(headers, |_| false);
 }
 
 /// Steps (1) and (2): make the request's headers safe to extend with our own.
 pub fn scrub_request(headers: &mut HeaderMap, scrubber: &Scrubber) {
-    remove_hop_by_hop(headers);
-    let doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| scrubber.is_identity(name.as_str()) || is_forwarding(name.as_str()))
-        .cloned()
-        .collect();
-    for name in doomed {
-        headers.remove(name);
-    }
+    remove_where(headers, |n| scrubber.is_identity(n) || is_forwarding(n));
     super::cookies::strip_ours(headers);
 }
 
@@ -107,7 +102,7 @@ pub fn inject(
     headers: &mut HeaderMap,
     names: &IdentityHeaders,
     identity: &Identity,
-    peer: IpAddr,
+    peer: &HeaderValue,
     host: &HeaderValue,
 ) {
     headers.insert(names.user.clone(), identity.user.clone());
@@ -118,10 +113,8 @@ pub fn inject(
 
 /// `X-Forwarded-For/Proto/Host`, replacing anything the client sent: the gateway is the
 /// edge, so the peer address is the only client address it can vouch for.
-pub fn forwarding(headers: &mut HeaderMap, peer: IpAddr, host: &HeaderValue) {
-    if let Ok(v) = HeaderValue::from_str(&peer.to_string()) {
-        headers.insert(HeaderName::from_static("x-forwarded-for"), v);
-    }
+pub fn forwarding(headers: &mut HeaderMap, peer: &HeaderValue, host: &HeaderValue) {
+    headers.insert(HeaderName::from_static("x-forwarded-for"), peer.clone());
     headers.insert(
         HeaderName::from_static("x-forwarded-proto"),
         HeaderValue::from_static("https"),
@@ -214,7 +207,7 @@ mod tests {
                 level: &l,
                 account: &v,
             },
-            [127, 0, 0, 1].into(),
+            &HeaderValue::from_static("127.0.0.1"),
             &HeaderValue::from_static("app.localhost"),
         );
         assert_eq!(h["x-auth-user"], "alice");

@@ -10,6 +10,7 @@
 //! `prefix_matches` then compares that form against rule prefixes segment by
 //! segment, the way backends route.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// Why a request path was refused. Every variant is a client error (400).
@@ -78,7 +79,62 @@ impl std::error::Error for PathError {}
 ///
 /// Returns the reason when the path cannot be made unambiguous: see
 /// [`PathError`].
-pub fn normalize(raw: &str) -> Result<String, PathError> {
+pub fn normalize(raw: &str) -> Result<Cow<'_, str>, PathError> {
+    if is_already_normal(raw) {
+        return Ok(Cow::Borrowed(raw));
+    }
+    normalize_slow(raw).map(Cow::Owned)
+}
+
+/// The common case, checked in one pass without allocating: a path made only of
+/// characters that need no decoding or checking (no '%', ';' or '\\'), with no empty,
+/// `.` or `..` segment. Such a path is its own normal form (the tests hold the slow path
+/// to that).
+fn is_already_normal(raw: &str) -> bool {
+    let bytes = raw.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return false;
+    }
+    let mut segment_start = 1;
+    for (i, &b) in bytes.iter().enumerate().skip(1) {
+        let plain = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b'='
+                    | b':'
+                    | b'@'
+            );
+        if b == b'/' {
+            if !plain_segment(&bytes[segment_start..i]) {
+                return false;
+            }
+            segment_start = i + 1;
+        } else if !plain {
+            return false;
+        }
+    }
+    // The last segment may be empty (a trailing slash), but not `.` or `..`.
+    let last = &bytes[segment_start..];
+    last.is_empty() || plain_segment(last)
+}
+
+fn plain_segment(seg: &[u8]) -> bool {
+    !matches!(seg, b"" | b"." | b"..")
+}
+
+fn normalize_slow(raw: &str) -> Result<String, PathError> {
     match raw.as_bytes().first() {
         None => return Err(PathError::Empty),
         Some(b'/') => {}
@@ -290,9 +346,67 @@ fn resolve_segments(path: &str) -> Result<String, PathError> {
 mod tests {
     use super::*;
 
+    /// The fast path accepts only paths the full normalisation leaves unchanged.
+    #[test]
+    fn fast_path_agrees_with_full_normalisation() {
+        let samples = [
+            "/",
+            "/a",
+            "/a/",
+            "/a/b.c",
+            "/a-b_c~d/e",
+            "/x:y@z/!$&'()*+,=",
+            "/.well-known/x",
+            "/a..b/c.",
+            "/...",
+            "//a",
+            "/a//b",
+            "/./a",
+            "/a/.",
+            "/a/..",
+            "/../a",
+            "/a;b",
+            "/%61",
+            "/a\\b",
+            "/a b",
+            "/a?b",
+            "/a#b",
+            "/é",
+        ];
+        for raw in samples {
+            if is_already_normal(raw) {
+                assert_eq!(normalize_slow(raw).as_deref(), Ok(raw), "{raw}");
+            }
+        }
+        assert!(is_already_normal("/a/b/"));
+        assert!(
+            !is_already_normal("/a//b")
+                && !is_already_normal("/a/./b")
+                && !is_already_normal("/a/..")
+        );
+        // Exhaustively over short paths built from interesting bytes.
+        let alphabet = [b'/', b'.', b'a', b'%', b';', b'2', b'f'];
+        let mut buf = Vec::new();
+        for len in 1..=6u32 {
+            for n in 0..alphabet.len().pow(len) {
+                buf.clear();
+                buf.push(b'/');
+                let mut k = n;
+                for _ in 0..len {
+                    buf.push(alphabet[k % alphabet.len()]);
+                    k /= alphabet.len();
+                }
+                let raw = std::str::from_utf8(&buf).unwrap();
+                if is_already_normal(raw) {
+                    assert_eq!(normalize_slow(raw).as_deref(), Ok(raw), "{raw}");
+                }
+            }
+        }
+    }
+
     fn ok(raw: &str) -> String {
         match normalize(raw) {
-            Ok(p) => p,
+            Ok(p) => p.into_owned(),
             Err(e) => panic!("{raw:?} refused: {e}"),
         }
     }

@@ -8,6 +8,7 @@ mod upgrade;
 
 use std::time::Duration;
 
+use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -67,10 +68,10 @@ impl Upstream {
     pub async fn forward(
         &self,
         mut req: Request<Incoming>,
-        path_and_query: &str,
+        target: PathAndQuery,
     ) -> Result<Response<Body>, HttpError> {
         let (client, authority, timeout) = match self {
-            Upstream::Echo => return Ok(echo::answer(&req, path_and_query)),
+            Upstream::Echo => return Ok(echo::answer(&req, target.as_str())),
             Upstream::Http {
                 client,
                 authority,
@@ -78,12 +79,12 @@ impl Upstream {
             } => (client, authority, *response_timeout),
         };
         let client_upgrade = is_websocket_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
-        *req.uri_mut() = Uri::builder()
-            .scheme("http")
-            .authority(authority.clone())
-            .path_and_query(path_and_query)
-            .build()
-            .map_err(|_| HttpError::BadRequest("request target"))?;
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(Scheme::HTTP);
+        uri.authority = Some(authority.clone());
+        uri.path_and_query = Some(target);
+        *req.uri_mut() =
+            Uri::from_parts(uri).map_err(|_| HttpError::BadRequest("request target"))?;
         *req.version_mut() = Version::HTTP_11;
         // The response timeout counts from the end of the upload: a slow upload is the
         // client's pace, not a slow backend.

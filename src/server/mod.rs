@@ -10,6 +10,7 @@ pub mod resolve;
 pub mod tls;
 pub mod urls;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -137,6 +138,7 @@ pub async fn run(
             scrubber: Scrubber::new(&site.headers),
             config: site.clone(),
             upstream,
+            requests: metrics.site_requests(&site.id.0),
         }));
     }
     let gate = Arc::new(Gate::new(
@@ -223,9 +225,11 @@ pub async fn run(
                         Err(_) => { tracing::debug!(peer = %peer, "TLS handshake timed out"); return; }
                     };
                     let sni: Option<Arc<str>> = tls.get_ref().1.server_name().map(|s| s.to_ascii_lowercase().into());
+                    // Once per connection, not per request.
+                    let peer_ip = HeaderValue::from_str(&peer.ip().to_string()).unwrap_or(HeaderValue::from_static("unknown"));
                     let service = service_fn(move |req| {
-                        let (app, sni) = (app.clone(), sni.clone());
-                        async move { Ok::<_, std::convert::Infallible>(app.serve(req, peer, sni.as_deref()).await) }
+                        let (app, sni, peer_ip) = (app.clone(), sni.clone(), peer_ip.clone());
+                        async move { Ok::<_, std::convert::Infallible>(app.serve(req, peer, &peer_ip, sni.as_deref()).await) }
                     });
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
@@ -248,35 +252,55 @@ pub async fn run(
     Ok(())
 }
 
-/// The host a request is for: `:authority` (HTTP/2) or `Host` (HTTP/1.1), lowercase and
-/// without port, plus the value as sent. Both present and different → refused.
-fn request_host<B>(req: &Request<B>) -> Result<(String, HeaderValue), HttpError> {
-    let from_uri = req.uri().authority().map(|a| a.as_str());
-    let from_header = req
-        .headers()
-        .get(HOST)
-        .map(|h| h.to_str().map_err(|_| HttpError::BadRequest("Host header")));
-    let raw = match (from_uri, from_header) {
+/// The host a request is for: `:authority` (HTTP/2, absolute-form) or `Host`, lowercase
+/// and without port, plus the value to send on. Both present and different → refused.
+fn request_host<B>(req: &Request<B>) -> Result<(Cow<'_, str>, HeaderValue), HttpError> {
+    let bad = || HttpError::BadRequest("Host header");
+    let (raw, value) = match (req.uri().authority(), req.headers().get(HOST)) {
         (Some(a), Some(h)) => {
-            let h = h?;
-            if !a.eq_ignore_ascii_case(h) {
+            if !a.as_str().as_bytes().eq_ignore_ascii_case(h.as_bytes()) {
                 return Err(HttpError::BadRequest(
                     "the request target and Host disagree",
                 ));
             }
-            a
+            (a.as_str(), h.clone())
         }
-        (Some(a), None) => a,
-        (None, Some(h)) => h?,
+        (Some(a), None) => (
+            a.as_str(),
+            HeaderValue::from_str(a.as_str()).map_err(|_| bad())?,
+        ),
+        (None, Some(h)) => (h.to_str().map_err(|_| bad())?, h.clone()),
         (None, None) => return Err(HttpError::BadRequest("no Host header")),
     };
-    let authority: http::uri::Authority = raw
-        .parse()
-        .map_err(|_| HttpError::BadRequest("Host header"))?;
-    let host = authority.host().trim_end_matches('.').to_ascii_lowercase();
-    let value = HeaderValue::from_str(authority.as_str())
-        .map_err(|_| HttpError::BadRequest("Host header"))?;
+    let host = host_part(raw).ok_or_else(bad)?;
+    let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    };
     Ok((host, value))
+}
+
+/// The host of a `host[:port]` authority (brackets kept for IPv6), checked for
+/// characters a host name or address may hold; a trailing dot is dropped.
+fn host_part(raw: &str) -> Option<&str> {
+    let (host, port) = if raw.starts_with('[') {
+        let end = raw.find(']')?;
+        (&raw[..=end], raw[end + 1..].strip_prefix(':'))
+    } else {
+        match raw.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (raw, None),
+        }
+    };
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let chars_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':'));
+    (port_ok && chars_ok).then_some(host)
 }
 
 impl App {
@@ -284,33 +308,39 @@ impl App {
         &self,
         req: Request<Incoming>,
         peer: SocketAddr,
+        peer_ip: &HeaderValue,
         sni: Option<&str>,
     ) -> Response<Body> {
-        let (host, host_value) = match request_host(&req) {
-            Ok(h) => h,
-            Err(e) => return e.into_response(),
-        };
-        // A connection opened for one name must not be reused for another (also on HTTP/2).
-        if sni.is_some_and(|sni| sni != host) {
-            return HttpError::Misdirected.into_response();
-        }
-        if host == self.portal_host {
-            return self.portal.handle(req, peer).await;
-        }
-        match self.sites_by_host.get(&host) {
-            Some(site) => {
-                self.gate
-                    .handle(
-                        site,
-                        Routed {
-                            req,
-                            peer,
-                            host: host_value,
-                        },
-                    )
-                    .await
+        // Route while the request is only borrowed; the host is not copied.
+        let site = {
+            let (host, host_value) = match request_host(&req) {
+                Ok(h) => h,
+                Err(e) => return e.into_response(),
+            };
+            // A connection opened for one name must not be reused for another (also on HTTP/2).
+            if sni.is_some_and(|sni| sni != host) {
+                return HttpError::Misdirected.into_response();
             }
-            None => HttpError::UnknownHost.into_response(),
+            if host == self.portal_host {
+                None
+            } else {
+                match self.sites_by_host.get(host.as_ref()) {
+                    Some(site) => Some((site, host_value)),
+                    None => return HttpError::UnknownHost.into_response(),
+                }
+            }
+        };
+        match site {
+            None => self.portal.handle(req, peer).await,
+            Some((site, host)) => {
+                let routed = Routed {
+                    req,
+                    peer,
+                    peer_ip: peer_ip.clone(),
+                    host,
+                };
+                self.gate.handle(site, routed).await
+            }
         }
     }
 }
