@@ -34,11 +34,11 @@ gw=$(pgrep -f "gatehouse run -c $work/config.toml" | head -1)
 wrk_cmd=(taskset -c 1 wrk -t1 -c64 -d"$((secs + 2))"s -H "Host: app.localhost:$port" -H "Cookie: $cookie" "https://127.0.0.1:$port/")
 "${wrk_cmd[@]}" > "$work/wrk.txt" & pids+=($!)
 sleep 1
-perf record -F 1999 --call-graph dwarf,16384 -p "$gw" -o "$work/perf.data" -- sleep "$secs" 2> "$work/perf.log"
+perf record -F 1999 ${PERF_CALLGRAPH:---call-graph dwarf,16384} -p "$gw" -o "$work/perf.data" -- sleep "$secs" 2> "$work/perf.log"
 wait "${pids[-1]}" || true
 grep -E "Requests/sec|Latency" "$work/wrk.txt"
 perf script -i "$work/perf.data" 2>/dev/null | inferno-collapse-perf > "$work/collapsed.txt"
 inferno-flamegraph --title "gatehouse signed-in path (HTTP/1.1 keep-alive, TLS, 1 core)" < "$work/collapsed.txt" > "$here/flamegraph.svg"
-perf report -i "$work/perf.data" --no-children --sort symbol --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -${TOP:-40} > "$here/profile-top.txt"
+perf report -i "$work/perf.data" --no-children -g none --percent-limit 0.3 --sort dso,symbol --stdio 2>/dev/null | grep -E '^ +[0-9]' | cut -c1-160 | head -${TOP:-40} > "$here/profile-top.txt"
 cat "$here/profile-top.txt"
 echo "flame graph: $here/flamegraph.svg; raw data: $work"

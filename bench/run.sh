@@ -16,7 +16,7 @@ export GATEWAY_HOST="app.localhost:$port"
 export GATEWAY_CMD="$here/gateway.sh"
 export GATEWAY_COOKIE_CMD="$here/signin.sh $port"
 export GATEWAY_EXPECT_USER=${AUTH_USER:-alice} GATEWAY_EXPECT_LEVEL=${AUTH_LEVEL:-3}
-export BENCH_OUT=${BENCH_OUT:-$here/results}
+export BENCH_OUT=${BENCH_OUT:-$here}
 if [[ ${SMOKE:-0} == 1 ]]; then
   export RUNS=1 DURATION=2 WARMUP=1 STEAL_RETRIES=0
 fi

@@ -148,9 +148,16 @@ fn run(path: &std::path::Path) -> Result<(), Failure> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    // One CPU (e.g. pinned with taskset, or a one-CPU container): a single-threaded
+    // scheduler does the same work without cross-thread wake-ups and work stealing.
+    // argon2id still runs on the blocking pool either way.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut builder = if cpus == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = builder.enable_all().build()?;
     runtime.block_on(async {
         let listeners = crate::server::Listeners::bind(&config).await?;
         crate::server::run(listeners, config, shutdown_signal()).await?;

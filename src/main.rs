@@ -2,6 +2,11 @@
 
 #![forbid(unsafe_code)]
 
+/// mimalloc: the proxy path makes many small, short-lived allocations (header maps,
+/// buffers); glibc's malloc spent ~5 % of the signed-in path's CPU on them (bench/README.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     gatehouse::cli::main()
 }
