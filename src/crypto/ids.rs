@@ -48,8 +48,79 @@ impl std::fmt::Debug for Identifier {
 }
 
 /// SHA-256 of an identifier: what servers store and send instead of the identifier.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct IdHash(pub [u8; 32]);
+
+impl std::hash::Hash for IdHash {
+    /// The value is already a uniform hash: 8 of its bytes are enough to place it in a
+    /// table (see [`KeyedIdHasher`] for why that stays safe against chosen inputs).
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(word));
+    }
+}
+
+/// A cheap hasher for tables keyed by [`IdHash`] (the gate's table, on every request).
+///
+/// The bytes are already SHA-256 output, but a signed-in user chooses the cookie whose
+/// hash becomes a key, and so could grind hashes that share table buckets. Mixing with a
+/// per-process secret (one 128-bit multiply) makes bucket positions unpredictable, at a
+/// fraction of SipHash's cost.
+#[derive(Clone)]
+pub struct KeyedIdHasher {
+    keys: (u64, u64),
+    state: u64,
+}
+
+impl std::hash::Hasher for KeyedIdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // Not used by IdHash; any other input is still mixed, word by word.
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, x: u64) {
+        let product = u128::from(x ^ self.state ^ self.keys.0) * u128::from(self.keys.1);
+        self.state = (product as u64) ^ ((product >> 64) as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.state
+    }
+}
+
+/// Builds [`KeyedIdHasher`]s with keys drawn once per table.
+#[derive(Clone)]
+pub struct KeyedIdHashBuilder {
+    keys: (u64, u64),
+}
+
+impl Default for KeyedIdHashBuilder {
+    fn default() -> Self {
+        let k: [u8; 16] = random_bytes();
+        let (a, b) = k.split_at(8);
+        let word = |s: &[u8]| u64::from_le_bytes(s.try_into().unwrap_or([1; 8]));
+        // An odd multiplier keeps the multiply a bijection on the low word.
+        KeyedIdHashBuilder {
+            keys: (word(a), word(b) | 1),
+        }
+    }
+}
+
+impl std::hash::BuildHasher for KeyedIdHashBuilder {
+    type Hasher = KeyedIdHasher;
+
+    fn build_hasher(&self) -> KeyedIdHasher {
+        KeyedIdHasher {
+            keys: self.keys,
+            state: 0,
+        }
+    }
+}
 
 impl IdHash {
     pub fn of(value: &[u8]) -> Self {
@@ -100,6 +171,20 @@ mod tests {
         assert_ne!(a, b);
         assert!(looks_like_identifier(a.as_str()));
         assert_eq!(format!("{a:?}"), "Identifier(<redacted>)");
+    }
+
+    /// The keyed hasher spreads keys and differs between builders (tables).
+    #[test]
+    fn keyed_hasher_spreads() {
+        use std::hash::BuildHasher;
+        let b1 = KeyedIdHashBuilder::default();
+        let b2 = KeyedIdHashBuilder::default();
+        let h = Identifier::new().hash();
+        assert_ne!(b1.hash_one(h), b2.hash_one(h));
+        let buckets: std::collections::HashSet<u64> = (0..1000)
+            .map(|_| b1.hash_one(Identifier::new().hash()) % 64)
+            .collect();
+        assert_eq!(buckets.len(), 64);
     }
 
     /// Hashes survive base64 round-trips; junk is refused.

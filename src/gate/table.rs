@@ -14,6 +14,7 @@ use moka::sync::Cache;
 use crate::central::Admission;
 use crate::config::Level;
 use crate::crypto::IdHash;
+use crate::crypto::ids::KeyedIdHashBuilder;
 
 /// One admitted browser on one site. Header values are built once, at admission, so the
 /// hot path only clones them (a reference-count bump).
@@ -97,7 +98,7 @@ impl Expiry<IdHash, Arc<Entry>> for PerEntryExpiry {
 
 #[derive(Clone)]
 pub struct Table {
-    cache: Cache<IdHash, Arc<Entry>>,
+    cache: Cache<IdHash, Arc<Entry>, KeyedIdHashBuilder>,
 }
 
 impl Table {
@@ -106,7 +107,7 @@ impl Table {
             cache: Cache::builder()
                 .max_capacity(capacity)
                 .expire_after(PerEntryExpiry)
-                .build(),
+                .build_with_hasher(KeyedIdHashBuilder::default()),
         }
     }
 

@@ -8,11 +8,11 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
-use hyper::body::Incoming;
 
 pub enum Body {
     Full(Option<Bytes>),
-    Stream(Incoming),
+    /// A backend's body; its connection returns to the pool at the end.
+    Upstream(crate::proxy::UpstreamBody),
 }
 
 impl Body {
@@ -49,14 +49,14 @@ impl http_body::Body for Body {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Body::Stream(s) => Pin::new(s).poll_frame(cx),
+            Body::Upstream(s) => Pin::new(s).poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             Body::Full(b) => b.is_none(),
-            Body::Stream(s) => s.is_end_stream(),
+            Body::Upstream(s) => s.is_end_stream(),
         }
     }
 
@@ -64,7 +64,7 @@ impl http_body::Body for Body {
         match self {
             Body::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Body::Full(None) => SizeHint::with_exact(0),
-            Body::Stream(s) => s.size_hint(),
+            Body::Upstream(s) => s.size_hint(),
         }
     }
 }

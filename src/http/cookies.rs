@@ -60,6 +60,16 @@ pub fn find<'a>(headers: &'a HeaderMap, name: &str) -> Found<'a> {
 /// byte for byte, and several `Cookie` fields (HTTP/2) joined into one with "; "
 /// (RFC 9113 §8.2.3), since HTTP/1.1 backends expect a single field.
 pub fn strip_ours(headers: &mut HeaderMap) {
+    // The usual request from a browser with no cookies of the application's own: a single
+    // field holding only the site cookie. Drop it without taking the field apart.
+    let mut all = headers.get_all(COOKIE).iter();
+    if let (Some(only), None) = (all.next(), all.next())
+        && !only.as_bytes().contains(&b';')
+        && is_ours_bytes(only.as_bytes().trim_ascii_start())
+    {
+        headers.remove(COOKIE);
+        return;
+    }
     let mut fields = 0;
     let mut any_ours = false;
     for value in headers.get_all(COOKIE) {

@@ -29,7 +29,7 @@ pub enum HttpError {
     #[error("request body too large")]
     PayloadTooLarge,
     #[error("the backend cannot be reached")]
-    BackendDown(#[source] hyper_util::client::legacy::Error),
+    BackendDown(#[source] crate::proxy::UpstreamError),
     #[error("the backend did not answer in time")]
     BackendTimeout,
     #[error("the portal cannot be reached")]

@@ -70,9 +70,19 @@ fn remove_where(headers: &mut HeaderMap, also: impl Fn(&str) -> bool) {
     }
     for value in headers.get_all(header::CONNECTION) {
         let Ok(value) = value.to_str() else { continue };
-        doomed.extend(
-            connection_tokens(value).filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok()),
-        );
+        // The usual values ("keep-alive", "close", "upgrade") name hop-by-hop headers that
+        // are dropped anyway; only other names need parsing.
+        for token in value.split(',').map(|t| t.trim_matches([' ', '\t'])) {
+            if token.is_empty()
+                || HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(token))
+                || token.eq_ignore_ascii_case("close")
+            {
+                continue;
+            }
+            doomed.extend(
+                connection_tokens(token).filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok()),
+            );
+        }
     }
     for name in doomed {
         headers.remove(name);
@@ -114,14 +124,16 @@ pub fn inject(
 /// `X-Forwarded-For/Proto/Host`, replacing anything the client sent: the gateway is the
 /// edge, so the peer address is the only client address it can vouch for.
 pub fn forwarding(headers: &mut HeaderMap, peer: &HeaderValue, host: &HeaderValue) {
-    headers.insert(HeaderName::from_static("x-forwarded-for"), peer.clone());
-    headers.insert(
-        HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static("https"),
-    );
-    headers.insert(HeaderName::from_static("x-forwarded-host"), host.clone());
+    headers.insert(X_FORWARDED_FOR, peer.clone());
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+    headers.insert(X_FORWARDED_HOST, host.clone());
     headers.insert(header::HOST, host.clone());
 }
+
+// Built at compile time: `from_static` checks the name, which at run time costs every call.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// A backend's response headers on their way to the browser: hop-by-hop ones go, and a
 /// backend may not set the gateway's own cookies (that would let it plant a session).

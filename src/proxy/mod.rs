@@ -4,16 +4,15 @@
 
 mod echo;
 mod outgoing;
+mod pool;
 mod upgrade;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use http::uri::{PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 
 use crate::config::Backend;
 use crate::http::body::Body;
@@ -21,44 +20,29 @@ use crate::http::error::HttpError;
 use crate::http::headers;
 
 pub use outgoing::Outgoing;
+pub use pool::{UpstreamBody, UpstreamError};
 pub use upgrade::is_websocket_upgrade;
 
 /// Where one site's admitted requests go.
-// Internal: one value per site, built once; the size difference between variants is irrelevant.
-#[allow(clippy::large_enum_variant)]
 pub enum Upstream {
     Http {
-        client: Client<HttpConnector, Outgoing>,
-        authority: http::uri::Authority,
+        pool: Arc<pool::Pool>,
         response_timeout: Duration,
     },
     Echo,
 }
 
 impl Upstream {
-    pub fn new(
-        backend: &Backend,
-        connect_timeout: Duration,
-        response_timeout: Duration,
-    ) -> Result<Self, http::uri::InvalidUri> {
+    pub fn new(backend: &Backend, connect_timeout: Duration, response_timeout: Duration) -> Self {
         match backend {
-            Backend::Echo => Ok(Upstream::Echo),
+            Backend::Echo => Upstream::Echo,
             Backend::Http { authority } => {
-                let mut connector = HttpConnector::new();
-                connector.set_connect_timeout(Some(connect_timeout));
-                connector.set_nodelay(true);
-                connector.set_keepalive(Some(Duration::from_secs(60)));
                 // `.localhost` names are loopback (RFC 6761) whatever the resolver says.
-                let authority = crate::server::resolve::loopback_authority(authority).parse()?;
-                let client = Client::builder(TokioExecutor::new())
-                    .pool_idle_timeout(Duration::from_secs(90))
-                    .pool_max_idle_per_host(256)
-                    .build(connector);
-                Ok(Upstream::Http {
-                    client,
-                    authority,
+                let addr = crate::server::resolve::loopback_authority(authority);
+                Upstream::Http {
+                    pool: pool::Pool::new(addr, connect_timeout),
                     response_timeout,
-                })
+                }
             }
         }
     }
@@ -70,21 +54,16 @@ impl Upstream {
         mut req: Request<Incoming>,
         target: PathAndQuery,
     ) -> Result<Response<Body>, HttpError> {
-        let (client, authority, timeout) = match self {
+        let (pool, timeout) = match self {
             Upstream::Echo => return Ok(echo::answer(&req, target.as_str())),
             Upstream::Http {
-                client,
-                authority,
+                pool,
                 response_timeout,
-            } => (client, authority, *response_timeout),
+            } => (pool, *response_timeout),
         };
         let client_upgrade = is_websocket_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
-        let mut uri = http::uri::Parts::default();
-        uri.scheme = Some(Scheme::HTTP);
-        uri.authority = Some(authority.clone());
-        uri.path_and_query = Some(target);
-        *req.uri_mut() =
-            Uri::from_parts(uri).map_err(|_| HttpError::BadRequest("request target"))?;
+        // Origin-form on the backend connection: exactly the authorised path and the query.
+        *req.uri_mut() = Uri::from(target);
         *req.version_mut() = Version::HTTP_11;
         // The response timeout counts from the end of the upload: a slow upload is the
         // client's pace, not a slow backend.
@@ -95,8 +74,8 @@ impl Upstream {
             sent.await;
             tokio::time::sleep(timeout).await;
         };
-        let mut res = tokio::select! {
-            res = client.request(req) => res.map_err(HttpError::BackendDown)?,
+        let (mut res, lease) = tokio::select! {
+            res = pool.send(req) => res.map_err(HttpError::BackendDown)?,
             () = backend_late => return Err(HttpError::BackendTimeout),
         };
         if let (Some(client_upgrade), http::StatusCode::SWITCHING_PROTOCOLS) =
@@ -104,11 +83,16 @@ impl Upstream {
         {
             let backend_upgrade = hyper::upgrade::on(&mut res);
             tokio::spawn(upgrade::tunnel(client_upgrade, backend_upgrade));
+            // The connection is now the tunnel: it never goes back to the pool.
+            drop(lease);
             let (parts, _) = res.into_parts();
             return Ok(Response::from_parts(parts, Body::empty()));
         }
         let (mut parts, body) = res.into_parts();
         headers::scrub_response(&mut parts.headers);
-        Ok(Response::from_parts(parts, Body::Stream(body)))
+        Ok(Response::from_parts(
+            parts,
+            Body::Upstream(UpstreamBody::new(body, lease)),
+        ))
     }
 }

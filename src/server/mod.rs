@@ -88,12 +88,6 @@ pub enum RunError {
     Store(#[from] crate::store::StoreError),
     #[error("cannot set up TLS")]
     Tls(#[from] tls::TlsError),
-    #[error("backend address of site {site} is not usable")]
-    Backend {
-        site: String,
-        #[source]
-        source: http::uri::InvalidUri,
-    },
     #[error("listener failed")]
     Io(#[from] std::io::Error),
 }
@@ -128,11 +122,7 @@ pub async fn run(
 
     let mut sites = Vec::new();
     for (index, site) in config.sites.iter().enumerate() {
-        let upstream = Upstream::new(&site.backend, site.connect_timeout, site.response_timeout)
-            .map_err(|source| RunError::Backend {
-                site: site.id.0.clone(),
-                source,
-            })?;
+        let upstream = Upstream::new(&site.backend, site.connect_timeout, site.response_timeout);
         sites.push(Arc::new(SiteRuntime {
             index,
             scrubber: Scrubber::new(&site.headers),
