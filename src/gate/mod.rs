@@ -111,7 +111,8 @@ impl Gate {
             let uri = incoming.req.uri();
             let path = crate::http::path::normalize(uri.path())?;
             if let Some(rest) = path.strip_prefix("/.gatehouse/") {
-                return reserved::handle(self, site, rest, &incoming).await;
+                // Boxed, like every rare path here: it keeps the common path's future small.
+                return Box::pin(reserved::handle(self, site, rest, &incoming)).await;
             }
             let target = backend_target(uri, &path, matches!(path, Cow::Borrowed(_)))?;
             (target, self.decide(site, &incoming.req, &path).await)

@@ -133,7 +133,8 @@ impl Pool {
                 },
             }
         }
-        let mut sender = self.connect().await?;
+        // Boxed: connecting is rare and its future large; the common path stays small.
+        let mut sender = Box::pin(self.connect()).await?;
         let res = sender.send_request(req).await?;
         Ok((
             res,

@@ -324,7 +324,9 @@ impl App {
             }
         };
         match site {
-            None => self.portal.handle(req, peer).await,
+            // Boxed: the portal's future is large (sign-in, store calls) and rare; inline, it
+            // would make every proxied request's future, which hyper moves around, kilobytes larger.
+            None => Box::pin(self.portal.handle(req, peer)).await,
             Some((site, host)) => {
                 let routed = Routed {
                     req,
