@@ -147,6 +147,8 @@ fn run(path: &std::path::Path) -> Result<(), Failure> {
                 .map_err(|e| Failure(format!("log filter {filter:?} is not valid: {e}")))?,
         )
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: log files and `docker logs` get plain lines.
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .init();
     // One CPU (e.g. pinned with taskset, or a one-CPU container): a single-threaded
     // scheduler does the same work without cross-thread wake-ups and work stealing.
@@ -275,6 +277,9 @@ fn user(path: &std::path::Path, cmd: UserCommand) -> Result<(), Failure> {
                 .transpose()?;
             if let Some(d) = idle_timeout {
                 check_idle_timeout(&config, d)?;
+            }
+            if store.user(&name)?.is_some() {
+                return Err(Failure(format!("user {name:?} already exists")));
             }
             let password = read_password("Password: ", password_stdin)?;
             let user = NewUser {

@@ -233,7 +233,7 @@ impl Gate {
             account: &entry.account,
         };
         headers::inject(h, &site.config.headers, &identity, &peer_ip, &host);
-        site.upstream.forward(req, target).await
+        site.upstream.forward(req, target, upgrade).await
     }
 }
 

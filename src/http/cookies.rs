@@ -36,6 +36,22 @@ fn split_crumb(crumb: &[u8]) -> (&[u8], &[u8]) {
 
 /// Find cookie `name` across every `Cookie` field of the request (HTTP/2 splits them).
 pub fn find<'a>(headers: &'a HeaderMap, name: &str) -> Found<'a> {
+    let mut all = headers.get_all(COOKIE).iter();
+    // The usual case: one field holding only this cookie, `name=value`.
+    if let (Some(only), None) = (all.next(), all.next())
+        && let Some(value) = only
+            .as_bytes()
+            .strip_prefix(name.as_bytes())
+            .and_then(|v| v.strip_prefix(b"="))
+        && !value.contains(&b';')
+    {
+        let value = value.trim_ascii();
+        let value = value
+            .strip_prefix(b"\"")
+            .and_then(|v| v.strip_suffix(b"\""))
+            .unwrap_or(value);
+        return Found::One(std::str::from_utf8(value).unwrap_or(""));
+    }
     let mut found = Found::None;
     for value in headers.get_all(COOKIE) {
         for crumb in crumbs(value.as_bytes()) {
@@ -146,6 +162,21 @@ mod tests {
         assert_eq!(find(&h, "c"), Found::None);
         let h = headers(&["__Host-gatehouse=x", "__Host-gatehouse=y"]);
         assert_eq!(find(&h, SITE), Found::Duplicate);
+    }
+
+    /// The one-cookie fast path agrees with the general parse.
+    #[test]
+    fn single_cookie_fast_path() {
+        for (raw, want) in [
+            ("__Host-gatehouse=abc", Found::One("abc")),
+            ("__Host-gatehouse=\"abc\"", Found::One("abc")),
+            ("__Host-gatehouse= abc ", Found::One("abc")),
+            ("__Host-gatehouse-portal=abc", Found::None),
+            ("__Host-gatehousex=abc", Found::None),
+            ("__Host-gatehouse=a; __Host-gatehouse=b", Found::Duplicate),
+        ] {
+            assert_eq!(find(&headers(&[raw]), SITE), want, "{raw}");
+        }
     }
 
     /// A non-ASCII application cookie neither hides ours nor is lost.

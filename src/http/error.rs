@@ -62,9 +62,11 @@ impl HttpError {
                 "Bad request",
                 "The address of this request is ambiguous and was refused.",
             ),
-            HttpError::UnknownHost | HttpError::Misdirected => {
-                ("Unknown site", "No site is served at this address.")
-            }
+            HttpError::UnknownHost => ("Unknown site", "No site is served at this address."),
+            HttpError::Misdirected => (
+                "Wrong connection",
+                "This connection was opened for another site. Open the address again in a new tab.",
+            ),
             HttpError::Forbidden => (
                 "Access denied",
                 "Your access level does not allow this page. Ask the site's administrator if you need it.",

@@ -47,12 +47,13 @@ impl Upstream {
         }
     }
 
-    /// Send a request whose headers are already scrubbed and injected. `path_and_query`
-    /// is the exact normalised path that was authorised.
+    /// Send a request whose headers are already scrubbed and injected. `target` is the
+    /// exact normalised path that was authorised; `upgrade` says it is a WebSocket upgrade.
     pub async fn forward(
         &self,
         mut req: Request<Incoming>,
         target: PathAndQuery,
+        upgrade: bool,
     ) -> Result<Response<Body>, HttpError> {
         let (pool, timeout) = match self {
             Upstream::Echo => return Ok(echo::answer(&req, target.as_str())),
@@ -61,7 +62,7 @@ impl Upstream {
                 response_timeout,
             } => (pool, *response_timeout),
         };
-        let client_upgrade = is_websocket_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         // Origin-form on the backend connection: exactly the authorised path and the query.
         *req.uri_mut() = Uri::from(target);
         *req.version_mut() = Version::HTTP_11;

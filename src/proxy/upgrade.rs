@@ -8,21 +8,25 @@ use hyper_util::rt::TokioIo;
 
 /// Is this an HTTP/1.1 WebSocket upgrade request?
 pub fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
-    let wants_upgrade = req
-        .headers()
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| {
-            v.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-        });
+    // Cheapest tests first: almost no request asks for an upgrade.
+    if req.version() != http::Version::HTTP_11 {
+        return false;
+    }
     let websocket = req
         .headers()
         .get(UPGRADE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"));
-    req.version() == http::Version::HTTP_11 && wants_upgrade && websocket
+    websocket
+        && req
+            .headers()
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
 }
 
 /// Copy bytes both ways until either side closes.

@@ -34,6 +34,13 @@ pub enum TlsError {
         #[source]
         source: rustls::Error,
     },
+    #[error("the private key {key} does not belong to the certificate {cert}")]
+    Mismatch {
+        cert: String,
+        key: String,
+        #[source]
+        source: rustls::Error,
+    },
     #[error("TLS set-up failed")]
     Setup(#[from] rustls::Error),
 }
@@ -53,7 +60,16 @@ fn load(files: &TlsFiles) -> Result<Arc<CertifiedKey>, TlsError> {
         path: display(&files.key),
         source,
     })?;
-    Ok(Arc::new(CertifiedKey::new(chain, signing)))
+    let certified = CertifiedKey::new(chain, signing);
+    // A key that does not belong to the certificate would fail every handshake; say so now.
+    certified
+        .keys_match()
+        .map_err(|source| TlsError::Mismatch {
+            cert: display(&files.cert),
+            key: display(&files.key),
+            source,
+        })?;
+    Ok(Arc::new(certified))
 }
 
 fn display(p: &Path) -> String {
