@@ -221,7 +221,7 @@ fn hex_value(b: u8) -> Option<u8> {
 }
 
 /// The byte encoded by the two hex digits at `bytes[i..i + 2]`, if any.
-fn hex_pair(bytes: &[u8], i: usize) -> Option<u8> {
+pub(super) fn hex_pair(bytes: &[u8], i: usize) -> Option<u8> {
     let hi = hex_value(*bytes.get(i)?)?;
     let lo = hex_value(*bytes.get(i + 1)?)?;
     Some(hi << 4 | lo)

@@ -11,6 +11,8 @@
 //! or an https URL on a configured host) and refuses everything else; the
 //! caller then redirects to "/".
 
+use super::path::hex_pair;
+
 /// Longer targets are refused: no legitimate return URL needs more, and long
 /// values are how header-size and log-flooding tricks begin.
 const MAX_LEN: usize = 2048;
@@ -187,21 +189,6 @@ fn path_is_safe(target: &str) -> bool {
 /// RFC 3986 unreserved, gen-delims, sub-delims and '%'.
 fn is_uri_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=%".contains(&b)
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
-fn hex_pair(bytes: &[u8], i: usize) -> Option<u8> {
-    let hi = hex_value(*bytes.get(i)?)?;
-    let lo = hex_value(*bytes.get(i + 1)?)?;
-    Some(hi << 4 | lo)
 }
 
 fn escapes_well_formed(bytes: &[u8]) -> bool {
