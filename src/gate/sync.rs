@@ -14,6 +14,9 @@ pub async fn run(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut cursor = 0;
+    // Activity the portal has not heard of yet (a sync failed): sent with the next one, so a
+    // portal outage does not make busy sessions look idle.
+    let mut unsent = Vec::new();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -21,13 +24,16 @@ pub async fn run(
             _ = ticker.tick() => {}
             _ = shutdown.changed() => return,
         }
-        cursor = once(&gate, cursor).await;
+        cursor = once(&gate, cursor, &mut unsent).await;
     }
 }
 
-/// One sync; returns the new cursor.
-pub async fn once(gate: &Gate, cursor: u64) -> u64 {
-    let used = gate.table.take_used();
+/// One sync; returns the new cursor. `unsent` carries activity over a failed sync.
+pub async fn once(gate: &Gate, cursor: u64, unsent: &mut Vec<crate::crypto::IdHash>) -> u64 {
+    unsent.extend(gate.table.take_used());
+    unsent.sort_unstable();
+    unsent.dedup();
+    let used = unsent.clone();
     match gate.central.sync(SyncReport { cursor, used }).await {
         Ok(reply) => {
             if reply.reset {
@@ -38,6 +44,7 @@ pub async fn once(gate: &Gate, cursor: u64) -> u64 {
                 gate.table.remove(key);
             }
             gate.metrics.set_ready(true);
+            unsent.clear();
             reply.cursor
         }
         Err(e) => {
