@@ -59,6 +59,8 @@ pub struct Server {
     pub http_redirect: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
     pub shutdown_grace: Duration,
+    /// Worker threads serving connections; 1 serves on the accepting runtime.
+    pub workers: usize,
     pub log: Option<String>,
 }
 

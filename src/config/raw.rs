@@ -33,6 +33,8 @@ pub struct RawServer {
     pub admin: Option<Str>,
     /// How long in-flight requests may run on after SIGTERM before connections are cut.
     pub shutdown_grace: Option<Str>,
+    /// Threads serving connections, each with its own event loop (default: one per CPU).
+    pub workers: Option<Spanned<usize>>,
     /// Log level filter when `RUST_LOG` is not set (e.g. "info", "gatehouse=debug").
     pub log: Option<Str>,
 }

@@ -171,11 +171,21 @@ fn check_server(c: &mut Checker, s: &RawServer) -> Server {
         "server.shutdown_grace",
         Duration::from_secs(10),
     );
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = match &s.workers {
+        Some(n) if !(1..=256).contains(n.get_ref()) => {
+            c.error(n, "server.workers", "must be between 1 and 256");
+            1
+        }
+        Some(n) => *n.get_ref(),
+        None => cpus,
+    };
     Server {
         listen,
         http_redirect,
         admin,
         shutdown_grace,
+        workers,
         log: s.log.as_ref().map(|l| l.get_ref().clone()),
     }
 }

@@ -20,7 +20,7 @@ use crate::http::error::HttpError;
 use crate::http::headers;
 
 pub use outgoing::Outgoing;
-pub use pool::{UpstreamBody, UpstreamError};
+pub use pool::{UpstreamBody, UpstreamError, set_worker_index};
 pub use upgrade::is_websocket_upgrade;
 
 /// Where one site's admitted requests go.

@@ -38,7 +38,26 @@ pub struct Pool {
     /// `host:port` to connect to (`.localhost` names already mapped to 127.0.0.1).
     addr: String,
     connect_timeout: Duration,
-    idle: Mutex<Vec<SendRequest<Outgoing>>>,
+    /// Idle connections, one stack per worker thread: a backend connection is driven by a
+    /// task on the thread that opened it, so reusing it there avoids cross-thread wake-ups.
+    idle: Box<[Mutex<Vec<SendRequest<Outgoing>>>]>,
+}
+
+/// Stacks per pool; worker indexes wrap around beyond it.
+const STACKS: usize = 64;
+
+thread_local! {
+    static WORKER_INDEX: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Called once by each worker thread (0 is every other thread).
+pub fn set_worker_index(index: usize) {
+    WORKER_INDEX.with(|w| w.set(index));
+}
+
+fn idle_stack(pool: &Pool) -> std::sync::MutexGuard<'_, Vec<SendRequest<Outgoing>>> {
+    let index = WORKER_INDEX.with(|w| w.get()) % pool.idle.len();
+    pool.idle[index].lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A connection lent to one request; goes back to its pool with [`Lease::give_back`].
@@ -53,7 +72,7 @@ impl Lease {
         if self.sender.is_closed() {
             return;
         }
-        let mut idle = self.pool.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = idle_stack(&self.pool);
         if idle.len() < MAX_IDLE {
             idle.push(self.sender);
         }
@@ -62,15 +81,16 @@ impl Lease {
 
 impl Pool {
     pub fn new(addr: String, connect_timeout: Duration) -> Arc<Pool> {
+        let idle = (0..STACKS).map(|_| Mutex::new(Vec::new())).collect();
         Arc::new(Pool {
             addr,
             connect_timeout,
-            idle: Mutex::new(Vec::new()),
+            idle,
         })
     }
 
     fn take_idle(&self) -> Option<SendRequest<Outgoing>> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = idle_stack(self);
         while let Some(sender) = idle.pop() {
             if !sender.is_closed() {
                 return Some(sender);

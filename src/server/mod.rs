@@ -9,6 +9,7 @@ pub mod admin;
 pub mod resolve;
 pub mod tls;
 pub mod urls;
+mod workers;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -41,7 +42,7 @@ use crate::store::SqliteStore;
 use urls::Urls;
 
 /// A TLS handshake must finish within this, so half-open clients cannot pile up.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Request headers must arrive within this (slow clients).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(15);
 /// Upper bound on the gate's table (entries); least recently used go first beyond it.
@@ -194,7 +195,13 @@ pub async fn run(
         .timer(TokioTimer::new())
         .max_concurrent_streams(256)
         .max_header_list_size(64 * 1024);
-    let builder = Arc::new(builder);
+    let shared = Arc::new(workers::Shared {
+        acceptor,
+        app: app.clone(),
+        builder,
+    });
+    let mut workers =
+        workers::Workers::start(config.server.workers, shared, config.server.shutdown_grace)?;
 
     tokio::pin!(shutdown);
     loop {
@@ -210,25 +217,7 @@ pub async fn run(
                     }
                 };
                 let _ = tcp.set_nodelay(true);
-                let (acceptor, app, builder, watcher) = (acceptor.clone(), app.clone(), builder.clone(), graceful.watcher());
-                tokio::spawn(async move {
-                    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(e)) => { tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"); return; }
-                        Err(_) => { tracing::debug!(peer = %peer, "TLS handshake timed out"); return; }
-                    };
-                    let sni: Option<Arc<str>> = tls.get_ref().1.server_name().map(|s| s.to_ascii_lowercase().into());
-                    // Once per connection, not per request.
-                    let peer_ip = HeaderValue::from_str(&peer.ip().to_string()).unwrap_or(HeaderValue::from_static("unknown"));
-                    let service = service_fn(move |req| {
-                        let (app, sni, peer_ip) = (app.clone(), sni.clone(), peer_ip.clone());
-                        async move { Ok::<_, std::convert::Infallible>(app.serve(req, peer, &peer_ip, sni.as_deref()).await) }
-                    });
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
-                    }
-                });
+                workers.dispatch(tcp, peer, graceful.watcher());
             }
             _ = &mut shutdown => break,
         }
@@ -236,7 +225,9 @@ pub async fn run(
     tracing::info!("shutting down: no new connections; letting in-flight requests finish");
     let _ = stop_tx.send(true);
     drop(listeners.https);
-    match tokio::time::timeout(config.server.shutdown_grace, graceful.shutdown()).await {
+    let drained = tokio::time::timeout(config.server.shutdown_grace, graceful.shutdown()).await;
+    workers.stop().await;
+    match drained {
         Ok(()) => tracing::info!("all connections closed"),
         Err(_) => {
             tracing::warn!(grace = ?config.server.shutdown_grace, "grace period over; cutting remaining connections")
