@@ -2,49 +2,20 @@
 # New TLS connection per request (wrk with "Connection: close"), gatehouse against nginx-tls,
 # servers pinned to core 0 with an nginx backend, wrk on core 1; connections/s and server CPU
 # per connection. Loopback only, 8 s per run. Needs wrk, nginx, curl, openssl, bc.
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-set -euo pipefail
-ulimit -n 20000
-work=$(mktemp -d /tmp/gh-hs.XXXX); port=18446; nport=18443; bp=18080
-body=$(printf 'x%.0s' $(seq 1 99))
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost -addext "subjectAltName=DNS:localhost,DNS:*.localhost,DNS:app.localhost,DNS:auth.localhost,IP:127.0.0.1" -keyout $work/key.pem -out $work/cert.pem 2>/dev/null
-cat > $work/backend.conf <<NGINX
-worker_processes 1; pid $work/backend.pid; error_log $work/backend.err warn; daemon off;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000; client_body_temp_path $work/b; proxy_temp_path $work/p; fastcgi_temp_path $work/f; uwsgi_temp_path $work/u; scgi_temp_path $work/s;
-  server { listen 127.0.0.1:$bp backlog=4096; location / { return 200 "$body\n"; } } }
-NGINX
-cat > $work/front.conf <<NGINX
-worker_processes 1; pid $work/front.pid; error_log $work/front.err warn; daemon off;
-events { worker_connections 8000; }
-http { access_log off; keepalive_requests 1000000; client_body_temp_path $work/b2; proxy_temp_path $work/p2; fastcgi_temp_path $work/f2; uwsgi_temp_path $work/u2; scgi_temp_path $work/s2;
-  ssl_session_cache shared:SSL:10m; ssl_session_tickets on;
-  upstream backend { server 127.0.0.1:$bp; keepalive 128; }
-  server { listen 127.0.0.1:$nport ssl backlog=4096; ssl_protocols TLSv1.2 TLSv1.3; ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;
-    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
-NGINX
-taskset -c 0 nginx -p $work -c $work/backend.conf & BP=$!
-taskset -c 0 nginx -p $work -c $work/front.conf & FP=$!
-export BENCH_RUNDIR=$work BENCH_CERT=$work/cert.pem BENCH_KEY=$work/key.pem BENCH_PORT=$port BENCH_BACKEND_URL=http://127.0.0.1:$bp BENCH_USER=alice BENCH_LEVEL=3
-taskset -c 0 $here/gateway.sh > $work/gw.log 2>&1 & GP=$!
-for _ in $(seq 50); do curl -sk -o /dev/null "https://127.0.0.1:$port/" -H "Host: app.localhost" && break; sleep 0.1; done
-sleep 1
-cookie=$($here/signin.sh $port)
-gw=$(pgrep -f "run -c $work/config.toml" | head -1)
-fm=$(cat $work/front.pid); fw=$(cat /proc/$fm/task/$fm/children | awk '{print $1}')
-ticks() { awk '{print $14+$15}' /proc/$1/stat; }
-run() { # name pid url headers...
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+make_cert; start_backend
+start_nginx_tls "" "events { worker_connections 8000; }" "ssl_session_cache shared:SSL:10m; ssl_session_tickets on;"
+start_gatehouse
+run() { # NAME PID URL [wrk args]
   local name=$1 pid=$2 url=$3; shift 3
-  local t0 t1 out reqs rps
-  t0=$(ticks $pid)
-  out=$(taskset -c 1 wrk -t1 -c64 -d8s --timeout 5s -H "Connection: close" "$@" "$url")
-  t1=$(ticks $pid)
-  reqs=$(echo "$out" | awk '/requests in/{print $1}'); rps=$(echo "$out" | awk '/Requests\/sec/{print $2}')
-  err=$(echo "$out" | grep -E "Socket errors|Non-2xx" | tr '\n' ' ' || true)
-  echo "$name: conn/s=$rps cpu_us_per_conn=$(echo "scale=1; ($t1-$t0)*10000/$reqs" | bc) $err"
+  local t0 t1 out reqs
+  t0=$(ticks "$pid")
+  out=$(taskset -c 1 wrk -t1 -c64 -d"${SECS:-8}"s --timeout 5s -H "Connection: close" "$@" "$url")
+  t1=$(ticks "$pid")
+  reqs=$(awk '/requests in/{print $1}' <<<"$out")
+  echo "$name: conn/s=$(awk '/Requests\/sec/{print $2}' <<<"$out") cpu_us_per_conn=$(echo "scale=1; ($t1-$t0)*10000/$reqs" | bc) $(grep -E "Socket errors|Non-2xx" <<<"$out" | tr '\n' ' ' || true)"
 }
-for i in 1 2; do
-  run gatehouse $gw "https://127.0.0.1:$port/" -H "Host: app.localhost:$port" -H "Cookie: $cookie"
-  run nginx-tls $fw "https://127.0.0.1:$nport/"
+for _ in 1 2; do
+  run gatehouse "$gw" "https://127.0.0.1:$port/" -H "Host: app.localhost:$port" -H "Cookie: $cookie"
+  run nginx-tls "$nginx_worker" "https://127.0.0.1:$nport/"
 done
-kill $GP $FP $BP 2>/dev/null; wait 2>/dev/null || true
