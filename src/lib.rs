@@ -22,6 +22,8 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "bench-seed")]
+pub mod bench_seed;
 pub mod central;
 pub mod cli;
 pub mod config;

@@ -36,7 +36,7 @@ pub struct PortalSite {
 pub struct Portal {
     pub store: Arc<dyn Store>,
     pub sessions: SessionTable,
-    verifier: Verifier,
+    pub(crate) verifier: Verifier,
     /// Binds CSRF tokens to the portal cookie; kept in the store so restarts keep forms valid.
     csrf_key: Key,
     sites: Vec<PortalSite>,

@@ -91,6 +91,9 @@ pub enum RunError {
     Tls(#[from] tls::TlsError),
     #[error("listener failed")]
     Io(#[from] std::io::Error),
+    #[cfg(feature = "bench-seed")]
+    #[error(transparent)]
+    BenchSeed(#[from] crate::bench_seed::SeedError),
 }
 
 /// Everything a request needs, shared by all connections.
@@ -156,6 +159,8 @@ pub async fn run(
         portal_host: config.portal.host.clone(),
         urls,
     });
+    #[cfg(feature = "bench-seed")]
+    crate::bench_seed::from_env(&app).await?;
     let acceptor = TlsAcceptor::from(tls::server_config(&config)?);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

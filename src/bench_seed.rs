@@ -1,0 +1,137 @@
+//! Benchmark builds only (`--features bench-seed`): fill the portal's session table and the
+//! gate's table with many signed-in browsers before serving, through the same calls a real
+//! sign-in and hand-off make, so the full-table benchmark (bench/full-table.sh) measures the
+//! product's own structures. Nothing here is reachable from the network: it runs once at
+//! start, driven by environment variables, and it needs the user's real password.
+//!
+//! - `GATEHOUSE_BENCH_SEED`: how many sessions (unset: do nothing).
+//! - `GATEHOUSE_BENCH_SEED_USER`, `GATEHOUSE_BENCH_SEED_PASSWORD`: who signs in (checked once
+//!   with argon2id, as the sign-in form would).
+//! - `GATEHOUSE_BENCH_SEED_COOKIES`: file that receives the first 10 000 site cookies, one
+//!   per line, for wrk to pick from.
+//!
+//! It logs the resident memory before and after each phase, so the cost per entry of the
+//! portal's table and of the gate's table can be read apart.
+
+use std::io::Write;
+use std::time::Instant;
+
+use crate::crypto::{IdHash, Identifier};
+use crate::server::App;
+
+const COOKIES_KEPT: usize = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    #[error("bench seed: {0}")]
+    Setup(String),
+    #[error("bench seed: cannot write the cookie file: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn var(name: &str) -> Result<String, SeedError> {
+    std::env::var(name).map_err(|_| SeedError::Setup(format!("{name} is not set")))
+}
+
+/// Resident set size of this process, in bytes (Linux).
+fn rss() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+pub async fn from_env(app: &App) -> Result<(), SeedError> {
+    let Ok(count) = std::env::var("GATEHOUSE_BENCH_SEED") else {
+        return Ok(());
+    };
+    let count: usize = count
+        .parse()
+        .map_err(|_| SeedError::Setup("GATEHOUSE_BENCH_SEED must be a number".into()))?;
+    let name = var("GATEHOUSE_BENCH_SEED_USER")?;
+    let password = var("GATEHOUSE_BENCH_SEED_PASSWORD")?;
+    let cookie_file = var("GATEHOUSE_BENCH_SEED_COOKIES")?;
+    let portal = &app.portal;
+    let gate = &app.gate;
+    let site = gate
+        .sites
+        .first()
+        .ok_or_else(|| SeedError::Setup("no site configured".into()))?;
+
+    // The sign-in form's check, once: the password must be the user's.
+    let lookup = name.clone();
+    let record = portal
+        .store_call(move |s| s.user(&lookup))
+        .await
+        .map_err(|e| SeedError::Setup(e.to_string()))?
+        .ok_or_else(|| SeedError::Setup(format!("no user {name:?}")))?;
+    if !portal
+        .verifier
+        .verify(Some(record.password_hash.clone()), password)
+        .await
+    {
+        return Err(SeedError::Setup(format!("wrong password for {name:?}")));
+    }
+
+    let started = Instant::now();
+    // Touched now, so its pages count before the first reading, not in the portal's share.
+    let mut bindings = vec![IdHash([0; 32]); count];
+    let mut cookies = Vec::with_capacity(COOKIES_KEPT.min(count));
+    let rss_start = rss();
+
+    // Portal side, per browser: a signed-in session (login_submit), a one-time code bound to
+    // a fresh site cookie (continue_to_site), the code redeemed for that cookie (callback).
+    for binding in bindings.iter_mut() {
+        let session = Identifier::new().hash();
+        portal.sessions.start(session, record.clone());
+        let site_cookie = Identifier::new();
+        let code = portal
+            .sessions
+            .mint_code(&session, &site.config.id, site_cookie.hash())
+            .ok_or_else(|| SeedError::Setup("could not mint a code".into()))?;
+        portal
+            .sessions
+            .redeem(code.as_str(), site_cookie.hash(), &site.config.id)
+            .ok_or_else(|| SeedError::Setup("a fresh code was refused".into()))?;
+        *binding = site_cookie.hash();
+        if cookies.len() < COOKIES_KEPT {
+            cookies.push(site_cookie);
+        }
+    }
+    let rss_portal = rss();
+
+    // Gate side, per browser: a table miss asks the portal and admits (Gate::identify).
+    for binding in &bindings {
+        let admission = gate
+            .central
+            .check(*binding, &site.config.id)
+            .await
+            .map_err(|e| SeedError::Setup(e.to_string()))?
+            .ok_or_else(|| SeedError::Setup("a seeded session was not admitted".into()))?;
+        gate.admit(site, *binding, &admission)
+            .ok_or_else(|| SeedError::Setup("admission refused".into()))?;
+    }
+    gate.table.run_pending_tasks();
+    let rss_gate = rss();
+    drop(bindings);
+
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&cookie_file)?);
+    for c in &cookies {
+        writeln!(out, "{}", c.as_str())?;
+    }
+    out.flush()?;
+
+    let per = |bytes: u64| bytes as f64 / count.max(1) as f64;
+    tracing::warn!(
+        sessions = count,
+        gate_entries = gate.table.len(),
+        seconds = started.elapsed().as_secs_f64(),
+        rss_start_mib = rss_start >> 20,
+        rss_after_portal_mib = rss_portal >> 20,
+        rss_after_gate_mib = rss_gate >> 20,
+        portal_bytes_per_session = per(rss_portal.saturating_sub(rss_start)),
+        gate_bytes_per_entry = per(rss_gate.saturating_sub(rss_portal)),
+        "bench seed done"
+    );
+    Ok(())
+}
