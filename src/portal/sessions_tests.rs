@@ -30,7 +30,7 @@ fn site(s: &str) -> SiteId {
 
 fn signed_in(t: &SessionTable) -> IdHash {
     let id = Identifier::new().hash();
-    t.start(id, alice());
+    t.start(None, id, alice(), Default::default());
     id
 }
 
@@ -153,7 +153,7 @@ fn level_zero_and_disabled() {
     let mut u = alice();
     u.level = Level(0);
     u.site_levels.clear();
-    t.start(id, u.clone());
+    t.start(None, id, u.clone(), Default::default());
     let c = Identifier::new().hash();
     let code = t.mint_code(&id, &site("app"), c).unwrap();
     assert_eq!(
@@ -161,7 +161,7 @@ fn level_zero_and_disabled() {
         Level(0)
     );
     u.disabled = true;
-    t.start(id, u);
+    t.start(None, id, u, Default::default());
     assert!(t.user(&id).is_none());
     assert!(
         t.mint_code(&id, &site("app"), Identifier::new().hash())
