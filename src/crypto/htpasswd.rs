@@ -21,6 +21,8 @@ pub const MAX_BCRYPT_COST: u32 = 17;
 /// One user of an htpasswd file.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// 1-based line of the file, for messages.
+    pub line: usize,
     pub name: String,
     pub hash: String,
 }
@@ -28,6 +30,7 @@ pub struct Entry {
 impl std::fmt::Debug for Entry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Entry")
+            .field("line", &self.line)
             .field("name", &self.name)
             .field("hash", &"[redacted]")
             .finish()
@@ -68,6 +71,7 @@ pub fn parse(text: &str) -> Result<Vec<Entry>, Vec<String>> {
         }
         first_line.insert(name, n);
         entries.push(Entry {
+            line: n,
             name: name.to_string(),
             hash: hash.to_string(),
         });
