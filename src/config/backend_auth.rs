@@ -158,3 +158,93 @@ fn usable<T>(
     }
     Some(password)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{BackendAuth, Config};
+
+    fn parse(dir: &std::path::Path, auth: &str) -> Result<Config, String> {
+        let certs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("certs");
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[tls]\ncert = {:?}\nkey = {:?}\n\
+             [portal]\nhost = \"auth.localhost\"\nstore = \"g.db\"\n\
+             [[sites]]\nid = \"app\"\nhost = \"app.localhost\"\nbackend = \"builtin:echo\"\n\
+             [sites.backend_auth]\n{auth}\n",
+            certs.join("localhost.crt").display().to_string(),
+            certs.join("localhost.key").display().to_string(),
+        );
+        Config::parse(&dir.join("config.toml"), &text).map_err(|e| e.to_string())
+    }
+
+    /// A derived site needs derive_id and takes none of the static keys.
+    #[test]
+    fn derived_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = parse(
+            dir.path(),
+            "mode = \"derived\"\nderive_id = \"app.example\"",
+        )
+        .unwrap();
+        assert_eq!(c.sites[0].derive_id(), Some("app.example"));
+        let e = parse(dir.path(), "mode = \"derived\"").unwrap_err();
+        assert!(
+            e.contains("sites[0].backend_auth.derive_id: is required"),
+            "{e}"
+        );
+        let e = parse(dir.path(), "mode = \"derived\"\nderive_id = \"\"").unwrap_err();
+        assert!(e.contains("must be 1-256 characters"), "{e}");
+        let e = parse(
+            dir.path(),
+            "mode = \"derived\"\nderive_id = \"x\"\npassword_env = \"PW\"",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("backend_auth.password_env: is only for mode = \"static\""),
+            "{e}"
+        );
+        let e = parse(dir.path(), "mode = \"magic\"").unwrap_err();
+        assert!(e.contains("backend_auth.mode: \"magic\" must be"), "{e}");
+    }
+
+    /// A static password file gives its first line; the header is prebuilt and sensitive,
+    /// and the config's Debug does not show it.
+    #[test]
+    fn static_from_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("svc.pw"), "pw\r\n").unwrap();
+        let c = parse(
+            dir.path(),
+            "mode = \"static\"\nuser = \"svc\"\npassword_file = \"svc.pw\"",
+        )
+        .unwrap();
+        let Some(BackendAuth::Static {
+            user,
+            authorization,
+        }) = &c.sites[0].backend_auth
+        else {
+            panic!("static expected");
+        };
+        assert_eq!(user, "svc");
+        assert_eq!(authorization.to_str().unwrap(), "Basic c3ZjOnB3"); // svc:pw
+        assert!(authorization.is_sensitive());
+        assert!(!format!("{c:?}").contains("c3ZjOnB3"));
+        let e = parse(
+            dir.path(),
+            "mode = \"static\"\nuser = \"a:b\"\npassword_file = \"svc.pw\"",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("backend_auth.user: must be non-empty, without ':'"),
+            "{e}"
+        );
+        let e = parse(
+            dir.path(),
+            "mode = \"static\"\nuser = \"svc\"\npassword_file = \"svc.pw\"\nderive_id = \"x\"",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("derive_id: is only for mode = \"derived\""),
+            "{e}"
+        );
+    }
+}

@@ -66,15 +66,25 @@ impl Verifier {
     }
 
     /// Verify against `phc`, or against a decoy (always false) when the user is unknown.
+    /// An imported htpasswd hash is also followed by the decoy: apr1 or a cheap bcrypt
+    /// would otherwise answer faster than argon2id and tell which users were imported.
     pub async fn verify(&self, phc: Option<String>, password: Zeroizing<String>) -> bool {
         let Ok(_permit) = self.permits.acquire().await else {
             return false;
         };
         let known = phc.is_some();
+        let legacy = phc.as_deref().is_some_and(needs_rehash);
         let phc = phc.unwrap_or_else(|| self.decoy.to_string());
-        let ok = tokio::task::spawn_blocking(move || verify_blocking(&phc, &password))
-            .await
-            .unwrap_or(false);
+        let decoy = self.decoy.clone();
+        let ok = tokio::task::spawn_blocking(move || {
+            let ok = verify_blocking(&phc, &password);
+            if legacy {
+                let _ = verify_blocking(&decoy, &password);
+            }
+            ok
+        })
+        .await
+        .unwrap_or(false);
         ok && known
     }
 
