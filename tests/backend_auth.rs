@@ -281,6 +281,8 @@ fn static_secret_problems_are_named() {
     assert!(!ok && err.contains("GH_TEST_BACKEND_PW is empty"), "{err}");
     let (ok, err) = check(&env_cfg, &[("GH_TEST_BACKEND_PW", "pw")]);
     assert!(ok, "{err}");
+    let err = run_refused(&write_config(dir.path(), &env_cfg));
+    assert!(err.contains("GH_TEST_BACKEND_PW is not set"), "{err}");
 
     let (ok, err) = check(&site("password_file = \"missing.pw\""), &[]);
     assert!(
@@ -299,7 +301,42 @@ fn static_secret_problems_are_named() {
     assert!(!ok && err.contains("needs password_env"), "{err}");
     let (ok, err) = check(&site("password = \"in clear\""), &[]);
     assert!(
-        !ok && err.contains("password"),
+        !ok && err.contains("unknown field `password`"),
         "a password in clear is not a key: {err}"
     );
+}
+
+/// `gatehouse run` with this config must exit at once with an error; its stderr. (If it
+/// started serving instead, it is killed and the test fails.)
+fn run_refused(cfg: &std::path::Path) -> String {
+    use std::io::Read;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["-c", cfg.to_str().unwrap(), "run"])
+        .env_remove("GATEHOUSE_CONFIG")
+        .env_remove("GH_TEST_BACKEND_PW")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("gatehouse run started without its backend password");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(!status.success(), "{err}");
+    err
 }
