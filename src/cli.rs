@@ -37,6 +37,16 @@ enum Command {
     /// Manage users in the store
     #[command(subcommand)]
     User(UserCommand),
+    /// Read a master password from stdin and print a derived site's password for it (to
+    /// provision the backend's own user table)
+    Derive {
+        /// The site's id; its [sites.backend_auth] must have mode = "derived"
+        #[arg(long)]
+        site: String,
+        /// The user the password is for (the name the backend receives with it)
+        #[arg(long)]
+        user: String,
+    },
     /// Exit 0 when the running gateway's admin listener answers /healthz (for containers)
     Healthcheck,
 }
@@ -78,6 +88,17 @@ enum UserCommand {
     List,
     /// Remove a user (ends their sessions)
     Remove { name: String },
+    /// Import the users of an Apache htpasswd file ({SHA}, $apr1$ or bcrypt hashes); each
+    /// keeps their password, rehashed to argon2id at their first sign-in
+    ImportHtpasswd {
+        file: PathBuf,
+        /// Level of the imported users
+        #[arg(long, default_value_t = 1)]
+        level: u32,
+        /// Per-site level, SITE=N (repeatable)
+        #[arg(long = "site", value_name = "SITE=N")]
+        sites: Vec<String>,
+    },
 }
 
 /// A one-sentence failure for stderr.
@@ -100,6 +121,7 @@ pub fn main() -> ExitCode {
         Command::Check => return check(&path),
         Command::HashPassword => hash_password(),
         Command::User(cmd) => user(&path, cmd),
+        Command::Derive { site, user } => derive(&path, &site, &user),
         Command::Healthcheck => healthcheck(&path),
     };
     match result {
@@ -259,14 +281,7 @@ fn user(path: &std::path::Path, cmd: UserCommand) -> Result<(), Failure> {
             idle_timeout,
             password_stdin,
         } => {
-            if name.is_empty()
-                || name.len() > 256
-                || name.chars().any(|c| c.is_control() || c == ':')
-            {
-                return Err(Failure(format!(
-                    "user name {name:?} must be 1-256 characters, without ':' or control characters"
-                )));
-            }
+            check_user_name(&name)?;
             let site_levels = site_levels(&config, &sites)?;
             let idle_timeout = idle_timeout
                 .map(|d| {
@@ -354,7 +369,95 @@ fn user(path: &std::path::Path, cmd: UserCommand) -> Result<(), Failure> {
             }
             println!("user {name} removed");
         }
+        UserCommand::ImportHtpasswd { file, level, sites } => {
+            let site_levels = site_levels(&config, &sites)?;
+            import_htpasswd(&store, &file, Level(level), &site_levels)?;
+        }
     }
+    Ok(())
+}
+
+fn check_user_name(name: &str) -> Result<(), Failure> {
+    if name.is_empty() || name.len() > 256 || name.chars().any(|c| c.is_control() || c == ':') {
+        return Err(Failure(format!(
+            "user name {name:?} must be 1-256 characters, without ':' or control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// All or nothing: every bad line (and every user already in the store) is reported, and
+/// then nothing is imported, so a second run after fixing the file does not trip on half.
+fn import_htpasswd(
+    store: &SqliteStore,
+    file: &std::path::Path,
+    level: Level,
+    site_levels: &BTreeMap<String, Level>,
+) -> Result<(), Failure> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Failure(format!("cannot read {}: {e}", file.display())))?;
+    let text = zeroize::Zeroizing::new(text);
+    let entries = crate::crypto::htpasswd::parse(&text).map_err(|problems| {
+        Failure(format!(
+            "nothing imported from {}:\n{}",
+            file.display(),
+            problems.join("\n")
+        ))
+    })?;
+    let mut taken = Vec::new();
+    for e in &entries {
+        if store.user(&e.name)?.is_some() {
+            taken.push(format!(
+                "line {}: user {:?} already exists in the store",
+                e.line, e.name
+            ));
+        }
+    }
+    if !taken.is_empty() {
+        return Err(Failure(format!(
+            "nothing imported from {}:\n{}",
+            file.display(),
+            taken.join("\n")
+        )));
+    }
+    for e in &entries {
+        store.add_user(&NewUser {
+            name: e.name.clone(),
+            password_hash: e.hash.clone(),
+            level,
+            site_levels: site_levels.clone(),
+            idle_timeout: None,
+            disabled: false,
+        })?;
+    }
+    println!(
+        "imported {} users from {}; each keeps their password, rehashed to argon2id at their first sign-in",
+        entries.len(),
+        file.display()
+    );
+    Ok(())
+}
+
+/// `gatehouse derive`: the SP the gateway sends to `site`'s backend for this user.
+fn derive(path: &std::path::Path, site: &str, user: &str) -> Result<(), Failure> {
+    let config = load(path)?;
+    let Some(s) = config.site(site) else {
+        return Err(Failure(format!(
+            "--site {site:?} is not a site id in {}",
+            path.display()
+        )));
+    };
+    let Some(derive_id) = s.derive_id() else {
+        return Err(Failure(format!(
+            "site {site:?} in {} has no [sites.backend_auth] with mode = \"derived\"",
+            path.display()
+        )));
+    };
+    check_user_name(user)?;
+    let master = zeroize::Zeroizing::new(read_password("Master password: ", false)?);
+    let sp = crate::crypto::derived::SitePassword::derive(&master, derive_id);
+    println!("{}", sp.expose());
+    std::io::stdout().flush()?;
     Ok(())
 }
 

@@ -10,13 +10,14 @@
 //! - [`http`]: what every request needs: path normalisation, header hygiene, cookies,
 //!   redirect-target checks, pages, and the one error → response mapping.
 //! - [`gate`]: a site's authentication client: site cookie → local table → ask the portal →
-//!   decide → inject identity.
+//!   decide → inject identity (and, on `backend_auth` sites, the backend credential).
 //! - [`proxy`]: the pooled backend client, streaming bodies, WebSocket upgrades.
 //! - [`portal`]: the central authentication server: sign-in, hand-off codes, the session
 //!   table, sign-out everywhere, the account page.
 //! - [`central`]: the seam between gate and portal (in-process today; a network one later).
 //! - [`store`]: users and accounts on SQLite, behind one interface.
-//! - [`crypto`]: identifiers, hashes, argon2id passwords, keyed MACs.
+//! - [`crypto`]: identifiers, hashes, argon2id passwords, derived site passwords (SPEC §5),
+//!   hashes imported from htpasswd, keyed MACs.
 //! - [`config`]: `config.toml`, raw → validated, with errors naming file:line:column.
 //! - [`cli`]: the `gatehouse` command line.
 

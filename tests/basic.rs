@@ -9,10 +9,6 @@ use base64::engine::general_purpose::STANDARD;
 use common::*;
 use http::Method;
 
-fn basic(user: &str, password: &str) -> String {
-    format!("Basic {}", STANDARD.encode(format!("{user}:{password}")))
-}
-
 async fn setup() -> (Backend, Gateway) {
     let backend = Backend::start().await;
     let gw = Gateway::builder()

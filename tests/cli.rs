@@ -1,41 +1,17 @@
 //! SPEC §1: the command line. `check` reports every problem with file:line:column and
 //! exits 1; `hash-password` prints an argon2id PHC string; `user …` manages the store.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod common;
+
+use common::write_config;
+use std::process::Output;
 
 fn gatehouse(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(args)
-        .env_remove("GATEHOUSE_CONFIG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // A command that fails before reading its input closes the pipe; that is not an error here.
-    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    child.wait_with_output().unwrap()
+    common::cli(args, stdin, &[])
 }
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-fn certs() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("certs")
-}
-
-fn write_config(dir: &Path, body: &str) -> PathBuf {
-    let path = dir.join("config.toml");
-    let head = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n\n[tls]\ncert = {:?}\nkey = {:?}\n\n",
-        certs().join("localhost.crt").display().to_string(),
-        certs().join("localhost.key").display().to_string()
-    );
-    std::fs::write(&path, head + body).unwrap();
-    path
 }
 
 const GOOD: &str = "[portal]\nhost = \"auth.localhost\"\nstore = \"g.db\"\n\n[[sites]]\nid = \"app\"\nhost = \"app.localhost\"\nbackend = \"builtin:echo\"\n";

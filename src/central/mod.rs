@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use crate::config::{Level, SiteId};
 use crate::crypto::IdHash;
+use crate::crypto::derived::SitePassword;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -27,6 +28,11 @@ pub struct Admission {
     pub idle_timeout: Duration,
     /// Time left before the session's absolute expiry, as of the answer.
     pub remaining: Duration,
+    /// On a derived site (SPEC §5): the site password derived at sign-in, which the gate
+    /// sends to the backend. `None` on other sites, and when the session has none for this
+    /// site (then a derived site must send the user back through sign-in). Its Debug is
+    /// redacted.
+    pub site_password: Option<SitePassword>,
 }
 
 /// What a gate reports at each sync.

@@ -4,6 +4,7 @@
 //! no `expect` is needed downstream. A bad file never starts half-way: every problem found is
 //! reported as a [`ConfigError`] naming file, line, column and key.
 
+mod backend_auth;
 mod error;
 mod raw;
 mod validate;
@@ -117,6 +118,8 @@ pub struct Site {
     pub case_sensitive_paths: bool,
     /// Sorted longest prefix first, so the first match is the longest.
     pub rules: Vec<Rule>,
+    /// Log in to the backend on the user's behalf (SPEC §5).
+    pub backend_auth: Option<BackendAuth>,
     pub registration: bool,
     pub branding: Option<Branding>,
     pub tls: Option<TlsFiles>,
@@ -131,6 +134,21 @@ pub enum Backend {
     Http { authority: String },
     /// Answers with the request it received, as JSON (demo and tests).
     Echo,
+}
+
+/// How the gate logs in to a backend that has its own Basic login (SPEC §5).
+#[derive(Debug, Clone)]
+pub enum BackendAuth {
+    /// `Basic base64(user ":" SP)` with `SP = hex(SHA-1(master_password || derive_id))`,
+    /// derived by the portal while the user types their password.
+    Derived { derive_id: String },
+    /// One fixed service credential for every user, read from the environment or a file at
+    /// start-up. The header is built once and marked sensitive (its Debug prints
+    /// `Sensitive`), so the password itself is kept nowhere else.
+    Static {
+        user: String,
+        authorization: http::HeaderValue,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -186,6 +204,14 @@ impl Config {
 }
 
 impl Site {
+    /// The site data hashed with the master password, on a derived site.
+    pub fn derive_id(&self) -> Option<&str> {
+        match &self.backend_auth {
+            Some(BackendAuth::Derived { derive_id }) => Some(derive_id),
+            _ => None,
+        }
+    }
+
     /// The minimum level for a normalised path: the longest matching rule, else the site's own.
     pub fn required_level(&self, path: &str) -> Level {
         self.rules

@@ -127,9 +127,9 @@ pub struct RawRule {
     pub min_level: u32,
 }
 
-// Internal: parsed so the documented keys are accepted and checked; derived and static
-// backend credentials are not built yet (validation refuses the section meanwhile).
-#[allow(dead_code)]
+/// `[sites.backend_auth]`: `mode = "derived"` with `derive_id`, or `mode = "static"` with
+/// `user` and exactly one of `password_env` / `password_file` (never the password itself:
+/// it must not have to sit in the config in clear).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawBackendAuth {

@@ -12,15 +12,16 @@ use super::raw::*;
 use super::*;
 
 /// Collects problems while walking the raw config.
-struct Checker<'a> {
+pub(super) struct Checker<'a> {
     file: &'a Path,
     text: &'a str,
-    base: PathBuf,
+    /// The config file's folder: relative paths in the file resolve against it.
+    pub(super) base: PathBuf,
     errors: Vec<ConfigError>,
 }
 
 impl<'a> Checker<'a> {
-    fn error<T>(&mut self, spanned: &Spanned<T>, key: &str, message: impl Into<String>) {
+    pub(super) fn error<T>(&mut self, spanned: &Spanned<T>, key: &str, message: impl Into<String>) {
         let e = ConfigError::at(
             self.file,
             self.text,
@@ -404,13 +405,10 @@ fn check_sites(c: &mut Checker, raw: &[RawSite], portal: &Portal) -> Vec<Site> {
             }
         }
         rules.sort_by_key(|r| std::cmp::Reverse(r.path.len()));
-        if let Some(auth) = &s.backend_auth {
-            c.error(
-                &auth.mode,
-                &key("backend_auth"),
-                "logging in to backends on the user's behalf is not supported by this build yet",
-            );
-        }
+        let backend_auth = s
+            .backend_auth
+            .as_ref()
+            .and_then(|a| super::backend_auth::check(c, a, &key("backend_auth")));
         let tls = match (&s.cert, &s.key) {
             (Some(cert), Some(k)) => Some(TlsFiles {
                 cert: c.readable_file(cert, &key("cert")),
@@ -431,6 +429,7 @@ fn check_sites(c: &mut Checker, raw: &[RawSite], portal: &Portal) -> Vec<Site> {
             allow_basic: s.allow_basic,
             case_sensitive_paths: s.case_sensitive_paths,
             rules,
+            backend_auth,
             registration: s.registration,
             branding: s.branding.as_ref().map(|b| Branding {
                 title: b.title.clone(),

@@ -1,6 +1,9 @@
-//! Cryptographic building blocks: random identifiers and their hashes, password hashing,
-//! keyed hashes (CSRF tokens, Basic-credential keys) and constant-time comparison.
+//! Cryptographic building blocks: random identifiers and their hashes, password hashing
+//! (argon2id, and hashes imported from htpasswd), derived site passwords, keyed hashes
+//! (CSRF tokens, Basic-credential keys) and constant-time comparison.
 
+pub mod derived;
+pub mod htpasswd;
 pub mod ids;
 pub mod password;
 

@@ -7,6 +7,7 @@ use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use tokio::sync::Semaphore;
+use zeroize::Zeroizing;
 
 /// Longest password accepted; longer input is refused before any hashing (cheap DoS guard).
 pub const MAX_PASSWORD_BYTES: usize = 1024;
@@ -20,12 +21,16 @@ pub fn hash(password: &str) -> String {
         .to_string()
 }
 
-/// Check `password` against a PHC string. Any malformed hash verifies as false.
-pub fn verify_blocking(phc: &str, password: &str) -> bool {
+/// Check `password` against a stored hash: an argon2id PHC string, or a hash imported from
+/// htpasswd (see [`super::htpasswd`]). Any malformed or unknown hash verifies as false.
+pub fn verify_blocking(stored: &str, password: &str) -> bool {
     if password.len() > MAX_PASSWORD_BYTES {
         return false;
     }
-    match PasswordHash::new(phc) {
+    if !stored.starts_with("$argon2") {
+        return super::htpasswd::verify(stored, password);
+    }
+    match PasswordHash::new(stored) {
         Ok(parsed) => Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
             .is_ok(),
@@ -37,7 +42,14 @@ pub fn is_phc_argon2id(s: &str) -> bool {
     s.starts_with("$argon2id$") && PasswordHash::new(s).is_ok()
 }
 
-/// Runs argon2id verifications on tokio's blocking pool, at most `limit` at a time.
+/// Should this stored hash be replaced by argon2id at the user's next successful sign-in?
+/// True for the forms imported from htpasswd.
+pub fn needs_rehash(stored: &str) -> bool {
+    !stored.starts_with("$argon2id$")
+}
+
+/// Runs password verifications (argon2id, and imported htpasswd hashes alike) on tokio's
+/// blocking pool, at most `limit` at a time.
 #[derive(Clone)]
 pub struct Verifier {
     permits: Arc<Semaphore>,
@@ -54,20 +66,30 @@ impl Verifier {
     }
 
     /// Verify against `phc`, or against a decoy (always false) when the user is unknown.
-    pub async fn verify(&self, phc: Option<String>, password: String) -> bool {
+    /// An imported htpasswd hash is also followed by the decoy: apr1 or a cheap bcrypt
+    /// would otherwise answer faster than argon2id and tell which users were imported.
+    pub async fn verify(&self, phc: Option<String>, password: Zeroizing<String>) -> bool {
         let Ok(_permit) = self.permits.acquire().await else {
             return false;
         };
         let known = phc.is_some();
+        let legacy = phc.as_deref().is_some_and(needs_rehash);
         let phc = phc.unwrap_or_else(|| self.decoy.to_string());
-        let ok = tokio::task::spawn_blocking(move || verify_blocking(&phc, &password))
-            .await
-            .unwrap_or(false);
+        let decoy = self.decoy.clone();
+        let ok = tokio::task::spawn_blocking(move || {
+            let ok = verify_blocking(&phc, &password);
+            if legacy {
+                let _ = verify_blocking(&decoy, &password);
+            }
+            ok
+        })
+        .await
+        .unwrap_or(false);
         ok && known
     }
 
     /// Hash a new password on the blocking pool, under the same limit.
-    pub async fn hash(&self, password: String) -> Option<String> {
+    pub async fn hash(&self, password: Zeroizing<String>) -> Option<String> {
         let _permit = self.permits.acquire().await.ok()?;
         tokio::task::spawn_blocking(move || hash(&password))
             .await
@@ -93,8 +115,13 @@ mod tests {
     #[tokio::test]
     async fn unknown_user_never_verifies() {
         let v = Verifier::new(1);
-        assert!(!v.verify(None, "decoy password".into()).await);
+        let pw = |s: &str| Zeroizing::new(s.to_string());
+        assert!(!v.verify(None, pw("decoy password")).await);
         let h = hash("pw");
-        assert!(v.verify(Some(h), "pw".into()).await);
+        assert!(v.verify(Some(h), pw("pw")).await);
+        let imported = super::super::htpasswd::apr1("pw", "salt");
+        assert!(v.verify(Some(imported.clone()), pw("pw")).await);
+        assert!(!v.verify(Some(imported), pw("other")).await);
+        assert!(needs_rehash("{SHA}x") && !needs_rehash(&hash("pw")));
     }
 }

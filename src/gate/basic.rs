@@ -8,6 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
+use zeroize::Zeroizing;
 
 use super::table::Entry;
 use super::{Gate, SiteRuntime};
@@ -21,7 +22,8 @@ const MAX_USER_BYTES: usize = 256;
 pub struct Credential<'a> {
     raw: &'a [u8],
     user: String,
-    password: String,
+    /// Wiped when the request is done with it (on a derived site it is a master password).
+    password: Zeroizing<String>,
 }
 
 /// `None`: no Basic header; `Some(Err)`: a malformed one (401, never forwarded).
@@ -43,10 +45,14 @@ fn parse<'a>(raw: &'a [u8], b64: &str) -> Result<Credential<'a>, HttpError> {
     if b64.len() > 4 * (MAX_USER_BYTES + MAX_PASSWORD_BYTES) / 3 + 8 {
         return Err(refused);
     }
-    let decoded = STANDARD
-        .decode(b64)
-        .map_err(|_| HttpError::Unauthorized { basic: true })?;
-    let text = String::from_utf8(decoded).map_err(|_| HttpError::Unauthorized { basic: true })?;
+    let decoded = Zeroizing::new(
+        STANDARD
+            .decode(b64)
+            .map_err(|_| HttpError::Unauthorized { basic: true })?,
+    );
+    let text = Zeroizing::new(
+        String::from_utf8(decoded.to_vec()).map_err(|_| HttpError::Unauthorized { basic: true })?,
+    );
     let Some((user, password)) = text.split_once(':') else {
         return Err(refused);
     };
@@ -56,7 +62,7 @@ fn parse<'a>(raw: &'a [u8], b64: &str) -> Result<Credential<'a>, HttpError> {
     Ok(Credential {
         raw,
         user: user.to_string(),
-        password: password.to_string(),
+        password: Zeroizing::new(password.to_string()),
     })
 }
 

@@ -20,8 +20,8 @@ use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use crate::central::Central;
-use crate::config::{Level, Site};
+use crate::central::{Admission, Central};
+use crate::config::{BackendAuth, Level, Site};
 use crate::crypto::{IdHash, Identifier, Key};
 use crate::http::body::Body;
 use crate::http::cookies;
@@ -159,13 +159,19 @@ impl Gate {
         }
     }
 
-    /// Put an admission into the table.
+    /// Put an admission into the table. A derived site admits only with its site password
+    /// (or at level 0, which is refused anyway): without one the client is unknown here and
+    /// goes back through sign-in, where the portal asks for the password (SPEC §5).
     pub(crate) fn admit(
         &self,
         site: &SiteRuntime,
         key: IdHash,
-        admission: &crate::central::Admission,
+        admission: &Admission,
     ) -> Option<Arc<Entry>> {
+        if lacks_site_password(&site.config, admission) {
+            tracing::debug!(site = %site.config.id, user = %admission.user, "no site password for this derived site; back through sign-in");
+            return None;
+        }
         match Entry::new(site.index, admission, self.cache_margin) {
             Some(entry) => Some(self.table.insert(key, entry)),
             None => {
@@ -214,10 +220,12 @@ impl Gate {
             ..
         } = incoming;
         let upgrade = crate::proxy::is_websocket_upgrade(&req);
+        let authorization = backend_authorization(&site.config, entry)?;
         let h = req.headers_mut();
         headers::scrub_request(h, &site.scrubber);
-        if site.config.allow_basic {
-            // The client's own credential is for the gateway, never for the backend.
+        if site.config.allow_basic || site.config.backend_auth.is_some() {
+            // The client's own credential is for the gateway (or would shadow the one the
+            // gateway logs in with), never for the backend.
             h.remove(http::header::AUTHORIZATION);
         }
         if upgrade {
@@ -231,6 +239,7 @@ impl Gate {
             user: &entry.user,
             level: &entry.level_header,
             account: &entry.account,
+            authorization,
         };
         headers::inject(h, &site.config.headers, &identity, &peer_ip, &host);
         site.upstream.forward(req, target, upgrade).await
@@ -250,6 +259,30 @@ fn backend_target(uri: &http::Uri, path: &str, unchanged: bool) -> Result<PathAn
             };
             PathAndQuery::try_from(target).map_err(|_| refused())
         }
+    }
+}
+
+/// Does a derived site lack the site password it needs to admit this user?
+pub fn lacks_site_password(site: &Site, admission: &Admission) -> bool {
+    site.derive_id().is_some()
+        && admission.site_password.is_none()
+        && admission.level != Level::DENIED
+}
+
+/// The credential the gateway logs in to the backend with, if the site has one. A derived
+/// site's entry always holds its own (see [`Gate::admit`]); if not, nothing is forwarded.
+fn backend_authorization<'a>(
+    site: &'a Site,
+    entry: &'a Entry,
+) -> Result<Option<&'a HeaderValue>, HttpError> {
+    match &site.backend_auth {
+        None => Ok(None),
+        Some(BackendAuth::Static { authorization, .. }) => Ok(Some(authorization)),
+        Some(BackendAuth::Derived { .. }) => entry
+            .backend_authorization
+            .as_ref()
+            .map(Some)
+            .ok_or(HttpError::Forbidden),
     }
 }
 

@@ -109,6 +109,12 @@ async fn callback(
         ));
     };
     if gate.admit(site, cookie, &admission).is_none() {
+        if super::lacks_site_password(&site.config, &admission) {
+            // The user may use this derived site since the code was minted, but their
+            // session has no site password for it: going on to the target starts the
+            // hand-off again, and the portal asks for the password.
+            return Ok(page::redirect(StatusCode::FOUND, &target));
+        }
         return Err(HttpError::Forbidden);
     }
     gate.metrics.signin("handoff");

@@ -26,6 +26,9 @@ pub struct Entry {
     pub user: HeaderValue,
     pub level_header: HeaderValue,
     pub account: HeaderValue,
+    /// On a derived site: `Basic base64(user ":" SP)`, built once and marked sensitive (its
+    /// Debug prints `Sensitive`). Dropped with the entry.
+    pub backend_authorization: Option<HeaderValue>,
     /// How long the entry lives after its last use.
     ttl: Duration,
     /// The session's absolute end.
@@ -35,8 +38,16 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// Build an entry; `None` when the user or account cannot be a header value.
+    /// Build an entry; `None` when the user or account cannot be a header value (or, with a
+    /// site password, cannot be put in a Basic credential).
     pub fn new(site: usize, a: &Admission, cache_margin: Duration) -> Option<Entry> {
+        let backend_authorization = match &a.site_password {
+            Some(sp) => Some(crate::crypto::derived::basic_authorization(
+                &a.user,
+                sp.expose(),
+            )?),
+            None => None,
+        };
         let now = Instant::now();
         let ttl = if a.idle_timeout.is_zero() {
             a.remaining
@@ -49,6 +60,7 @@ impl Entry {
             user: HeaderValue::from_str(&a.user).ok()?,
             level_header: HeaderValue::from(a.level.0),
             account: HeaderValue::from_str(&a.account).ok()?,
+            backend_authorization,
             ttl,
             deadline: now + a.remaining,
             used: AtomicBool::new(true),
@@ -166,6 +178,7 @@ mod tests {
             level: Level(3),
             idle_timeout: Duration::from_secs(idle),
             remaining: Duration::from_secs(remaining),
+            site_password: None,
         }
     }
 
@@ -217,6 +230,20 @@ mod tests {
         assert!(t.take_used().is_empty());
         t.get(&k);
         assert_eq!(t.take_used(), vec![k]);
+    }
+
+    /// A site password becomes a sensitive Basic header that Debug does not show.
+    #[test]
+    fn site_password_header() {
+        let mut a = admission(900, 3600);
+        let sp = crate::crypto::derived::SitePassword::derive("master", "app");
+        a.site_password = Some(sp.clone());
+        let e = Entry::new(0, &a, Duration::from_secs(60)).unwrap();
+        let h = e.backend_authorization.as_ref().unwrap();
+        assert!(h.is_sensitive());
+        let debug = format!("{e:?} {a:?}");
+        assert!(!debug.contains(sp.expose()), "{debug}");
+        assert!(!debug.contains(h.to_str().unwrap()), "{debug}");
     }
 
     /// User names that cannot be header values are refused, not mangled.

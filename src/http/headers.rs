@@ -105,6 +105,9 @@ pub struct Identity<'a> {
     pub user: &'a HeaderValue,
     pub level: &'a HeaderValue,
     pub account: &'a HeaderValue,
+    /// The gateway's own `Authorization` for the backend (SPEC §5), if the site has one.
+    /// The client's copy was removed before; this one is added last, after every scrub.
+    pub authorization: Option<&'a HeaderValue>,
 }
 
 /// Step (3): inject identity and forwarding headers.
@@ -118,6 +121,9 @@ pub fn inject(
     headers.insert(names.user.clone(), identity.user.clone());
     headers.insert(names.level.clone(), identity.level.clone());
     headers.insert(names.account.clone(), identity.account.clone());
+    if let Some(authorization) = identity.authorization {
+        headers.insert(header::AUTHORIZATION, authorization.clone());
+    }
     forwarding(headers, peer, host);
 }
 
@@ -218,11 +224,13 @@ mod tests {
                 user: &v,
                 level: &l,
                 account: &v,
+                authorization: Some(&HeaderValue::from_static("Basic gateway")),
             },
             &HeaderValue::from_static("127.0.0.1"),
             &HeaderValue::from_static("app.localhost"),
         );
         assert_eq!(h["x-auth-user"], "alice");
+        assert_eq!(h[header::AUTHORIZATION], "Basic gateway");
         assert_eq!(h[header::HOST], "app.localhost");
         assert_eq!(h["x-forwarded-for"], "127.0.0.1");
     }

@@ -10,8 +10,10 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
+use zeroize::Zeroizing;
+
 use super::Portal;
-use super::pages::{self, Handoff};
+use super::pages::{self, Handoff, Notice};
 use crate::crypto::{IdHash, Identifier, ct_eq};
 use crate::http::body::Body;
 use crate::http::cookies::{self, Found};
@@ -20,7 +22,6 @@ use crate::http::page;
 
 /// Portal forms are small; anything larger is refused before it is buffered.
 const MAX_FORM_BYTES: usize = 16 * 1024;
-const MAX_USERNAME_BYTES: usize = 256;
 
 pub(super) async fn route(
     portal: &Portal,
@@ -153,15 +154,25 @@ fn login_page(portal: &Portal, req: &Request<Incoming>) -> Result<Response<Body>
     let q = query(req);
     let handoff = portal.handoff_from(&q);
     let cookie = portal_cookie(req)?;
+    let mut notice = None;
+    let mut username = String::new();
     if let Some(c) = &cookie
-        && portal.sessions.user(c).is_some()
+        && let Some(user) = portal.sessions.user(c)
     {
+        let again = handoff
+            .as_ref()
+            .is_some_and(|h| portal.needs_master_password(c, &user, &h.site));
         let next = match &handoff {
+            _ if again => None,
             Some(h) => portal.continue_to_site(c, h),
             None => Some(page::redirect(StatusCode::FOUND, "/")),
         };
         if let Some(res) = next {
             return Ok(res);
+        }
+        if again {
+            notice = Some(Notice::PasswordAgain);
+            username = user.name.clone();
         }
     }
     let (cookie_hash, set_cookie) = match cookie {
@@ -179,8 +190,8 @@ fn login_page(portal: &Portal, req: &Request<Incoming>) -> Result<Response<Body>
         &look,
         &portal.csrf_token(&cookie_hash),
         handoff.as_ref(),
-        None,
-        "",
+        notice,
+        &username,
     );
     let mut res = portal.page(StatusCode::OK, html);
     if let Some(sc) = set_cookie {
@@ -189,15 +200,18 @@ fn login_page(portal: &Portal, req: &Request<Incoming>) -> Result<Response<Body>
     Ok(res)
 }
 
-/// POST /login: check the password off the reactor; on success rotate the portal cookie
-/// (no session fixation), start the session and continue the hand-off.
+/// POST /login: check the password off the reactor; on success derive the site passwords
+/// of the derived sites (the only moment the master password exists: it is dropped when
+/// this handler returns), rotate the portal cookie (no session fixation), start the session
+/// and continue the hand-off.
 async fn login_submit(
     portal: &Portal,
     req: Request<Incoming>,
     peer: SocketAddr,
 ) -> Result<Response<Body>, HttpError> {
     let old_cookie = portal_cookie(&req)?;
-    let (_, form) = read_form(req).await?;
+    let (_, mut form) = read_form(req).await?;
+    let password = Zeroizing::new(form.remove("password").unwrap_or_default());
     if !portal.csrf_ok(old_cookie.as_ref(), &form) {
         return Ok(page::message(
             StatusCode::FORBIDDEN,
@@ -210,48 +224,34 @@ async fn login_submit(
         .get("username")
         .map(|u| u.trim().to_string())
         .unwrap_or_default();
-    let password = form.get("password").cloned().unwrap_or_default();
     let look = portal.look_for(handoff.as_ref().map(|h| h.site.as_str()));
     let cookie_hash = old_cookie.unwrap_or(IdHash([0; 32]));
 
-    let too_long = username.len() > MAX_USERNAME_BYTES
-        || password.len() > crate::crypto::password::MAX_PASSWORD_BYTES;
-    let record = if too_long || username.is_empty() {
-        None
-    } else {
-        let name = username.clone();
-        portal
-            .store_call(move |s| s.user(&name))
-            .await
-            .map_err(|e| HttpError::Internal(Box::new(e)))?
-    };
     // argon2 runs whether or not the user exists, so timing does not tell which.
-    let verified = portal
-        .verifier
-        .verify(record.as_ref().map(|r| r.password_hash.clone()), password)
-        .await;
-    let record = match record {
-        Some(r) if verified && !r.disabled && !too_long => r,
-        _ => {
-            portal.metrics.signin("failure");
-            tracing::info!(peer = %peer.ip(), user = %username.chars().take(64).collect::<String>(), "sign-in refused");
-            let html = pages::login(
-                &look,
-                &portal.csrf_token(&cookie_hash),
-                handoff.as_ref(),
-                Some("Wrong user name or password."),
-                &username,
-            );
-            return Ok(portal.page(StatusCode::UNAUTHORIZED, html));
-        }
+    let record = portal
+        .authenticate(&username, &password)
+        .await
+        .map_err(|e| HttpError::Internal(Box::new(e)))?;
+    let Some(record) = record else {
+        portal.metrics.signin("failure");
+        tracing::info!(peer = %peer.ip(), user = %username.chars().take(64).collect::<String>(), "sign-in refused");
+        let html = pages::login(
+            &look,
+            &portal.csrf_token(&cookie_hash),
+            handoff.as_ref(),
+            Some(Notice::Error("Wrong user name or password.")),
+            &username,
+        );
+        return Ok(portal.page(StatusCode::UNAUTHORIZED, html));
     };
     portal.metrics.signin("success");
     tracing::info!(peer = %peer.ip(), user = %record.name, "signed in");
-    if let Some(old) = &old_cookie {
-        portal.sessions.end(old);
-    }
+    let site_passwords = portal.site_passwords(&record, &password);
+    drop(password);
     let fresh = Identifier::new();
-    portal.sessions.start(fresh.hash(), record);
+    portal
+        .sessions
+        .start(old_cookie.as_ref(), fresh.hash(), record, site_passwords);
     let mut res = handoff
         .as_ref()
         .and_then(|h| portal.continue_to_site(&fresh.hash(), h))

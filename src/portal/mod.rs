@@ -15,22 +15,30 @@ use std::time::Duration;
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
+use zeroize::Zeroizing;
+
 use crate::central::Admission;
-use crate::config::{Config, SiteId};
-use crate::crypto::password::Verifier;
+use crate::config::{Config, Level, SiteId};
+use crate::crypto::derived::SitePassword;
+use crate::crypto::password::{MAX_PASSWORD_BYTES, Verifier, needs_rehash};
 use crate::crypto::{IdHash, Key};
 use crate::http::body::Body;
 use crate::http::page::Look;
 use crate::metrics::Metrics;
 use crate::server::urls::Urls;
-use crate::store::{NewUser, Store, StoreError};
-use sessions::{SessionTable, Timeouts};
+use crate::store::{NewUser, Store, StoreError, UserRecord};
+use sessions::{SessionTable, SitePasswords, Timeouts};
+
+/// Longest user name looked up; longer input is refused before touching the store.
+pub const MAX_USERNAME_BYTES: usize = 256;
 
 /// What the portal knows of each site: its id, where it is, how its pages look.
 pub struct PortalSite {
     pub id: SiteId,
     pub origin: String,
     pub look: Look,
+    /// On a derived site (SPEC §5): the site data hashed with the master password.
+    pub derive_id: Option<String>,
 }
 
 pub struct Portal {
@@ -69,6 +77,7 @@ impl Portal {
                     logo: b.logo.clone(),
                     stylesheet: b.stylesheet.clone(),
                 }),
+                derive_id: s.derive_id().map(str::to_string),
             })
             .collect();
         let csp = format!(
@@ -138,25 +147,125 @@ impl Portal {
         password: &str,
         key: IdHash,
     ) -> Result<Option<Admission>, StoreError> {
-        let name = user.to_string();
-        let record = self.store_call(move |s| s.user(&name)).await?;
-        let ok = self
-            .verifier
-            .verify(
-                record.as_ref().map(|r| r.password_hash.clone()),
-                password.to_string(),
-            )
-            .await;
-        match record {
-            Some(record) if ok && !record.disabled => {
+        match self.authenticate(user, password).await? {
+            Some(record) => {
                 self.metrics.signin("basic_success");
-                Ok(Some(self.sessions.start_basic(key, record, site)))
+                let sp = self
+                    .site(&site.0)
+                    .and_then(|s| self.site_password(s, &record, password));
+                Ok(Some(self.sessions.start_basic(key, record, site, sp)))
             }
-            _ => {
+            None => {
                 self.metrics.signin("basic_failure");
                 Ok(None)
             }
         }
+    }
+
+    /// Check a user name and password: argon2id, or a hash imported from htpasswd, which is
+    /// then replaced by argon2id. `None`: unknown user, wrong password, or disabled user;
+    /// the hashing work is the same whether or not the user exists.
+    pub async fn authenticate(
+        &self,
+        name: &str,
+        password: &str,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let acceptable = !name.is_empty()
+            && name.len() <= MAX_USERNAME_BYTES
+            && password.len() <= MAX_PASSWORD_BYTES;
+        let record = if acceptable {
+            let name = name.to_string();
+            self.store_call(move |s| s.user(&name)).await?
+        } else {
+            None
+        };
+        let verified = self
+            .verifier
+            .verify(
+                record.as_ref().map(|r| r.password_hash.clone()),
+                Zeroizing::new(password.to_string()),
+            )
+            .await;
+        match record {
+            Some(r) if verified && acceptable && !r.disabled => {
+                Ok(Some(self.upgrade_legacy_hash(r, password).await))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// At the first successful sign-in of a user imported from htpasswd, replace the old
+    /// hash by argon2id. A failure here is logged and the sign-in goes on (the old hash
+    /// still works and is upgraded next time).
+    async fn upgrade_legacy_hash(&self, mut record: UserRecord, password: &str) -> UserRecord {
+        if !needs_rehash(&record.password_hash) {
+            return record;
+        }
+        let Some(new) = self
+            .verifier
+            .hash(Zeroizing::new(password.to_string()))
+            .await
+        else {
+            return record;
+        };
+        let (name, old) = (record.name.clone(), record.password_hash.clone());
+        let swapped = self
+            .store_call(move |s| {
+                if s.upgrade_password_hash(&name, &old, &new)? {
+                    return Ok(Some(new));
+                }
+                // Changed meanwhile (another sign-in upgraded it first): keep what is stored,
+                // so the session matches the store and is not ended as "re-passworded".
+                Ok(s.user(&name)?.map(|u| u.password_hash))
+            })
+            .await;
+        match swapped {
+            Ok(Some(hash)) => {
+                if !needs_rehash(&hash) {
+                    tracing::info!(user = %record.name, "imported password hash replaced by argon2id");
+                }
+                record.password_hash = hash;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(user = %record.name, error = %crate::http::error::error_chain(&e), "cannot replace an imported password hash")
+            }
+        }
+        record
+    }
+
+    /// The site password of one derived site, for a user who may use it (level above 0).
+    fn site_password(
+        &self,
+        site: &PortalSite,
+        user: &UserRecord,
+        master_password: &str,
+    ) -> Option<SitePassword> {
+        let derive_id = site.derive_id.as_deref()?;
+        (user.level_on(&site.id.0) != Level::DENIED)
+            .then(|| SitePassword::derive(master_password, derive_id))
+    }
+
+    /// Every derived site's password, made while the master password is at hand (sign-in).
+    pub fn site_passwords(&self, user: &UserRecord, master_password: &str) -> SitePasswords {
+        self.sites
+            .iter()
+            .filter_map(|s| {
+                let sp = self.site_password(s, user, master_password)?;
+                Some((s.id.clone(), sp))
+            })
+            .collect()
+    }
+
+    /// Must the user type their password again before being handed to `site`? Yes on a
+    /// derived site they may use when their session holds no site password for it (it
+    /// could only be derived while they typed their password: SPEC §5).
+    pub fn needs_master_password(&self, session: &IdHash, user: &UserRecord, site: &str) -> bool {
+        self.site(site).is_some_and(|s| {
+            s.derive_id.is_some()
+                && user.level_on(site) != Level::DENIED
+                && !self.sessions.has_site_password(session, &s.id)
+        })
     }
 
     fn look_for(&self, site: Option<&str>) -> Look {

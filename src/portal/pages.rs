@@ -33,16 +33,27 @@ fn handoff_fields(h: Option<&Handoff>) -> String {
     }
 }
 
+/// A line above the sign-in form.
+pub enum Notice<'a> {
+    /// The last attempt failed.
+    Error(&'a str),
+    /// A signed-in user going to a derived site their session has no site password for:
+    /// only the password they type can make one (SPEC §5).
+    PasswordAgain,
+}
+
 pub fn login(
     look: &Look,
     csrf: &str,
     handoff: Option<&Handoff>,
-    error: Option<&str>,
+    notice: Option<Notice>,
     username: &str,
 ) -> String {
-    let error = error
-        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
-        .unwrap_or_default();
+    let error = match notice {
+        Some(Notice::Error(e)) => format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)),
+        Some(Notice::PasswordAgain) => "<p role=\"status\">This site logs you in with a password of its own, made from yours while you type it. Enter your password again to continue.</p>".to_string(),
+        None => String::new(),
+    };
     let site_note = handoff
         .map(|h| {
             format!(

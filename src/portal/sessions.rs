@@ -7,12 +7,13 @@
 //! it ended from the revocation log (at each sync, and at once in-process through
 //! [`SessionTable::subscribe`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::central::{Admission, SyncReply, SyncReport};
 use crate::config::SiteId;
+use crate::crypto::derived::SitePassword;
 use crate::crypto::{IdHash, Identifier, ct_eq};
 use crate::store::UserRecord;
 
@@ -28,6 +29,10 @@ pub struct Timeouts {
 }
 
 type Listener = Box<dyn Fn(&[IdHash]) + Send + Sync>;
+
+/// The derived site passwords of one session, by site: made while the user typed their
+/// password, kept only here in memory, wiped when the session ends (SPEC §5).
+pub type SitePasswords = BTreeMap<SiteId, SitePassword>;
 
 pub struct SessionTable {
     inner: Mutex<Inner>,
@@ -49,6 +54,7 @@ struct Session {
     created: Instant,
     last_active: Instant,
     bindings: Vec<IdHash>,
+    site_passwords: SitePasswords,
 }
 
 struct Binding {
@@ -84,6 +90,7 @@ impl Session {
             remaining: t
                 .absolute
                 .saturating_sub(now.saturating_duration_since(self.created)),
+            site_password: self.site_passwords.get(site).cloned(),
         }
     }
 }
@@ -162,22 +169,59 @@ impl SessionTable {
         }
     }
 
-    /// Start a session for a user who just proved who they are.
-    pub fn start(&self, id: IdHash, user: UserRecord) {
+    /// Start a session for a user who just proved who they are, with the site passwords
+    /// derived from what they typed.
+    ///
+    /// `replacing` is the browser's previous session (its old portal cookie). The same user
+    /// signing in again (e.g. asked for their password by a derived site the old session
+    /// had no site password for) keeps the sites it was handed to, now under the new id;
+    /// another user's session ends, on every site.
+    pub fn start(
+        &self,
+        replacing: Option<&IdHash>,
+        id: IdHash,
+        user: UserRecord,
+        site_passwords: SitePasswords,
+    ) {
         let now = Instant::now();
-        let session = Session {
+        let mut session = Session {
             user: Arc::new(user),
             created: now,
             last_active: now,
             bindings: Vec::new(),
+            site_passwords,
         };
         let mut revoked = Vec::new();
         {
             let mut inner = self.lock();
+            if let Some(old_id) = replacing.filter(|old| **old != id) {
+                let same_user = inner.sessions.get(old_id).is_some_and(|old| {
+                    old.user.name == session.user.name && old.alive(&self.timeouts, now)
+                });
+                if same_user && let Some(old) = inner.sessions.remove(old_id) {
+                    for b in &old.bindings {
+                        if let Some(binding) = inner.bindings.get_mut(b) {
+                            binding.session = id;
+                        }
+                    }
+                    session.bindings = old.bindings;
+                    inner.codes.retain(|_, c| c.session != *old_id);
+                } else {
+                    inner.end(old_id, &mut revoked);
+                }
+            }
             inner.end(&id, &mut revoked);
             inner.sessions.insert(id, session);
         }
         self.notify(&revoked);
+    }
+
+    /// Does the live session `id` hold a site password for `site`?
+    pub fn has_site_password(&self, id: &IdHash, site: &SiteId) -> bool {
+        self.lock()
+            .sessions
+            .get(id)
+            .is_some_and(|s| s.site_passwords.contains_key(site))
     }
 
     /// The user of a live session (portal pages), touching it.
@@ -247,14 +291,24 @@ impl SessionTable {
         (bound_site == site).then(|| session.admission(&self.timeouts, site, now))
     }
 
-    /// Start an API client's session, known by its Basic key, bound to one site.
-    pub fn start_basic(&self, key: IdHash, user: UserRecord, site: &SiteId) -> Admission {
+    /// Start an API client's session, known by its Basic key, bound to one site (with the
+    /// site password derived from the password it presented, on a derived site).
+    pub fn start_basic(
+        &self,
+        key: IdHash,
+        user: UserRecord,
+        site: &SiteId,
+        site_password: Option<SitePassword>,
+    ) -> Admission {
         let now = Instant::now();
         let session = Session {
             user: Arc::new(user),
             created: now,
             last_active: now,
             bindings: vec![key],
+            site_passwords: site_password
+                .map(|sp| SitePasswords::from([(site.clone(), sp)]))
+                .unwrap_or_default(),
         };
         let admission = session.admission(&self.timeouts, site, now);
         let mut revoked = Vec::new();

@@ -30,7 +30,7 @@ fn site(s: &str) -> SiteId {
 
 fn signed_in(t: &SessionTable) -> IdHash {
     let id = Identifier::new().hash();
-    t.start(id, alice());
+    t.start(None, id, alice(), Default::default());
     id
 }
 
@@ -153,7 +153,7 @@ fn level_zero_and_disabled() {
     let mut u = alice();
     u.level = Level(0);
     u.site_levels.clear();
-    t.start(id, u.clone());
+    t.start(None, id, u.clone(), Default::default());
     let c = Identifier::new().hash();
     let code = t.mint_code(&id, &site("app"), c).unwrap();
     assert_eq!(
@@ -161,10 +161,78 @@ fn level_zero_and_disabled() {
         Level(0)
     );
     u.disabled = true;
-    t.start(id, u);
+    t.start(None, id, u, Default::default());
     assert!(t.user(&id).is_none());
     assert!(
         t.mint_code(&id, &site("app"), Identifier::new().hash())
             .is_none()
     );
+}
+
+fn with_sp(site_id: &str) -> SitePasswords {
+    SitePasswords::from([(site(site_id), SitePassword::derive("pw", site_id))])
+}
+
+/// Admissions carry the session's SP for the asking site only.
+#[test]
+fn admissions_carry_their_sites_password() {
+    let t = table();
+    let id = Identifier::new().hash();
+    t.start(None, id, alice(), with_sp("app"));
+    assert!(t.has_site_password(&id, &site("app")));
+    assert!(!t.has_site_password(&id, &site("wiki")));
+    let cookie = IdHash([9; 32]);
+    let code = t.mint_code(&id, &site("app"), cookie).unwrap();
+    let a = t.redeem(code.as_str(), cookie, &site("app")).unwrap();
+    assert_eq!(a.site_password, Some(SitePassword::derive("pw", "app")));
+    let other = IdHash([8; 32]);
+    let code = t.mint_code(&id, &site("wiki"), other).unwrap();
+    let a = t.redeem(code.as_str(), other, &site("wiki")).unwrap();
+    assert_eq!(a.site_password, None);
+}
+
+/// The same user signing in again keeps the sites already handed to, under the new id,
+/// with the new SPs; another user's sign-in ends the old session everywhere.
+#[test]
+fn signing_in_again_keeps_the_same_users_sites() {
+    let t = table();
+    let revoked = Arc::new(Mutex::new(Vec::new()));
+    let seen = revoked.clone();
+    t.subscribe(move |r| seen.lock().unwrap().extend_from_slice(r));
+    let old = signed_in(&t);
+    let cookie = IdHash([7; 32]);
+    let code = t.mint_code(&old, &site("app"), cookie).unwrap();
+    t.redeem(code.as_str(), cookie, &site("app")).unwrap();
+
+    let new = Identifier::new().hash();
+    t.start(Some(&old), new, alice(), with_sp("wiki"));
+    assert!(revoked.lock().unwrap().is_empty(), "nothing revoked");
+    assert!(t.user(&old).is_none(), "the old id is gone");
+    assert!(
+        t.check(cookie, &site("app")).is_some(),
+        "app still admitted"
+    );
+    assert!(t.has_site_password(&new, &site("wiki")));
+    t.end(&new);
+    assert!(
+        t.check(cookie, &site("app")).is_none(),
+        "bound to the new session"
+    );
+
+    let old = signed_in(&t);
+    let code = t.mint_code(&old, &site("app"), cookie).unwrap();
+    t.redeem(code.as_str(), cookie, &site("app")).unwrap();
+    let mut bob = alice();
+    bob.name = "bob".into();
+    t.start(
+        Some(&old),
+        Identifier::new().hash(),
+        bob,
+        SitePasswords::new(),
+    );
+    assert!(
+        t.check(cookie, &site("app")).is_none(),
+        "another user: ended"
+    );
+    assert!(revoked.lock().unwrap().contains(&cookie));
 }

@@ -15,7 +15,15 @@ pub fn answer<B>(req: &Request<B>, path_and_query: &str) -> Response<Body> {
                 .headers()
                 .get_all(name)
                 .iter()
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned().into())
+                // A credential the gateway logs in with (SPEC §5) is marked sensitive: the demo
+                // backend says it is there without showing it to the browser.
+                .map(|v| {
+                    if v.is_sensitive() {
+                        "[sensitive: not shown]".into()
+                    } else {
+                        String::from_utf8_lossy(v.as_bytes()).into_owned().into()
+                    }
+                })
                 .collect();
             let value = if values.len() == 1 {
                 values.into_iter().next().unwrap_or_default()

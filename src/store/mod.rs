@@ -82,6 +82,9 @@ pub trait Store: Send + Sync + 'static {
     /// Create a user; false when the name is taken.
     fn add_user(&self, user: &NewUser) -> Result<bool, StoreError>;
     fn set_password(&self, name: &str, password_hash: &str) -> Result<bool, StoreError>;
+    /// Replace the hash only if it is still `old` (a compare-and-swap), e.g. an imported
+    /// htpasswd hash upgraded to argon2id at sign-in. False when it had changed meanwhile.
+    fn upgrade_password_hash(&self, name: &str, old: &str, new: &str) -> Result<bool, StoreError>;
     fn set_level(
         &self,
         name: &str,

@@ -265,6 +265,29 @@ impl Store for SqliteStore {
         self.update(name, "password_hash = ?3", &[&password_hash])
     }
 
+    fn upgrade_password_hash(&self, name: &str, old: &str, new: &str) -> Result<bool, StoreError> {
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let current: Option<String> = tx
+                .query_row(
+                    "SELECT password_hash FROM users WHERE name = ?1",
+                    [name],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if current.as_deref() != Some(old) {
+                return Ok(false);
+            }
+            let rev = next_revision(&tx)?;
+            tx.execute(
+                "UPDATE users SET password_hash = ?2, revision = ?3 WHERE name = ?1",
+                params![name, new, rev],
+            )?;
+            tx.commit()?;
+            Ok(true)
+        })
+    }
+
     fn set_level(
         &self,
         name: &str,
@@ -412,6 +435,29 @@ mod tests {
             vec!["alice".to_string()]
         );
         assert!(!s.set_disabled("nobody", true).unwrap());
+    }
+
+    /// An upgraded hash replaces only the hash it was verified against.
+    #[test]
+    fn upgrade_is_compare_and_swap() {
+        let s = SqliteStore::in_memory().unwrap();
+        s.add_user(&user("alice")).unwrap();
+        assert!(
+            !s.upgrade_password_hash("alice", "{SHA}other", "$argon2id$new")
+                .unwrap()
+        );
+        assert!(
+            s.upgrade_password_hash("alice", "$argon2id$x", "$argon2id$new")
+                .unwrap()
+        );
+        assert_eq!(
+            s.user("alice").unwrap().unwrap().password_hash,
+            "$argon2id$new"
+        );
+        assert!(
+            !s.upgrade_password_hash("bob", "$argon2id$x", "$argon2id$new")
+                .unwrap()
+        );
     }
 
     /// Secrets are created once and then stable.

@@ -4,7 +4,11 @@
 //! - `/bytes?n=N` — streams N bytes;
 //! - `/ws` — accepts a WebSocket upgrade (101) and echoes raw bytes afterwards;
 //! - anything else — 200 `ok`, after reading the whole body (its size is recorded).
+//!
+//! [`Backend::with_logins`] makes a legacy app with its own Basic login: it keeps its own
+//! table of user → password and answers 401 (recording the request) to anything else.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -31,6 +35,8 @@ pub struct Recorded {
 pub struct Backend {
     pub addr: SocketAddr,
     requests: Arc<Mutex<Vec<Recorded>>>,
+    /// The legacy app's own user table, when it has a Basic login.
+    logins: Option<Arc<HashMap<String, String>>>,
 }
 
 type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
@@ -52,10 +58,24 @@ fn query_num(req: &Request<Incoming>, key: &str) -> u64 {
 
 impl Backend {
     pub async fn start() -> Backend {
+        Self::serve(None).await
+    }
+
+    /// A backend with its own Basic login: only these (user, password) pairs get past 401.
+    pub async fn with_logins(logins: &[(&str, &str)]) -> Backend {
+        let table = logins
+            .iter()
+            .map(|(u, p)| (u.to_string(), p.to_string()))
+            .collect();
+        Self::serve(Some(Arc::new(table))).await
+    }
+
+    async fn serve(logins: Option<Arc<HashMap<String, String>>>) -> Backend {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let backend = Backend {
             addr: listener.local_addr().unwrap(),
             requests: Arc::new(Mutex::new(Vec::new())),
+            logins,
         };
         let b = backend.clone();
         tokio::spawn(async move {
@@ -100,6 +120,24 @@ impl Backend {
             .expect("the backend received no request")
     }
 
+    /// Does the request carry `Basic base64(user:password)` for a user of the table?
+    fn logged_in(&self, headers: &HeaderMap) -> bool {
+        use base64::Engine;
+        let Some(table) = &self.logins else {
+            return true;
+        };
+        let decoded = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Basic "))
+            .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+            .and_then(|bytes| String::from_utf8(bytes).ok());
+        decoded
+            .as_deref()
+            .and_then(|text| text.split_once(':'))
+            .is_some_and(|(user, password)| table.get(user).is_some_and(|p| p == password))
+    }
+
     async fn answer(&self, mut req: Request<Incoming>) -> Response<Body> {
         let path = req
             .uri()
@@ -111,6 +149,14 @@ impl Backend {
             headers: req.headers().clone(),
             body_len: 0,
         };
+        if !self.logged_in(req.headers()) {
+            self.requests.lock().unwrap().push(recorded);
+            return Response::builder()
+                .status(StatusCode::UNAUTHORIZED)
+                .header("www-authenticate", "Basic realm=\"legacy\"")
+                .body(full("legacy login required"))
+                .unwrap();
+        }
         match req.uri().path() {
             "/slow" => {
                 let ms = query_num(&req, "ms");

@@ -58,6 +58,8 @@ pub struct Client {
     /// Use HTTP/2 (ALPN h2) instead of HTTP/1.1.
     pub http2: bool,
     jar: Mutex<HashMap<String, BTreeMap<String, String>>>,
+    /// Every response received (status, headers, body), when recording (see `recording`).
+    transcript: Option<Mutex<String>>,
 }
 
 fn connector(alpn: &[&[u8]]) -> TlsConnector {
@@ -96,7 +98,23 @@ impl Client {
             h2_tls: connector(&[b"h2"]),
             http2: false,
             jar: Mutex::new(HashMap::new()),
+            transcript: None,
         }
+    }
+
+    /// Keep a transcript of every response this client receives (for "nothing secret ever
+    /// reaches the browser" checks).
+    pub fn recording(mut self) -> Self {
+        self.transcript = Some(Mutex::new(String::new()));
+        self
+    }
+
+    /// Everything received so far, when recording.
+    pub fn transcript(&self) -> String {
+        self.transcript
+            .as_ref()
+            .map(|t| t.lock().unwrap().clone())
+            .unwrap_or_default()
     }
 
     /// A TLS connection to the gateway for `host` (SNI), for raw-bytes tests.
@@ -212,12 +230,25 @@ impl Client {
             .await
             .map(|c| c.to_bytes())
             .unwrap_or_default();
-        Resp {
+        let resp = Resp {
             status: parts.status.as_u16(),
             headers: parts.headers,
             body: String::from_utf8_lossy(&bytes).into_owned(),
             url: url.to_string(),
+        };
+        if let Some(t) = &self.transcript {
+            let mut t = t.lock().unwrap();
+            t.push_str(&format!("{} {}\n", resp.status, resp.url));
+            for (name, value) in &resp.headers {
+                t.push_str(&format!(
+                    "{name}: {}\n",
+                    String::from_utf8_lossy(value.as_bytes())
+                ));
+            }
+            t.push_str(&resp.body);
+            t.push('\n');
         }
+        resp
     }
 
     /// Send any body; the response body is left streaming.

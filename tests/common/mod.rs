@@ -306,3 +306,48 @@ pub async fn signed_in_browser(gw: &Gateway, host: &str, user: &str, password: &
     assert_eq!(res.status, 200, "signed in and proxied: {res:?}");
     browser
 }
+
+/// Run the `gatehouse` binary with `stdin` as its input and extra environment variables.
+pub fn cli(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(args)
+        .env_remove("GATEHOUSE_CONFIG")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A command that fails before reading its input closes the pipe; that is not an error here.
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    child.wait_with_output().unwrap()
+}
+
+/// SPEC §5, computed here independently of the gateway: lowercase hex(SHA-1(master || id)).
+pub fn expected_sp(master: &str, derive_id: &str) -> String {
+    use sha1::Digest;
+    let digest = sha1::Sha1::digest(format!("{master}{derive_id}").as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `Basic base64(user ":" password)`.
+pub fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {b64}")
+}
+
+/// Write `dir/config.toml`: a `[server]` on 127.0.0.1:0 and the dev `[tls]`, then `body`.
+pub fn write_config(dir: &std::path::Path, body: &str) -> PathBuf {
+    let path = dir.join("config.toml");
+    let certs = certs_dir();
+    let head = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[tls]\ncert = {:?}\nkey = {:?}\n\n",
+        certs.join("localhost.crt").display().to_string(),
+        certs.join("localhost.key").display().to_string()
+    );
+    std::fs::write(&path, head + body).unwrap();
+    path
+}
