@@ -65,6 +65,8 @@ pub async fn from_env(app: &App) -> Result<(), SeedError> {
         .await
         .map_err(|e| SeedError::Setup(e.to_string()))?
         .ok_or_else(|| SeedError::Setup(format!("no user {name:?}")))?;
+    let password = zeroize::Zeroizing::new(password);
+    let site_passwords = portal.site_passwords(&record, &password);
     if !portal
         .verifier
         .verify(Some(record.password_hash.clone()), password)
@@ -83,7 +85,9 @@ pub async fn from_env(app: &App) -> Result<(), SeedError> {
     // a fresh site cookie (continue_to_site), the code redeemed for that cookie (callback).
     for binding in bindings.iter_mut() {
         let session = Identifier::new().hash();
-        portal.sessions.start(session, record.clone());
+        portal
+            .sessions
+            .start(None, session, record.clone(), site_passwords.clone());
         let site_cookie = Identifier::new();
         let code = portal
             .sessions
