@@ -1,21 +1,40 @@
 #!/usr/bin/env bash
-# New TLS connection per request (wrk with "Connection: close"), gatehouse against nginx-tls,
-# servers pinned to core 0 with an nginx backend, wrk on core 1; connections/s and server CPU
-# per connection. Loopback only, 8 s per run. Needs wrk, nginx, curl, openssl, bc.
+# New TLS connection per request, gatehouse against nginx-tls (session cache and tickets on),
+# servers pinned to core 0 with an nginx backend, clients on core 1; connections/s and
+# server CPU per connection. Two clients:
+#   - wrk with "Connection: close" (64 connections; OpenSSL client);
+#   - tls_connections.py, PROCS processes, once never offering a session ("full": a full
+#     handshake every time) and once offering the previous connection's ticket ("resumed",
+#     as a returning browser does); it prints the share actually resumed.
+# Loopback only, SECS s per run. Needs wrk, nginx, curl, openssl, bc, python3.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 make_cert; start_backend
 start_nginx_tls "" "events { worker_connections 8000; }" "ssl_session_cache shared:SSL:10m; ssl_session_tickets on;"
 start_gatehouse
-run() { # NAME PID URL [wrk args]
+secs=${SECS:-8}
+per_conn() { echo "scale=1; ($2-$1)*10000/$3" | bc; } # T0 T1 CONNECTIONS
+wrk_run() { # NAME PID URL [wrk args]
   local name=$1 pid=$2 url=$3; shift 3
   local t0 t1 out reqs
   t0=$(ticks "$pid")
-  out=$(taskset -c 1 wrk -t1 -c64 -d"${SECS:-8}"s --timeout 5s -H "Connection: close" "$@" "$url")
+  out=$(taskset -c 1 wrk -t1 -c64 -d"${secs}"s --timeout 5s -H "Connection: close" "$@" "$url")
   t1=$(ticks "$pid")
   reqs=$(awk '/requests in/{print $1}' <<<"$out")
-  echo "$name: conn/s=$(awk '/Requests\/sec/{print $2}' <<<"$out") cpu_us_per_conn=$(echo "scale=1; ($t1-$t0)*10000/$reqs" | bc) $(grep -E "Socket errors|Non-2xx" <<<"$out" | tr '\n' ' ' || true)"
+  echo "wrk $name: conn/s=$(awk '/Requests\/sec/{print $2}' <<<"$out") cpu_us_per_conn=$(per_conn "$t0" "$t1" "$reqs") $(grep -E "Socket errors|Non-2xx" <<<"$out" | tr '\n' ' ' || true)"
+}
+py_run() { # MODE NAME PID PORT [COOKIE]
+  local mode=$1 name=$2 pid=$3 p=$4 t0 t1 out n
+  t0=$(ticks "$pid")
+  out=$(taskset -c 1 python3 "$here/tls_connections.py" "$p" app.localhost "$secs" "${PROCS:-4}" "$mode" "${5-}")
+  t1=$(ticks "$pid")
+  n=$(sed 's/connections=\([0-9]*\).*/\1/' <<<"$out")
+  echo "$mode $name: $out cpu_us_per_conn=$(per_conn "$t0" "$t1" "$n")"
 }
 for _ in 1 2; do
-  run gatehouse "$gw" "https://127.0.0.1:$port/" -H "Host: app.localhost:$port" -H "Cookie: $cookie"
-  run nginx-tls "$nginx_worker" "https://127.0.0.1:$nport/"
+  wrk_run gatehouse "$gw" "https://127.0.0.1:$port/" -H "Host: app.localhost:$port" -H "Cookie: $cookie"
+  wrk_run nginx-tls "$nginx_worker" "https://127.0.0.1:$nport/"
+  for mode in full resumed; do
+    py_run "$mode" gatehouse "$gw" "$port" "$cookie"
+    py_run "$mode" nginx-tls "$nginx_worker" "$nport"
+  done
 done

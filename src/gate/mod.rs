@@ -235,9 +235,10 @@ impl Gate {
             );
             h.insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
         }
+        let level = entry.level_header();
         let identity = Identity {
             user: &entry.user,
-            level: &entry.level_header,
+            level: &level,
             account: &entry.account,
             authorization,
         };
@@ -280,7 +281,7 @@ fn backend_authorization<'a>(
         Some(BackendAuth::Static { authorization, .. }) => Ok(Some(authorization)),
         Some(BackendAuth::Derived { .. }) => entry
             .backend_authorization
-            .as_ref()
+            .as_deref()
             .map(Some)
             .ok_or(HttpError::Forbidden),
     }

@@ -3,8 +3,8 @@
 //! user's* idle timeout minus `cache_margin`, renewed on every use (per-entry expiry, not
 //! one global TTL), and never past the session's absolute end.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::HeaderValue;
@@ -24,11 +24,12 @@ pub struct Entry {
     pub site: usize,
     pub level: Level,
     pub user: HeaderValue,
-    pub level_header: HeaderValue,
     pub account: HeaderValue,
     /// On a derived site: `Basic base64(user ":" SP)`, built once and marked sensitive (its
     /// Debug prints `Sensitive`). Dropped with the entry.
-    pub backend_authorization: Option<HeaderValue>,
+    /// Boxed: most sites have none, and every entry pays for the field (a table may hold
+    /// millions).
+    pub backend_authorization: Option<Box<HeaderValue>>,
     /// How long the entry lives after its last use.
     ttl: Duration,
     /// The session's absolute end.
@@ -42,10 +43,10 @@ impl Entry {
     /// site password, cannot be put in a Basic credential).
     pub fn new(site: usize, a: &Admission, cache_margin: Duration) -> Option<Entry> {
         let backend_authorization = match &a.site_password {
-            Some(sp) => Some(crate::crypto::derived::basic_authorization(
+            Some(sp) => Some(Box::new(crate::crypto::derived::basic_authorization(
                 &a.user,
                 sp.expose(),
-            )?),
+            )?)),
             None => None,
         };
         let now = Instant::now();
@@ -58,19 +59,23 @@ impl Entry {
             site,
             level: a.level,
             user: HeaderValue::from_str(&a.user).ok()?,
-            level_header: HeaderValue::from(a.level.0),
             account: HeaderValue::from_str(&a.account).ok()?,
             backend_authorization,
             ttl,
             deadline: now + a.remaining,
-            used: AtomicBool::new(true),
+            // The portal touched the session as it admitted it; the first use is news.
+            used: AtomicBool::new(false),
         })
     }
 
-    /// Mark as used; a plain load first so the common case does not write the cache line.
-    pub fn touch(&self) {
-        if !self.used.load(Ordering::Relaxed) {
-            self.used.store(true, Ordering::Relaxed);
+    /// The level as a header value: shared prebuilt values for the usual levels, so the
+    /// entry need not carry one.
+    pub fn level_header(&self) -> std::borrow::Cow<'static, HeaderValue> {
+        static COMMON: std::sync::LazyLock<Vec<HeaderValue>> =
+            std::sync::LazyLock::new(|| (0..=255u32).map(HeaderValue::from).collect());
+        match COMMON.get(self.level.0 as usize) {
+            Some(v) => std::borrow::Cow::Borrowed(v),
+            None => std::borrow::Cow::Owned(HeaderValue::from(self.level.0)),
         }
     }
 
@@ -86,15 +91,23 @@ impl Expiry<IdHash, Arc<Entry>> for PerEntryExpiry {
         Some(e.life_from(now))
     }
 
+    /// Renewing an entry moves it in moka's timer wheel, which with a large table costs
+    /// cache misses on every request. So a busy entry is renewed only once it has lost a
+    /// sixteenth of its life: it may then expire up to that sixteenth early, never late, and
+    /// an early expiry only makes the gate ask the portal again.
     fn expire_after_read(
         &self,
         _: &IdHash,
         e: &Arc<Entry>,
         now: Instant,
-        _: Option<Duration>,
+        left: Option<Duration>,
         _: Instant,
     ) -> Option<Duration> {
-        Some(e.life_from(now))
+        let full = e.life_from(now);
+        match left {
+            Some(left) if left <= full && left >= full - full / 16 => Some(left),
+            _ => Some(full),
+        }
     }
 
     fn expire_after_update(
@@ -108,9 +121,15 @@ impl Expiry<IdHash, Arc<Entry>> for PerEntryExpiry {
     }
 }
 
+/// Entries first used since the last sync (see [`Table::take_used`]).
+type UsedList = Vec<(IdHash, Arc<Entry>)>;
+
 #[derive(Clone)]
 pub struct Table {
     cache: Cache<IdHash, Arc<Entry>, KeyedIdHashBuilder>,
+    /// Entries first used since the last sync, so a sync costs what was used, not a walk
+    /// over the whole table.
+    used: Arc<Mutex<UsedList>>,
 }
 
 impl Table {
@@ -120,13 +139,22 @@ impl Table {
                 .max_capacity(capacity)
                 .expire_after(PerEntryExpiry)
                 .build_with_hasher(KeyedIdHashBuilder::default()),
+            used: Arc::default(),
         }
     }
 
-    /// Look up and renew an entry.
+    fn used_list(&self) -> std::sync::MutexGuard<'_, UsedList> {
+        // A push or a swap cannot leave the list half-changed.
+        self.used.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Look up and renew an entry, marking it used.
     pub fn get(&self, key: &IdHash) -> Option<Arc<Entry>> {
         let e = self.cache.get(key)?;
-        e.touch();
+        // A plain load first: the common case (already marked) writes nothing.
+        if !e.used.load(Ordering::Relaxed) && !e.used.swap(true, Ordering::Relaxed) {
+            self.used_list().push((*key, e.clone()));
+        }
         Some(e)
     }
 
@@ -144,12 +172,15 @@ impl Table {
         self.cache.invalidate_all();
     }
 
-    /// Keys used since the last call, clearing their marks.
+    /// Keys used since the last call, clearing their marks. Marks are cleared under the
+    /// list's lock, so a use racing with this call lands in the next report.
     pub fn take_used(&self) -> Vec<IdHash> {
-        self.cache
-            .iter()
-            .filter(|(_, e)| e.used.swap(false, Ordering::Relaxed))
-            .map(|(k, _)| *k)
+        let mut list = self.used_list();
+        list.iter()
+            .for_each(|(_, e)| e.used.store(false, Ordering::Relaxed));
+        std::mem::take(&mut *list)
+            .into_iter()
+            .map(|(k, _)| k)
             .collect()
     }
 
@@ -217,6 +248,17 @@ mod tests {
         assert!(t.get(&long).is_some());
     }
 
+    /// The level header is the level in decimal, shared or not.
+    #[test]
+    fn level_header_values() {
+        for level in [0, 3, 255, 256, 4_000_000] {
+            let mut a = admission(900, 3600);
+            a.level = Level(level);
+            let e = Entry::new(0, &a, Duration::from_secs(60)).unwrap();
+            assert_eq!(e.level_header().as_bytes(), level.to_string().as_bytes());
+        }
+    }
+
     /// Used marks are reported once.
     #[test]
     fn used_marks() {
@@ -226,7 +268,10 @@ mod tests {
             k,
             Entry::new(0, &admission(900, 3600), Duration::from_secs(60)).unwrap(),
         );
-        assert_eq!(t.take_used(), vec![k]);
+        assert!(t.take_used().is_empty(), "admission itself is not news");
+        t.get(&k);
+        t.get(&k);
+        assert_eq!(t.take_used(), vec![k], "reported once per sync");
         assert!(t.take_used().is_empty());
         t.get(&k);
         assert_eq!(t.take_used(), vec![k]);

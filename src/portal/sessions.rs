@@ -7,7 +7,7 @@
 //! it ended from the revocation log (at each sync, and at once in-process through
 //! [`SessionTable::subscribe`]).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,10 @@ use crate::store::UserRecord;
 
 /// Revocations kept for gates that sync late; one that falls further behind drops its table.
 const REVOCATION_LOG_CAP: usize = 100_000;
+
+/// Most sessions one reap looks at, so the table's lock is never held for long; the rest
+/// wait for the next reap.
+const REAP_BATCH: usize = 50_000;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
@@ -47,6 +51,11 @@ struct Inner {
     codes: HashMap<IdHash, Code>,
     log: VecDeque<(u64, IdHash)>,
     last_seq: u64,
+    /// When each session should next be looked at by the reaper: its end as of when it was
+    /// scheduled. Touching a session does not reschedule it (that would cost a tree update
+    /// per request); the reaper finds it still alive and schedules it again. Entries of
+    /// sessions already ended are skipped when they come due.
+    due: BTreeSet<(Instant, IdHash)>,
 }
 
 struct Session {
@@ -81,6 +90,17 @@ impl Session {
         within_idle && within_absolute && !self.user.disabled
     }
 
+    /// When the session ends if nobody uses it again.
+    fn ends_at(&self, t: &Timeouts) -> Instant {
+        let absolute = self.created + t.absolute;
+        let idle = self.idle_limit(t);
+        if idle.is_zero() {
+            absolute
+        } else {
+            absolute.min(self.last_active + idle)
+        }
+    }
+
     fn admission(&self, t: &Timeouts, site: &SiteId, now: Instant) -> Admission {
         Admission {
             user: self.user.name.as_str().into(),
@@ -96,6 +116,11 @@ impl Session {
 }
 
 impl Inner {
+    fn add(&mut self, id: IdHash, session: Session, t: &Timeouts) {
+        self.due.insert((session.ends_at(t), id));
+        self.sessions.insert(id, session);
+    }
+
     /// Remove a session and log every binding it had as revoked.
     fn end(&mut self, id: &IdHash, revoked: &mut Vec<IdHash>) {
         if let Some(s) = self.sessions.remove(id) {
@@ -211,7 +236,7 @@ impl SessionTable {
                 }
             }
             inner.end(&id, &mut revoked);
-            inner.sessions.insert(id, session);
+            inner.add(id, session, &self.timeouts);
         }
         self.notify(&revoked);
     }
@@ -315,7 +340,7 @@ impl SessionTable {
         {
             let mut inner = self.lock();
             inner.end(&key, &mut revoked);
-            inner.sessions.insert(key, session);
+            inner.add(key, session, &self.timeouts);
             inner.bindings.insert(
                 key,
                 Binding {
@@ -362,7 +387,10 @@ impl SessionTable {
                     continue;
                 };
                 s.user = Arc::new(new.clone());
+                // The user's idle timeout may have shortened.
+                let ends_at = s.ends_at(&self.timeouts);
                 let bindings = s.bindings.clone();
+                inner.due.insert((ends_at, id));
                 for b in bindings {
                     inner.revoke(b, &mut revoked);
                 }
@@ -406,14 +434,23 @@ impl SessionTable {
         let mut revoked = Vec::new();
         {
             let mut inner = self.lock();
-            let dead: Vec<IdHash> = inner
-                .sessions
-                .iter()
-                .filter(|(_, s)| !s.alive(&self.timeouts, now))
-                .map(|(id, _)| *id)
-                .collect();
-            for id in dead {
-                inner.end(&id, &mut revoked);
+            for _ in 0..REAP_BATCH {
+                let Some(&(at, id)) = inner.due.first() else {
+                    break;
+                };
+                if at > now {
+                    break;
+                }
+                inner.due.pop_first();
+                match inner.sessions.get(&id) {
+                    None => {}
+                    // Used since it was scheduled: look again when it would end now.
+                    Some(s) if s.alive(&self.timeouts, now) => {
+                        let next = s.ends_at(&self.timeouts).max(now) + Duration::from_millis(1);
+                        inner.due.insert((next, id));
+                    }
+                    Some(_) => inner.end(&id, &mut revoked),
+                }
             }
             inner.codes.retain(|_, c| c.expires > now);
         }

@@ -236,3 +236,41 @@ fn signing_in_again_keeps_the_same_users_sites() {
     );
     assert!(revoked.lock().unwrap().contains(&cookie));
 }
+
+/// The reaper ends idle sessions (revoking their bindings) and spares sessions used since
+/// they were scheduled, ending them once they do go idle.
+#[test]
+fn reaper_ends_idle_sessions_and_spares_used_ones() {
+    let t = SessionTable::new(Timeouts {
+        default_idle: Duration::from_millis(600),
+        absolute: Duration::from_secs(3600),
+        code_ttl: Duration::from_secs(60),
+    });
+    let revoked = Arc::new(Mutex::new(Vec::new()));
+    let seen = revoked.clone();
+    t.subscribe(move |r| seen.lock().unwrap().extend_from_slice(r));
+    let idle = signed_in(&t);
+    let busy = signed_in(&t);
+    let cookie = Identifier::new().hash();
+    let code = t.mint_code(&idle, &site("app"), cookie).unwrap();
+    t.redeem(code.as_str(), cookie, &site("app")).unwrap();
+
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        t.user(&busy).is_some(),
+        "used halfway through its idle time"
+    );
+    std::thread::sleep(Duration::from_millis(400));
+    t.reap();
+    assert_eq!(t.len(), 1, "the idle session is gone, the busy one stays");
+    assert_eq!(
+        *revoked.lock().unwrap(),
+        vec![cookie],
+        "its binding was revoked"
+    );
+    assert!(t.check(cookie, &site("app")).is_none());
+
+    std::thread::sleep(Duration::from_millis(700));
+    t.reap();
+    assert!(t.is_empty(), "rescheduled, then reaped once idle");
+}
