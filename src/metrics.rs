@@ -28,6 +28,7 @@ pub struct Metrics {
     table_entries: Gauge,
     portal_sessions: Gauge,
     portal_reachable: Gauge,
+    connections_refused: Counter,
     ready: AtomicBool,
 }
 
@@ -70,6 +71,12 @@ impl Metrics {
             "1 when the last sync with the portal succeeded",
             portal_reachable.clone(),
         );
+        let connections_refused = Counter::default();
+        registry.register(
+            "connections_refused",
+            "Connections closed on arrival because a listener was at its connection limit",
+            connections_refused.clone(),
+        );
         portal_reachable.set(1);
         Metrics {
             registry,
@@ -78,6 +85,7 @@ impl Metrics {
             table_entries,
             portal_sessions,
             portal_reachable,
+            connections_refused,
             ready: AtomicBool::new(true),
         }
     }
@@ -89,6 +97,10 @@ impl Metrics {
             family: self.requests.clone(),
             by_status: (100..600).map(|_| OnceLock::new()).collect(),
         }
+    }
+
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
     }
 
     /// `result`: "success", "failure", "handoff", "callback_refused", …

@@ -63,6 +63,8 @@ pub struct Server {
     /// Worker threads serving connections; 1 serves on the accepting runtime.
     pub workers: usize,
     pub log: Option<String>,
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -125,6 +127,9 @@ pub struct Site {
     pub tls: Option<TlsFiles>,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
+    /// Largest request body, in bytes: larger ones get 413 before the backend sees them
+    /// (declared lengths) or are cut off when they pass it (streamed ones).
+    pub max_body: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

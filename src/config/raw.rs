@@ -37,6 +37,10 @@ pub struct RawServer {
     pub workers: Option<Spanned<usize>>,
     /// Log level filter when `RUST_LOG` is not set (e.g. "info", "gatehouse=debug").
     pub log: Option<Str>,
+    /// Connections served at once; beyond it new ones are closed at once.
+    pub max_connections: Option<Spanned<usize>>,
+    /// Request headers (and, between requests, the next request's) must arrive within this.
+    pub header_read_timeout: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,6 +114,8 @@ pub struct RawSite {
     pub key: Option<Str>,
     pub connect_timeout: Option<Str>,
     pub response_timeout: Option<Str>,
+    /// Largest request body sent on to the backend, e.g. "100MiB".
+    pub max_body: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]

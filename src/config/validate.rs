@@ -50,6 +50,25 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// A size in bytes: a number with an optional unit (B, KB, KiB, MB, MiB, GB, GiB).
+    fn size(&mut self, v: &Option<Str>, key: &str, default: u64) -> u64 {
+        let Some(s) = v else { return default };
+        match parse_size(s.get_ref()) {
+            Some(n) => n,
+            None => {
+                self.error(
+                    s,
+                    key,
+                    format!(
+                        "{:?} is not a size; write e.g. \"100MiB\", \"512KiB\" or \"1GB\"",
+                        s.get_ref()
+                    ),
+                );
+                default
+            }
+        }
+    }
+
     fn addr(&mut self, v: &Str, key: &str) -> Option<SocketAddr> {
         match v.get_ref().parse() {
             Ok(a) => Some(a),
@@ -159,6 +178,30 @@ pub(super) fn validate(file: &Path, text: &str) -> Result<Config, ConfigErrors> 
     }
 }
 
+/// Enough for ordinary traffic on a small box; each idle TLS connection costs ~40 KB.
+const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Uploads larger than this need the site to say so (`max_body`).
+const DEFAULT_MAX_BODY: u64 = 100 << 20;
+
+/// `"100MiB"`, `"512 KiB"`, `"1GB"`, `"4096"`: bytes, or `None` when not a size.
+fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "kib" => 1 << 10,
+        "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
 fn check_server(c: &mut Checker, s: &RawServer) -> Server {
     let fallback: SocketAddr = ([127, 0, 0, 1], 0).into();
     let listen = c.addr(&s.listen, "server.listen").unwrap_or(fallback);
@@ -181,6 +224,28 @@ fn check_server(c: &mut Checker, s: &RawServer) -> Server {
         Some(n) => *n.get_ref(),
         None => cpus,
     };
+    let max_connections = match &s.max_connections {
+        Some(n) if !(1..=1_000_000).contains(n.get_ref()) => {
+            c.error(n, "server.max_connections", "must be between 1 and 1000000");
+            DEFAULT_MAX_CONNECTIONS
+        }
+        Some(n) => *n.get_ref(),
+        None => DEFAULT_MAX_CONNECTIONS,
+    };
+    let header_read_timeout = c.duration(
+        &s.header_read_timeout,
+        "server.header_read_timeout",
+        Duration::from_secs(15),
+    );
+    if let Some(v) = &s.header_read_timeout
+        && (header_read_timeout.is_zero() || header_read_timeout > Duration::from_secs(600))
+    {
+        c.error(
+            v,
+            "server.header_read_timeout",
+            "must be more than 0 and at most 10m",
+        );
+    }
     Server {
         listen,
         http_redirect,
@@ -188,6 +253,8 @@ fn check_server(c: &mut Checker, s: &RawServer) -> Server {
         shutdown_grace,
         workers,
         log: s.log.as_ref().map(|l| l.get_ref().clone()),
+        max_connections,
+        header_read_timeout,
     }
 }
 
@@ -447,6 +514,7 @@ fn check_sites(c: &mut Checker, raw: &[RawSite], portal: &Portal) -> Vec<Site> {
                 &key("response_timeout"),
                 Duration::from_secs(60),
             ),
+            max_body: c.size(&s.max_body, &key("max_body"), DEFAULT_MAX_BODY),
         });
     }
     sites
@@ -578,5 +646,29 @@ fn check_cluster(c: &mut Checker, raw: Option<&RawCluster>) -> Cluster {
     }
     Cluster {
         role: Role::Standalone,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("100MiB"), Some(100 << 20));
+        assert_eq!(parse_size(" 512 KiB "), Some(512 << 10));
+        assert_eq!(parse_size("1GB"), Some(1_000_000_000));
+        assert_eq!(parse_size("2gib"), Some(2 << 30));
+        for bad in [
+            "",
+            "MiB",
+            "-1",
+            "1.5MiB",
+            "10 parsecs",
+            "99999999999999999999GiB",
+        ] {
+            assert_eq!(parse_size(bad), None, "{bad:?}");
+        }
     }
 }

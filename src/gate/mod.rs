@@ -219,6 +219,11 @@ impl Gate {
             host,
             ..
         } = incoming;
+        // A declared length over the limit is refused before anything reaches the backend;
+        // a streamed body is cut off when it passes it (proxy::Outgoing).
+        if http_body::Body::size_hint(req.body()).lower() > site.config.max_body {
+            return Err(HttpError::PayloadTooLarge);
+        }
         let upgrade = crate::proxy::is_websocket_upgrade(&req);
         let authorization = backend_authorization(&site.config, entry)?;
         let h = req.headers_mut();

@@ -14,7 +14,7 @@ use http::uri::PathAndQuery;
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
 
-use crate::config::Backend;
+use crate::config::{Backend, Site};
 use crate::http::body::Body;
 use crate::http::error::HttpError;
 use crate::http::headers;
@@ -28,20 +28,22 @@ pub enum Upstream {
     Http {
         pool: Arc<pool::Pool>,
         response_timeout: Duration,
+        max_body: u64,
     },
     Echo,
 }
 
 impl Upstream {
-    pub fn new(backend: &Backend, connect_timeout: Duration, response_timeout: Duration) -> Self {
-        match backend {
+    pub fn new(site: &Site) -> Self {
+        match &site.backend {
             Backend::Echo => Upstream::Echo,
             Backend::Http { authority } => {
                 // `.localhost` names are loopback (RFC 6761) whatever the resolver says.
-                let addr = crate::server::resolve::loopback_authority(authority);
+                let addr = crate::server::resolve::loopback_authority(authority.as_str());
                 Upstream::Http {
-                    pool: pool::Pool::new(addr, connect_timeout),
-                    response_timeout,
+                    pool: pool::Pool::new(addr, site.connect_timeout),
+                    response_timeout: site.response_timeout,
+                    max_body: site.max_body,
                 }
             }
         }
@@ -55,12 +57,13 @@ impl Upstream {
         target: PathAndQuery,
         upgrade: bool,
     ) -> Result<Response<Body>, HttpError> {
-        let (pool, timeout) = match self {
+        let (pool, timeout, max_body) = match self {
             Upstream::Echo => return Ok(echo::answer(&req, target.as_str())),
             Upstream::Http {
                 pool,
                 response_timeout,
-            } => (pool, *response_timeout),
+                max_body,
+            } => (pool, *response_timeout, *max_body),
         };
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         // Origin-form on the backend connection: exactly the authorised path and the query.
@@ -69,14 +72,20 @@ impl Upstream {
         // The response timeout counts from the end of the upload: a slow upload is the
         // client's pace, not a slow backend.
         let (parts, body) = req.into_parts();
-        let (body, sent) = Outgoing::new(body);
+        let (body, sent) = Outgoing::new(body, max_body);
         let req = Request::from_parts(parts, body);
         let backend_late = async move {
             sent.await;
             tokio::time::sleep(timeout).await;
         };
         let (mut res, lease) = tokio::select! {
-            res = pool.send(req) => res.map_err(HttpError::BackendDown)?,
+            res = pool.send(req) => res.map_err(|e| {
+                if e.is_body_too_large() {
+                    HttpError::PayloadTooLarge
+                } else {
+                    HttpError::BackendDown(e)
+                }
+            })?,
             () = backend_late => return Err(HttpError::BackendTimeout),
         };
         if let (Some(client_upgrade), http::StatusCode::SWITCHING_PROTOCOLS) =

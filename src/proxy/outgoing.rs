@@ -1,6 +1,7 @@
 //! The request body on its way to the backend. It streams the browser's body through
 //! untouched and says when it has been sent in full, so that the response timeout counts
-//! from there: a slow upload is the client's pace, not a slow backend.
+//! from there: a slow upload is the client's pace, not a slow backend. A body that grows
+//! past the site's limit is cut off with [`BodyTooLarge`].
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,16 +12,24 @@ use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
+/// The request body passed the site's `max_body`.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body is larger than the site allows")]
+pub struct BodyTooLarge;
+
 pub struct Outgoing {
     inner: Incoming,
+    /// Bytes the body may still carry.
+    left: u64,
     /// Fired when the last frame has been read (or the body failed); `None` once fired, or
     /// from the start for an empty body.
     sent: Option<oneshot::Sender<()>>,
 }
 
 impl Outgoing {
-    /// Wrap a body; the future resolves when it has been sent in full.
-    pub fn new(inner: Incoming) -> (Outgoing, impl Future<Output = ()> + Send) {
+    /// Wrap a body of at most `limit` bytes; the future resolves when it has been sent in
+    /// full (or failed).
+    pub fn new(inner: Incoming, limit: u64) -> (Outgoing, impl Future<Output = ()> + Send) {
         let (tx, rx) = if inner.is_end_stream() {
             (None, None)
         } else {
@@ -33,19 +42,36 @@ impl Outgoing {
                 let _ = rx.await;
             }
         };
-        (Outgoing { inner, sent: tx }, sent)
+        (
+            Outgoing {
+                inner,
+                left: limit,
+                sent: tx,
+            },
+            sent,
+        )
     }
 }
 
 impl http_body::Body for Outgoing {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let mut polled = Pin::new(&mut self.inner)
+            .poll_frame(cx)
+            .map_err(|e| -> Self::Error { Box::new(e) });
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            match self.left.checked_sub(data.len() as u64) {
+                Some(left) => self.left = left,
+                None => polled = Poll::Ready(Some(Err(Box::new(BodyTooLarge)))),
+            }
+        }
         let finished = match &polled {
             Poll::Ready(None) | Poll::Ready(Some(Err(_))) => true,
             Poll::Ready(Some(Ok(_))) => self.inner.is_end_stream(),

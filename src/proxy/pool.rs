@@ -34,6 +34,20 @@ pub enum UpstreamError {
     Http(#[from] hyper::Error),
 }
 
+impl UpstreamError {
+    /// Did the request fail because its body passed the site's limit?
+    pub fn is_body_too_large(&self) -> bool {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = cause {
+            if e.is::<super::outgoing::BodyTooLarge>() {
+                return true;
+            }
+            cause = e.source();
+        }
+        false
+    }
+}
+
 pub struct Pool {
     /// `host:port` to connect to (`.localhost` names already mapped to 127.0.0.1).
     addr: String,

@@ -43,8 +43,14 @@ use urls::Urls;
 
 /// A TLS handshake must finish within this, so half-open clients cannot pile up.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Request headers must arrive within this (slow clients).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(15);
+/// The plain listeners (admin, redirect to HTTPS): headers within this, and at most this
+/// many connections at once each; they serve tiny answers.
+const PLAIN_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+const PLAIN_MAX_CONNECTIONS: usize = 1024;
+/// Most request header fields (more: 431).
+const MAX_HEADERS: usize = 100;
+/// Most bytes of request head, and of buffered reads (more: 431).
+const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Upper bound on the gate's table (entries); least recently used go first beyond it.
 const TABLE_CAPACITY: u64 = 4_000_000;
 
@@ -126,7 +132,7 @@ pub async fn run(
 
     let mut sites = Vec::new();
     for (index, site) in config.sites.iter().enumerate() {
-        let upstream = Upstream::new(&site.backend, site.connect_timeout, site.response_timeout);
+        let upstream = Upstream::new(site);
         sites.push(Arc::new(SiteRuntime {
             index,
             scrubber: Scrubber::new(&site.headers),
@@ -190,8 +196,10 @@ pub async fn run(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(64 * 1024)
+        // Also bounds a keep-alive connection's wait for its next request.
+        .header_read_timeout(config.server.header_read_timeout)
+        .max_headers(MAX_HEADERS)
+        .max_buf_size(MAX_HEAD_BYTES)
         // Flatten head and body into one buffer: over TLS, every separate write becomes a
         // TLS record of its own (more sealing, more bytes); one buffer is one record.
         .writev(false);
@@ -199,7 +207,7 @@ pub async fn run(
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(256)
-        .max_header_list_size(64 * 1024);
+        .max_header_list_size(MAX_HEAD_BYTES as u32);
     let shared = Arc::new(workers::Shared {
         acceptor,
         app: app.clone(),
@@ -208,6 +216,8 @@ pub async fn run(
     let mut workers =
         workers::Workers::start(config.server.workers, shared, config.server.shutdown_grace)?;
 
+    let slots = Arc::new(tokio::sync::Semaphore::new(config.server.max_connections));
+    let mut last_full_warning: Option<std::time::Instant> = None;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -221,8 +231,18 @@ pub async fn run(
                         continue;
                     }
                 };
+                // At the cap, close at once: a clear refusal, and the backlog keeps moving.
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    app.gate.metrics.connection_refused();
+                    if last_full_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                        last_full_warning = Some(std::time::Instant::now());
+                        tracing::warn!(max = config.server.max_connections, peer = %peer, "connection limit reached; refusing new connections (server.max_connections)");
+                    }
+                    drop(tcp);
+                    continue;
+                };
                 let _ = tcp.set_nodelay(true);
-                workers.dispatch(tcp, peer, graceful.watcher());
+                workers.dispatch(tcp, peer, graceful.watcher(), slot);
             }
             _ = &mut shutdown => break,
         }
@@ -349,6 +369,7 @@ async fn serve_plain(
     kind: Plain,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(PLAIN_MAX_CONNECTIONS));
     loop {
         let (tcp, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -357,8 +378,13 @@ async fn serve_plain(
             },
             _ = stop.changed() => return,
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            app.gate.metrics.connection_refused();
+            continue;
+        };
         let app = app.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let service = service_fn(move |req: Request<Incoming>| {
                 let app = app.clone();
                 async move {
@@ -371,7 +397,7 @@ async fn serve_plain(
             let mut http1 = hyper::server::conn::http1::Builder::new();
             http1
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT);
+                .header_read_timeout(PLAIN_HEADER_READ_TIMEOUT);
             let _ = http1.serve_connection(TokioIo::new(tcp), service).await;
         });
     }

@@ -17,7 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::Watcher;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_rustls::TlsAcceptor;
 
 use super::{App, HANDSHAKE_TIMEOUT};
@@ -30,7 +30,15 @@ pub struct Shared {
 }
 
 /// TLS handshake, then HTTP/1.1 or HTTP/2 until the connection ends or shutdown drains it.
-pub async fn serve_tls(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, watcher: Watcher) {
+/// `slot` is this connection's place under `server.max_connections`, given back at the end.
+pub async fn serve_tls(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    watcher: Watcher,
+    slot: OwnedSemaphorePermit,
+) {
+    let _slot = slot;
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, shared.acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
@@ -69,6 +77,7 @@ pub struct Job {
     tcp: std::net::TcpStream,
     peer: SocketAddr,
     watcher: Watcher,
+    slot: OwnedSemaphorePermit,
 }
 
 /// Where the accept loop sends connections.
@@ -113,10 +122,16 @@ impl Workers {
         })
     }
 
-    pub fn dispatch(&mut self, tcp: TcpStream, peer: SocketAddr, watcher: Watcher) {
+    pub fn dispatch(
+        &mut self,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        watcher: Watcher,
+        slot: OwnedSemaphorePermit,
+    ) {
         match self {
             Workers::Here(shared) => {
-                tokio::spawn(serve_tls(tcp, peer, shared.clone(), watcher));
+                tokio::spawn(serve_tls(tcp, peer, shared.clone(), watcher, slot));
             }
             Workers::Threads { senders, next, .. } => {
                 // The worker registers the socket with its own runtime.
@@ -128,7 +143,13 @@ impl Workers {
                     }
                 };
                 *next = (*next + 1) % senders.len();
-                if senders[*next].send(Job { tcp, peer, watcher }).is_err() {
+                let job = Job {
+                    tcp,
+                    peer,
+                    watcher,
+                    slot,
+                };
+                if senders[*next].send(job).is_err() {
                     tracing::error!("a worker thread has stopped; connection dropped");
                 }
             }
@@ -155,7 +176,13 @@ async fn worker(mut rx: mpsc::UnboundedReceiver<Job>, shared: Arc<Shared>, grace
     while let Some(job) = rx.recv().await {
         match TcpStream::from_std(job.tcp) {
             Ok(tcp) => {
-                connections.spawn(serve_tls(tcp, job.peer, shared.clone(), job.watcher));
+                connections.spawn(serve_tls(
+                    tcp,
+                    job.peer,
+                    shared.clone(),
+                    job.watcher,
+                    job.slot,
+                ));
             }
             Err(e) => {
                 tracing::warn!(peer = %job.peer, error = %e, "worker cannot take a connection")
