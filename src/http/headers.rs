@@ -139,6 +139,12 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 /// backend may not set the gateway's own cookies (that would let it plant a session).
 pub fn scrub_response(headers: &mut HeaderMap) {
     remove_hop_by_hop(headers);
+    remove_our_set_cookies(headers);
+}
+
+/// A backend may not set the gateway's own cookies, not even on a `101` (whose `Upgrade` and
+/// `Connection` must stay, so it skips [`scrub_response`]).
+pub fn remove_our_set_cookies(headers: &mut HeaderMap) {
     if headers
         .get_all(header::SET_COOKIE)
         .iter()

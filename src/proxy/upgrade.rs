@@ -1,23 +1,24 @@
-//! WebSocket upgrades: honoured only for `Upgrade: websocket` on HTTP/1.1, after every
-//! check a plain request passes, and only once the backend itself answered `101`.
+//! WebSocket upgrades: honoured only for a bodiless `GET` with `Upgrade: websocket` on
+//! HTTP/1.1, after every check a plain request passes, and only once the backend itself
+//! answered `101` switching to WebSocket. Any other `Upgrade` (`h2c`, say) is dropped as the
+//! hop-by-hop header it is, and the request goes on as plain HTTP.
 
-use http::Request;
-use http::header::{CONNECTION, UPGRADE};
+use http::header::{CONNECTION, CONTENT_LENGTH, HeaderMap, TRANSFER_ENCODING, UPGRADE};
+use http::{Method, Request, Response};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-/// Is this an HTTP/1.1 WebSocket upgrade request?
+/// Is this an HTTP/1.1 WebSocket upgrade request (RFC 6455 §4.1: a GET, so no body)?
 pub fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
     // Cheapest tests first: almost no request asks for an upgrade.
-    if req.version() != http::Version::HTTP_11 {
+    if req.version() != http::Version::HTTP_11 || req.method() != Method::GET {
         return false;
     }
-    let websocket = req
-        .headers()
-        .get(UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"));
-    websocket
+    let h = req.headers();
+    let bodiless = !h.contains_key(TRANSFER_ENCODING)
+        && h.get(CONTENT_LENGTH).is_none_or(|v| v.as_bytes() == b"0");
+    bodiless
+        && upgrades_to_websocket(h)
         && req
             .headers()
             .get_all(CONNECTION)
@@ -27,6 +28,20 @@ pub fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
                 v.split(',')
                     .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
             })
+}
+
+/// Does the backend's `101` switch to WebSocket (and nothing else)?
+pub fn is_websocket<B>(res: &Response<B>) -> bool {
+    upgrades_to_websocket(res.headers())
+}
+
+fn upgrades_to_websocket(headers: &HeaderMap) -> bool {
+    let mut upgrades = headers.get_all(UPGRADE).iter();
+    let first = upgrades.next();
+    upgrades.next().is_none()
+        && first
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
 }
 
 /// Copy bytes both ways until either side closes.
