@@ -245,8 +245,8 @@ async fn connection_header_cannot_remove_gateway_headers() {
     assert_eq!(value("x-forwarded-for"), ["127.0.0.1"]);
 }
 
-/// Client-sent `X-Forwarded-*`, `Forwarded`, `X-Original-URL` and `X-Rewrite-URL` neither
-/// move a request past a path rule nor block it, and never reach the backend.
+/// Client-sent `X-Forwarded-*`, `Forwarded`, `X-Original-URL`, `X-Rewrite-URL` (and `Proxy`,
+/// httpoxy) neither move a request past a path rule nor block it, and never reach the backend.
 #[tokio::test]
 async fn rewrite_headers_never_influence_rules() {
     let backend = Backend::start().await;
@@ -272,6 +272,7 @@ async fn rewrite_headers_never_influence_rules() {
             ("X-Forwarded-Proto", "http"),
             ("X-Forwarded-Port", "80"),
             ("X-Forwarded-For", "10.0.0.1"),
+            ("Proxy", "http://evil.example:1"),
         ]
     };
     let before = backend.count();
@@ -312,6 +313,7 @@ async fn rewrite_headers_never_influence_rules() {
         "x-forwarded-prefix",
         "forwarded",
         "x-forwarded-port",
+        "proxy",
     ] {
         assert!(
             seen.headers.get(gone).is_none(),
