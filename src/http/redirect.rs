@@ -108,7 +108,9 @@ fn check_absolute(raw: &str, allowed_host: &dyn Fn(&str, Option<u16>) -> bool) -
     };
     let host = parse_host(host_raw)?;
     let port = match port_raw {
-        Some(p) => Some(parse_port(p)?),
+        // An explicit :443 is the scheme's default, which a URL serialiser drops: it
+        // does not round-trip, and our own URLs never carry it.
+        Some(p) => Some(parse_port(p).filter(|&p| p != 443)?),
         None => None,
     };
     if !allowed_host(&host, port) {
@@ -376,6 +378,14 @@ mod tests {
         refused("https://app.localhost:/");
         refused("https://app.localhost:+1/");
         refused("https://app.localhost:84a3/");
+    }
+
+    /// An explicit default port fails the round trip, whatever the allow-list says.
+    #[test]
+    fn absolute_explicit_default_port() {
+        let any = |_: &str, _: Option<u16>| true;
+        assert_eq!(check("https://app.localhost:443/x", &any), None);
+        assert!(check("https://app.localhost/x", &any).is_some());
     }
 
     /// A port with leading zeros fails the round trip.
