@@ -389,3 +389,58 @@ async fn forwarding_headers_never_influence_redirects() {
         .await;
     assert_eq!(landed.header("location"), Some("/w"));
 }
+
+/// Requests are routed by Host (and SNI) alone: forwarding headers naming the other site
+/// neither carry a request there nor bring a session along.
+#[tokio::test]
+async fn forwarding_headers_never_route() {
+    let (backend, gw) = two_sites().await;
+    let browser = signed_in_browser(&gw, "app.localhost", "alice", "alice-pw").await;
+    let to = |host: &'static str| {
+        [
+            ("X-Forwarded-Host", host),
+            ("X-Original-Host", host),
+            (
+                "Forwarded",
+                if host.starts_with("wiki") {
+                    "host=wiki.localhost"
+                } else {
+                    "host=app.localhost"
+                },
+            ),
+            ("X-Forwarded-Server", host),
+        ]
+    };
+    // Signed in on app only: asked on app while naming wiki, it is app that answers.
+    let res = browser
+        .request(
+            Method::GET,
+            &gw.url("app.localhost", "/here"),
+            &to("wiki.localhost"),
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{res:?}");
+    assert_eq!(
+        backend.last().headers["host"],
+        format!("app.localhost:{}", gw.port).as_str()
+    );
+    // Asked on wiki while naming app: wiki does not know this browser, so a hand-off.
+    let before = backend.count();
+    let res = browser
+        .request(
+            Method::GET,
+            &gw.url("wiki.localhost", "/there"),
+            &to("app.localhost"),
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(res.status, 302, "{res:?}");
+    assert!(
+        res.location()
+            .unwrap()
+            .starts_with(&gw.url("auth.localhost", "/login?site=wiki&")),
+        "{res:?}"
+    );
+    assert_eq!(backend.count(), before);
+}
