@@ -59,3 +59,70 @@ pub async fn tunnel(client: OnUpgrade, backend: OnUpgrade) {
         tracing::debug!(error = %e, "websocket tunnel closed with an error");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(method: &str, headers: &[(&str, &str)]) -> Request<()> {
+        let mut b = Request::builder().method(method).uri("/ws");
+        for (n, v) in headers {
+            b = b.header(*n, *v);
+        }
+        b.body(()).unwrap()
+    }
+
+    const WS: [(&str, &str); 2] = [
+        ("upgrade", "websocket"),
+        ("connection", "keep-alive, Upgrade"),
+    ];
+
+    /// A bodiless GET asking for websocket is an upgrade.
+    #[test]
+    fn websocket_get_is_upgrade() {
+        assert!(is_websocket_upgrade(&request("GET", &WS)));
+        let mut with_zero = WS.to_vec();
+        with_zero.push(("content-length", "0"));
+        assert!(is_websocket_upgrade(&request("GET", &with_zero)));
+    }
+
+    /// Other methods, bodies, protocols or a missing Connection token are not.
+    #[test]
+    fn other_shapes_are_not_upgrades() {
+        assert!(!is_websocket_upgrade(&request("POST", &WS)));
+        for extra in [("content-length", "5"), ("transfer-encoding", "chunked")] {
+            let mut h = WS.to_vec();
+            h.push(extra);
+            assert!(!is_websocket_upgrade(&request("GET", &h)), "{extra:?}");
+        }
+        assert!(!is_websocket_upgrade(&request(
+            "GET",
+            &[("upgrade", "h2c"), ("connection", "upgrade")]
+        )));
+        assert!(!is_websocket_upgrade(&request(
+            "GET",
+            &[("upgrade", "websocket, h2c"), ("connection", "upgrade")]
+        )));
+        assert!(!is_websocket_upgrade(&request(
+            "GET",
+            &[("upgrade", "websocket")]
+        )));
+    }
+
+    /// Only a 101 switching to websocket alone is a WebSocket answer.
+    #[test]
+    fn backend_answer_must_be_websocket() {
+        let answer = |upgrades: &[&str]| {
+            let mut b = Response::builder().status(101);
+            for u in upgrades {
+                b = b.header(UPGRADE, *u);
+            }
+            is_websocket(&b.body(()).unwrap())
+        };
+        assert!(answer(&["websocket"]));
+        assert!(answer(&["WebSocket"]));
+        assert!(!answer(&[]));
+        assert!(!answer(&["h2c"]));
+        assert!(!answer(&["websocket", "h2c"]));
+    }
+}
