@@ -349,7 +349,8 @@ impl Client {
     }
 
     /// Write `request` as is over a TLS connection made for `sni`, then read until the
-    /// gateway closes the connection or sends nothing for two seconds.
+    /// gateway closes the connection or, once it has answered, sends nothing for two
+    /// seconds (it gets ten for its first byte, so a loaded machine is not a failure).
     pub async fn raw_exchange(&self, sni: &str, request: &[u8]) -> RawReply {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut tls = self.connect(sni).await;
@@ -358,9 +359,8 @@ impl Client {
         let mut buf = Vec::new();
         let mut chunk = [0u8; 8192];
         let closed = loop {
-            match tokio::time::timeout(std::time::Duration::from_secs(2), tls.read(&mut chunk))
-                .await
-            {
+            let wait = std::time::Duration::from_secs(if buf.is_empty() { 10 } else { 2 });
+            match tokio::time::timeout(wait, tls.read(&mut chunk)).await {
                 Ok(Ok(0)) | Ok(Err(_)) => break true,
                 Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
                 Err(_) => break false,
