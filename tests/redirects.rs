@@ -127,3 +127,34 @@ async fn known_bypass_strings_land_on_default_page() {
     // Only the sign-in itself reached the backend; no target was ever proxied.
     assert_eq!(backend.count(), 1);
 }
+
+/// The portal's own sign-out page offers "Back to the site" only to an allowed target: for
+/// every bypass string the link is "/".
+#[tokio::test]
+async fn sign_out_page_links_only_allowed_targets() {
+    let (_backend, gw) = two_sites().await;
+    let browser = gw.client();
+    let back = |res: &Resp| {
+        let start = res.body.find("<p><a href=\"").map(|i| i + 12)?;
+        let end = res.body[start..].find('"')? + start;
+        Some(res.body[start..end].to_string())
+    };
+    let allowed = gw.url("wiki.localhost", "/w");
+    let rd: String = form_urlencoded::byte_serialize(allowed.as_bytes()).collect();
+    let res = browser
+        .get(&gw.url("auth.localhost", &format!("/logout?rd={rd}")))
+        .await;
+    assert_eq!(back(&res).as_deref(), Some(allowed.as_str()), "{res:?}");
+    let mut followed = Vec::new();
+    for target in bypass_targets(gw.port) {
+        let rd: String = form_urlencoded::byte_serialize(target.as_bytes()).collect();
+        let res = browser
+            .get(&gw.url("auth.localhost", &format!("/logout?rd={rd}")))
+            .await;
+        assert_eq!(res.status, 200, "{target:?}: {res:?}");
+        if back(&res).as_deref() != Some("/") {
+            followed.push(format!("{target:?} -> {:?}", back(&res)));
+        }
+    }
+    assert!(followed.is_empty(), "linked:\n{}", followed.join("\n"));
+}
