@@ -10,17 +10,6 @@ use common::client::plain_request;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-async fn two_sites() -> (Backend, Gateway) {
-    let backend = Backend::start().await;
-    let gw = Gateway::builder()
-        .user("alice", "alice-pw", 3)
-        .site("app", &backend.url())
-        .site("wiki", &backend.url())
-        .start()
-        .await;
-    (backend, gw)
-}
-
 /// Send raw bytes over a TLS connection made for `sni`; the status and the whole answer.
 async fn raw_over_tls(browser: &Client, sni: &str, request: &str) -> (u16, String) {
     let mut tls = browser.connect(sni).await;

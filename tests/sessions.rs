@@ -16,13 +16,7 @@ async fn sleep_ms(ms: u64) {
 /// Sign-out from one site ends the session on every site, at once (single process).
 #[tokio::test]
 async fn sign_out_everywhere() {
-    let backend = Backend::start().await;
-    let gw = Gateway::builder()
-        .user("alice", "alice-pw", 3)
-        .site("app", &backend.url())
-        .site("wiki", &backend.url())
-        .start()
-        .await;
+    let (backend, gw) = two_sites().await;
     let browser = signed_in_browser(&gw, "app.localhost", "alice", "alice-pw").await;
     assert_eq!(
         browser.follow(&gw.url("wiki.localhost", "/")).await.status,

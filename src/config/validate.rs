@@ -455,6 +455,15 @@ fn check_sites(c: &mut Checker, raw: &[RawSite], portal: &Portal) -> Vec<Site> {
         for (j, r) in s.rules.iter().enumerate() {
             let path = r.path.get_ref();
             match crate::http::path::normalize(path) {
+                // Requests are matched with their `;params` removed, so such a rule would
+                // silently never apply (found by the path fuzz target).
+                Ok(p) if p.contains(';') || p.to_ascii_lowercase().contains("%3b") => c.error(
+                    &r.path,
+                    &key(&format!("rules[{j}].path")),
+                    format!(
+                        "{path:?} holds a ';' or %3B, which request paths are matched without, so this rule would never apply"
+                    ),
+                ),
                 Ok(p) if p == *path => rules.push(Rule {
                     path: p.into_owned(),
                     min_level: Level(r.min_level),
@@ -652,6 +661,7 @@ fn check_cluster(c: &mut Checker, raw: Option<&RawCluster>) -> Cluster {
 #[cfg(test)]
 mod tests {
     use super::parse_size;
+    use std::path::Path;
 
     #[test]
     fn sizes() {
@@ -669,6 +679,23 @@ mod tests {
             "99999999999999999999GiB",
         ] {
             assert_eq!(parse_size(bad), None, "{bad:?}");
+        }
+    }
+
+    /// A rule prefix holding matrix parameters is refused: it could never match a request.
+    #[test]
+    fn rule_with_matrix_params_refused() {
+        let file = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"));
+        let text = std::fs::read_to_string(file).unwrap();
+        assert!(super::validate(file, &text).is_ok());
+        for bad in ["/admin;x", "/admin%3Bx", "/a/b%3bc"] {
+            let changed = text.replace("path = \"/admin\"", &format!("path = {bad:?}"));
+            assert_ne!(changed, text);
+            let errors = super::validate(file, &changed).unwrap_err();
+            assert!(
+                errors.to_string().contains("would never apply"),
+                "{bad}: {errors}"
+            );
         }
     }
 }

@@ -4,6 +4,7 @@
 use http::{Response, StatusCode};
 
 use super::body::Body;
+use super::framing::FramingError;
 use super::page;
 use super::path::PathError;
 use crate::central::CentralError;
@@ -14,6 +15,9 @@ pub enum HttpError {
     BadRequest(&'static str),
     #[error("ambiguous request path")]
     BadPath(#[source] PathError),
+    /// Where the body ends is in doubt: refused, and the connection closed after the answer.
+    #[error("ambiguous message framing")]
+    BadFraming(#[source] FramingError),
     #[error("no site is served at this host")]
     UnknownHost,
     #[error("the Host header does not match the TLS server name")]
@@ -41,7 +45,9 @@ pub enum HttpError {
 impl HttpError {
     pub fn status(&self) -> StatusCode {
         match self {
-            HttpError::BadRequest(_) | HttpError::BadPath(_) => StatusCode::BAD_REQUEST,
+            HttpError::BadRequest(_) | HttpError::BadPath(_) | HttpError::BadFraming(_) => {
+                StatusCode::BAD_REQUEST
+            }
             HttpError::UnknownHost | HttpError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             HttpError::Forbidden => StatusCode::FORBIDDEN,
             HttpError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
@@ -61,6 +67,10 @@ impl HttpError {
             HttpError::BadPath(_) => (
                 "Bad request",
                 "The address of this request is ambiguous and was refused.",
+            ),
+            HttpError::BadFraming(_) => (
+                "Bad request",
+                "Where this request's body ends is ambiguous, so it was refused.",
             ),
             HttpError::UnknownHost => ("Unknown site", "No site is served at this address."),
             HttpError::Misdirected => (
@@ -131,6 +141,14 @@ impl HttpError {
             None => text.to_string(),
         };
         let mut res = page::message(self.status(), heading, &text);
+        if let HttpError::BadFraming(_) = self {
+            // Unread bytes of an ambiguous body must never be taken for the next request
+            // (hyper closes the connection after a response saying so; HTTP/2 drops the header).
+            res.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+        }
         if let HttpError::Unauthorized { basic: true } = self {
             res.headers_mut().insert(
                 http::header::WWW_AUTHENTICATE,
@@ -151,6 +169,12 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         cur = inner.source();
     }
     s
+}
+
+impl From<FramingError> for HttpError {
+    fn from(e: FramingError) -> Self {
+        HttpError::BadFraming(e)
+    }
 }
 
 impl From<PathError> for HttpError {

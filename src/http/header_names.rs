@@ -6,13 +6,17 @@
 //! the client must be removed first. Removing only exact case-insensitive
 //! matches is not enough: CGI, PHP, WSGI and Rails expose headers as
 //! `HTTP_X_AUTH_USER`, so a client-sent `X_Auth_User` reaches the application
-//! as the same variable. Names are therefore compared in a folded form in
-//! which '-' and '_' are the same. Hop-by-hop headers, and the names a
-//! `Connection` header lists, are also dropped before forwarding.
+//! as the same variable; lighttpd's CGI and FastCGI go further and turn every
+//! character that is not a letter or digit into '_', so `X.Auth.User` and
+//! `X~Auth~User` become `HTTP_X_AUTH_USER` there too. Names are therefore
+//! compared in a folded form in which every non-alphanumeric byte is the same.
+//! Hop-by-hop headers, and the names a `Connection` header lists, are also
+//! dropped before forwarding.
 
-/// The form under which backends (CGI, PHP, Rails, Django, WSGI, Node
-/// frameworks) may see a header name: ASCII-lowercased with every '_' turned
-/// into '-'. Two header names that fold to the same key are aliases.
+/// The form under which backends (CGI, PHP, Rails, Django, WSGI, lighttpd,
+/// Node frameworks) may see a header name: ASCII letters lowercased, digits
+/// kept, and every other byte ('_', '.', '~', …) turned into '-'. Two header
+/// names that fold to the same key are aliases.
 #[must_use]
 pub fn fold(name: &str) -> String {
     name.chars().map(fold_char).collect()
@@ -49,6 +53,9 @@ pub const HOP_BY_HOP: &[&str] = &[
     "upgrade",
     "proxy-authenticate",
     "proxy-authorization",
+    // The settings of an `Upgrade: h2c` (RFC 7540 §3.2.1): connection-specific,
+    // and the gateway never forwards an h2c upgrade.
+    "http2-settings",
 ];
 
 /// Parse a `Connection` header value into the lowercase header names it lists
@@ -68,18 +75,18 @@ pub fn connection_tokens(value: &str) -> impl Iterator<Item = String> + '_ {
 }
 
 fn fold_char(c: char) -> char {
-    if c == '_' {
-        '-'
-    } else {
+    if c.is_ascii_alphanumeric() {
         c.to_ascii_lowercase()
+    } else {
+        '-'
     }
 }
 
 fn fold_byte(b: u8) -> u8 {
-    if b == b'_' {
-        b'-'
-    } else {
+    if b.is_ascii_alphanumeric() {
         b.to_ascii_lowercase()
+    } else {
+        b'-'
     }
 }
 
@@ -108,10 +115,17 @@ mod tests {
         assert_eq!(fold(&fold("X_AUTH_USER")), "x-auth-user");
     }
 
-    /// Non-ASCII characters pass through folding untouched.
+    /// Non-ASCII characters fold like any other non-alphanumeric character.
     #[test]
     fn fold_non_ascii() {
-        assert_eq!(fold("X-\u{c9}_A"), "x-\u{c9}-a");
+        assert_eq!(fold("X-\u{c9}_A"), "x---a");
+    }
+
+    /// Every separator a CGI-style server turns into '_' folds to '-'.
+    #[test]
+    fn fold_other_separators() {
+        assert_eq!(fold("X.Auth~User"), "x-auth-user");
+        assert_eq!(fold("x!auth#user"), "x-auth-user");
     }
 
     /// The canonical spelling is an alias.
@@ -156,10 +170,18 @@ mod tests {
         assert!(!is_alias("X-Auth-Usex", "x-auth-user"));
     }
 
-    /// A different separator character is not folded.
+    /// Other separators are aliases too (lighttpd maps them all to '_').
     #[test]
-    fn not_alias_other_separator() {
-        assert!(!is_alias("X.Auth.User", "x-auth-user"));
+    fn alias_other_separator() {
+        assert!(is_alias("X.Auth.User", "x-auth-user"));
+        assert!(is_alias("x~auth|user", "x-auth-user"));
+    }
+
+    /// Separators do not stand for letters or digits.
+    #[test]
+    fn not_alias_separator_for_letter() {
+        assert!(!is_alias("X-Auth-Use-", "x-auth-user"));
+        assert!(!is_alias("X-Auth-Level", "x-auth-leve1"));
     }
 
     /// An unfolded second argument still matches every alias.

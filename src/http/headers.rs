@@ -30,6 +30,9 @@ const FORWARDING: &[&str] = &[
     "x-original-host",
     "x-rewrite-url",
     "x-http-method-override",
+    // httpoxy (CVE-2016-5385): CGI turns `Proxy` into HTTP_PROXY, which HTTP clients in the
+    // backend then take as their outbound proxy.
+    "proxy",
 ];
 
 /// Identity header names, folded once per site at start-up.
@@ -64,7 +67,8 @@ fn remove_where(headers: &mut HeaderMap, also: impl Fn(&str) -> bool) {
     let mut doomed: Vec<HeaderName> = Vec::new();
     for name in headers.keys() {
         let n = name.as_str();
-        if HOP_BY_HOP.contains(&n) || also(n) {
+        // By folded name: a backend may read `Proxy_Authorization` as the real thing.
+        if HOP_BY_HOP.iter().any(|h| is_alias(n, h)) || also(n) {
             doomed.push(name.clone());
         }
     }
@@ -145,6 +149,12 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 /// backend may not set the gateway's own cookies (that would let it plant a session).
 pub fn scrub_response(headers: &mut HeaderMap) {
     remove_hop_by_hop(headers);
+    remove_our_set_cookies(headers);
+}
+
+/// A backend may not set the gateway's own cookies, not even on a `101` (whose `Upgrade` and
+/// `Connection` must stay, so it skips [`scrub_response`]).
+pub fn remove_our_set_cookies(headers: &mut HeaderMap) {
     if headers
         .get_all(header::SET_COOKIE)
         .iter()
@@ -197,6 +207,26 @@ mod tests {
         scrub_request(&mut h, &Scrubber::new(&names()));
         assert_eq!(h.len(), 1, "{h:?}");
         assert_eq!(h["x-auth-users"], "kept");
+    }
+
+    /// Hop-by-hop names are removed under any alias, and `Proxy` (httpoxy) always.
+    #[test]
+    fn hop_by_hop_aliases_and_proxy_removed() {
+        let mut h = HeaderMap::new();
+        for n in [
+            "transfer_encoding",
+            "Proxy_Authorization",
+            "keep.alive",
+            "proxy",
+        ] {
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_static("x"),
+            );
+        }
+        h.insert("proxy-id", HeaderValue::from_static("kept"));
+        scrub_request(&mut h, &Scrubber::new(&names()));
+        assert_eq!(h.len(), 1, "{h:?}");
     }
 
     /// A Connection header cannot remove what the gateway adds afterwards.

@@ -5,6 +5,7 @@
 pub mod body;
 pub mod cookies;
 pub mod error;
+pub mod framing;
 pub mod header_names;
 pub mod headers;
 pub mod page;

@@ -76,6 +76,13 @@ fn check_local(raw: &str) -> Option<Target> {
     if raw.as_bytes().get(1) == Some(&b'/') {
         return None;
     }
+    // "/javascript:alert(1)" is a path here, but one leading '/' dropped by a
+    // careless consumer makes it a scheme; no page we send people back to
+    // needs a ':' in its first segment.
+    let first_segment = raw.split(['/', '?', '#']).nth(1).unwrap_or("");
+    if first_segment.contains(':') {
+        return None;
+    }
     path_is_safe(raw).then(|| Target::Local(raw.to_owned()))
 }
 
@@ -101,7 +108,9 @@ fn check_absolute(raw: &str, allowed_host: &dyn Fn(&str, Option<u16>) -> bool) -
     };
     let host = parse_host(host_raw)?;
     let port = match port_raw {
-        Some(p) => Some(parse_port(p)?),
+        // An explicit :443 is the scheme's default, which a URL serialiser drops: it
+        // does not round-trip, and our own URLs never carry it.
+        Some(p) => Some(parse_port(p).filter(|&p| p != 443)?),
         None => None,
     };
     if !allowed_host(&host, port) {
@@ -110,28 +119,19 @@ fn check_absolute(raw: &str, allowed_host: &dyn Fn(&str, Option<u16>) -> bool) -
     if !rest.is_empty() && !path_is_safe(rest) {
         return None;
     }
-    let mut rebuilt = String::with_capacity(raw.len() + 1);
+    let mut rebuilt = String::with_capacity(raw.len());
     rebuilt.push_str(SCHEME);
     rebuilt.push_str(&host);
     if let Some(p) = port {
         rebuilt.push(':');
         rebuilt.push_str(&p.to_string());
     }
-    rebuilt.push_str(rest);
-    // What we understood must serialise back to what we were given; any
-    // difference (leading zeros in the port, say) means another parser may
-    // understand it differently too.
-    let mut expected = raw
-        .get(..SCHEME.len() + authority_end)?
-        .to_ascii_lowercase();
-    expected.push_str(rest);
-    if rebuilt != expected {
-        return None;
-    }
-    if rest.is_empty() {
-        rebuilt.push('/');
-    }
-    Some(Target::Absolute(rebuilt))
+    rebuilt.push_str(if rest.is_empty() { "/" } else { rest });
+    // What we understood must serialise back to exactly what we were given: any
+    // difference (upper case, a missing path, leading zeros in the port) means
+    // another parser may understand it differently too. Our own URLs are always
+    // in this form.
+    (rebuilt == raw).then_some(Target::Absolute(rebuilt))
 }
 
 /// A lowercased DNS name; IP literals are refused because no configured site
@@ -347,16 +347,20 @@ mod tests {
         );
     }
 
-    /// Scheme and host are lowercased.
+    /// Upper case in the scheme or host fails the round trip (we would
+    /// serialise it lowercased).
     #[test]
     fn absolute_uppercase() {
-        absolute("HTTPS://APP.LOCALHOST/x", "https://app.localhost/x");
+        refused("HTTPS://app.localhost/x");
+        refused("https://APP.LOCALHOST/x");
+        refused("https://App.localhost/x");
     }
 
-    /// An empty path becomes "/".
+    /// An empty path fails the round trip (we would serialise it as "/").
     #[test]
     fn absolute_empty_path() {
-        absolute("https://app.localhost", "https://app.localhost/");
+        refused("https://app.localhost");
+        refused("https://app.localhost:8443");
     }
 
     /// A port the allow-list does not accept is refused.
@@ -374,6 +378,14 @@ mod tests {
         refused("https://app.localhost:/");
         refused("https://app.localhost:+1/");
         refused("https://app.localhost:84a3/");
+    }
+
+    /// An explicit default port fails the round trip, whatever the allow-list says.
+    #[test]
+    fn absolute_explicit_default_port() {
+        let any = |_: &str, _: Option<u16>| true;
+        assert_eq!(check("https://app.localhost:443/x", &any), None);
+        assert!(check("https://app.localhost/x", &any).is_some());
     }
 
     /// A port with leading zeros fails the round trip.
@@ -600,7 +612,7 @@ mod tests {
         );
     }
 
-    /// The host and port are passed to the allow-list lowercased and parsed.
+    /// The host and port are passed to the allow-list parsed.
     #[test]
     fn allow_list_arguments() {
         let seen = std::cell::RefCell::new(Vec::new());
@@ -608,7 +620,7 @@ mod tests {
             seen.borrow_mut().push((h.to_owned(), p));
             false
         };
-        assert_eq!(check("https://App.Example:444/", &record), None);
+        assert_eq!(check("https://app.example:444/", &record), None);
         assert_eq!(*seen.borrow(), vec![("app.example".to_owned(), Some(444))]);
     }
 
@@ -645,6 +657,16 @@ mod tests {
     fn path_containing_url() {
         refused("/http://google.com");
         refused("/https:/%2Fgoogle.com");
+    }
+
+    /// A scheme-looking first segment is refused; a ':' further on is fine.
+    #[test]
+    fn colon_in_first_segment() {
+        refused("/javascript:alert(1)");
+        refused("/x:1/y");
+        refused("/a:?b");
+        local("/wiki/Special:Search");
+        local("/a?b=c:d");
     }
 
     /// Relative references without a leading slash are refused.
@@ -796,6 +818,41 @@ mod tests {
     #[test]
     fn local_is_verbatim() {
         local("/A/B?C=D%2B#E");
+    }
+
+    /// The bypass strings in `tests/data/open-redirects.txt` (collected from
+    /// oauth2-proxy's and PayloadsAllTheThings' lists, credited there), as
+    /// given and once percent-decoded, are all refused by the allow-list the
+    /// gateway builds for sites and portal on public port 8443.
+    #[test]
+    fn known_bypass_list_refused() {
+        const LIST: &str = include_str!("../../tests/data/open-redirects.txt");
+        let gateway = |host: &str, port: Option<u16>| {
+            matches!(host, "app.localhost" | "wiki.localhost" | "auth.localhost")
+                && port.unwrap_or(443) == 8443
+        };
+        // The same allow-list does let our own URLs through, so a refusal
+        // below is the checker's judgement, not a list that admits nothing.
+        assert!(check("https://app.localhost:8443/x?y=1", &gateway).is_some());
+        assert!(check("/docs/page?x=1", &gateway).is_some());
+        let mut tried = 0;
+        let mut accepted = Vec::new();
+        for line in LIST.lines() {
+            if line.is_empty() || line == "#" || line.starts_with("# ") {
+                continue;
+            }
+            let raw = line.replace("www.whitelisteddomain.tld", "app.localhost:8443");
+            let decoded = decode_once(raw.as_bytes());
+            let forms = [Some(raw.as_str()), std::str::from_utf8(&decoded).ok()];
+            for form in forms.into_iter().flatten() {
+                tried += 1;
+                if let Some(t) = check(form, &gateway) {
+                    accepted.push(format!("{form:?} -> {:?}", t.as_str()));
+                }
+            }
+        }
+        assert!(accepted.is_empty(), "accepted:\n{}", accepted.join("\n"));
+        assert!(tried >= 600, "only {tried} targets tried");
     }
 
     /// `as_str` returns the stored string for both variants.

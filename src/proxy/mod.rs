@@ -88,14 +88,17 @@ impl Upstream {
             })?,
             () = backend_late => return Err(HttpError::BackendTimeout),
         };
-        if let (Some(client_upgrade), http::StatusCode::SWITCHING_PROTOCOLS) =
-            (client_upgrade, res.status())
-        {
+        if res.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+            // Only the WebSocket upgrade that was asked for becomes a tunnel.
+            let (Some(client_upgrade), true) = (client_upgrade, upgrade::is_websocket(&res)) else {
+                return Err(HttpError::BackendDown(UpstreamError::UnaskedUpgrade));
+            };
             let backend_upgrade = hyper::upgrade::on(&mut res);
             tokio::spawn(upgrade::tunnel(client_upgrade, backend_upgrade));
             // The connection is now the tunnel: it never goes back to the pool.
             drop(lease);
-            let (parts, _) = res.into_parts();
+            let (mut parts, _) = res.into_parts();
+            headers::remove_our_set_cookies(&mut parts.headers);
             return Ok(Response::from_parts(parts, Body::empty()));
         }
         let (mut parts, body) = res.into_parts();

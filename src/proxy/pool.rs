@@ -32,6 +32,10 @@ pub enum UpstreamError {
     ConnectTimeout { addr: String, timeout: Duration },
     #[error("the backend connection failed")]
     Http(#[from] hyper::Error),
+    /// A `101` the gateway did not ask for, or to another protocol than WebSocket: it is
+    /// never turned into a tunnel.
+    #[error("the backend switched protocols without a WebSocket upgrade being asked for")]
+    UnaskedUpgrade,
 }
 
 impl UpstreamError {

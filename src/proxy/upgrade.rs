@@ -1,23 +1,24 @@
-//! WebSocket upgrades: honoured only for `Upgrade: websocket` on HTTP/1.1, after every
-//! check a plain request passes, and only once the backend itself answered `101`.
+//! WebSocket upgrades: honoured only for a bodiless `GET` with `Upgrade: websocket` on
+//! HTTP/1.1, after every check a plain request passes, and only once the backend itself
+//! answered `101` switching to WebSocket. Any other `Upgrade` (`h2c`, say) is dropped as the
+//! hop-by-hop header it is, and the request goes on as plain HTTP.
 
-use http::Request;
-use http::header::{CONNECTION, UPGRADE};
+use http::header::{CONNECTION, CONTENT_LENGTH, HeaderMap, TRANSFER_ENCODING, UPGRADE};
+use http::{Method, Request, Response};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-/// Is this an HTTP/1.1 WebSocket upgrade request?
+/// Is this an HTTP/1.1 WebSocket upgrade request (RFC 6455 §4.1: a GET, so no body)?
 pub fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
     // Cheapest tests first: almost no request asks for an upgrade.
-    if req.version() != http::Version::HTTP_11 {
+    if req.version() != http::Version::HTTP_11 || req.method() != Method::GET {
         return false;
     }
-    let websocket = req
-        .headers()
-        .get(UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"));
-    websocket
+    let h = req.headers();
+    let bodiless = !h.contains_key(TRANSFER_ENCODING)
+        && h.get(CONTENT_LENGTH).is_none_or(|v| v.as_bytes() == b"0");
+    bodiless
+        && upgrades_to_websocket(h)
         && req
             .headers()
             .get_all(CONNECTION)
@@ -27,6 +28,20 @@ pub fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
                 v.split(',')
                     .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
             })
+}
+
+/// Does the backend's `101` switch to WebSocket (and nothing else)?
+pub fn is_websocket<B>(res: &Response<B>) -> bool {
+    upgrades_to_websocket(res.headers())
+}
+
+fn upgrades_to_websocket(headers: &HeaderMap) -> bool {
+    let mut upgrades = headers.get_all(UPGRADE).iter();
+    let first = upgrades.next();
+    upgrades.next().is_none()
+        && first
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
 }
 
 /// Copy bytes both ways until either side closes.
@@ -42,5 +57,72 @@ pub async fn tunnel(client: OnUpgrade, backend: OnUpgrade) {
     let mut backend = TokioIo::new(backend);
     if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut backend).await {
         tracing::debug!(error = %e, "websocket tunnel closed with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(method: &str, headers: &[(&str, &str)]) -> Request<()> {
+        let mut b = Request::builder().method(method).uri("/ws");
+        for (n, v) in headers {
+            b = b.header(*n, *v);
+        }
+        b.body(()).unwrap()
+    }
+
+    const WS: [(&str, &str); 2] = [
+        ("upgrade", "websocket"),
+        ("connection", "keep-alive, Upgrade"),
+    ];
+
+    /// A bodiless GET asking for websocket is an upgrade.
+    #[test]
+    fn websocket_get_is_upgrade() {
+        assert!(is_websocket_upgrade(&request("GET", &WS)));
+        let mut with_zero = WS.to_vec();
+        with_zero.push(("content-length", "0"));
+        assert!(is_websocket_upgrade(&request("GET", &with_zero)));
+    }
+
+    /// Other methods, bodies, protocols or a missing Connection token are not.
+    #[test]
+    fn other_shapes_are_not_upgrades() {
+        assert!(!is_websocket_upgrade(&request("POST", &WS)));
+        for extra in [("content-length", "5"), ("transfer-encoding", "chunked")] {
+            let mut h = WS.to_vec();
+            h.push(extra);
+            assert!(!is_websocket_upgrade(&request("GET", &h)), "{extra:?}");
+        }
+        assert!(!is_websocket_upgrade(&request(
+            "GET",
+            &[("upgrade", "h2c"), ("connection", "upgrade")]
+        )));
+        assert!(!is_websocket_upgrade(&request(
+            "GET",
+            &[("upgrade", "websocket, h2c"), ("connection", "upgrade")]
+        )));
+        assert!(!is_websocket_upgrade(&request(
+            "GET",
+            &[("upgrade", "websocket")]
+        )));
+    }
+
+    /// Only a 101 switching to websocket alone is a WebSocket answer.
+    #[test]
+    fn backend_answer_must_be_websocket() {
+        let answer = |upgrades: &[&str]| {
+            let mut b = Response::builder().status(101);
+            for u in upgrades {
+                b = b.header(UPGRADE, *u);
+            }
+            is_websocket(&b.body(()).unwrap())
+        };
+        assert!(answer(&["websocket"]));
+        assert!(answer(&["WebSocket"]));
+        assert!(!answer(&[]));
+        assert!(!answer(&["h2c"]));
+        assert!(!answer(&["websocket", "h2c"]));
     }
 }

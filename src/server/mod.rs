@@ -320,6 +320,9 @@ impl App {
         peer_ip: &HeaderValue,
         sni: Option<&str>,
     ) -> Response<Body> {
+        if let Err(e) = crate::http::framing::check(&req) {
+            return HttpError::from(e).into_response();
+        }
         // Route while the request is only borrowed; the host is not copied.
         let site = {
             let (host, host_value) = match request_host(&req) {

@@ -2,7 +2,9 @@
 //! path, headers, body size) and answers by path:
 //! - `/slow?ms=N` — waits N ms, then 200;
 //! - `/bytes?n=N` — streams N bytes;
-//! - `/ws` — accepts a WebSocket upgrade (101) and echoes raw bytes afterwards;
+//! - `/ws` — accepts a WebSocket upgrade (101) and echoes raw bytes afterwards (it answers
+//!   101 whatever was asked, as a misbehaving backend might);
+//! - `/h2c-101` — answers 101 switching to `h2c`, a protocol the gateway must not tunnel;
 //! - anything else — 200 `ok`, after reading the whole body (its size is recorded).
 //!
 //! [`Backend::with_logins`] makes a legacy app with its own Basic login: it keeps its own
@@ -192,6 +194,15 @@ impl Backend {
                 Response::builder()
                     .status(StatusCode::SWITCHING_PROTOCOLS)
                     .header("upgrade", "websocket")
+                    .header("connection", "upgrade")
+                    .body(full(""))
+                    .unwrap()
+            }
+            "/h2c-101" => {
+                self.requests.lock().unwrap().push(recorded);
+                Response::builder()
+                    .status(StatusCode::SWITCHING_PROTOCOLS)
+                    .header("upgrade", "h2c")
                     .header("connection", "upgrade")
                     .body(full(""))
                     .unwrap()

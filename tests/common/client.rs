@@ -345,3 +345,61 @@ impl Client {
             .unwrap_or_else(|| panic!("no status line in {text:?}"))
     }
 }
+
+/// What came back on a raw connection: every byte until the gateway closed it (or went
+/// quiet), and whether it closed it.
+#[derive(Debug)]
+pub struct RawReply {
+    pub text: String,
+    pub closed: bool,
+}
+
+impl RawReply {
+    /// The status of the first response.
+    pub fn status(&self) -> Option<u16> {
+        self.statuses().first().copied()
+    }
+
+    /// The status of every response on the connection (more than one means the gateway
+    /// answered more than one request).
+    pub fn statuses(&self) -> Vec<u16> {
+        self.text
+            .match_indices("HTTP/1.1 ")
+            .filter_map(|(i, m)| self.text.get(i + m.len()..i + m.len() + 3))
+            .filter_map(|s| s.parse().ok())
+            .collect()
+    }
+}
+
+impl Client {
+    /// `Cookie: …\r\n` with this client's cookies for `host`, or nothing.
+    pub fn cookie_line(&self, host: &str) -> String {
+        self.cookie_header(host)
+            .map(|c| format!("Cookie: {c}\r\n"))
+            .unwrap_or_default()
+    }
+
+    /// Write `request` as is over a TLS connection made for `sni`, then read until the
+    /// gateway closes the connection or, once it has answered, sends nothing for two
+    /// seconds (it gets ten for its first byte, so a loaded machine is not a failure).
+    pub async fn raw_exchange(&self, sni: &str, request: &[u8]) -> RawReply {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tls = self.connect(sni).await;
+        tls.write_all(request).await.unwrap();
+        tls.flush().await.unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 8192];
+        let closed = loop {
+            let wait = std::time::Duration::from_secs(if buf.is_empty() { 10 } else { 2 });
+            match tokio::time::timeout(wait, tls.read(&mut chunk)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break true,
+                Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+                Err(_) => break false,
+            }
+        };
+        RawReply {
+            text: String::from_utf8_lossy(&buf).into_owned(),
+            closed,
+        }
+    }
+}

@@ -228,6 +228,19 @@ impl Drop for Gateway {
     }
 }
 
+/// The usual fixture: a recording backend behind sites `app` and `wiki`, and user `alice`
+/// (password `alice-pw`, level 3).
+pub async fn two_sites() -> (Backend, Gateway) {
+    let backend = Backend::start().await;
+    let gw = Gateway::builder()
+        .user("alice", "alice-pw", 3)
+        .site("app", &backend.url())
+        .site("wiki", &backend.url())
+        .start()
+        .await;
+    (backend, gw)
+}
+
 /// Field `name`'s value in the first `<input … name="name" value="…">` of an HTML page.
 pub fn form_field(html: &str, name: &str) -> Option<String> {
     let needle = format!("name=\"{name}\" value=\"");
