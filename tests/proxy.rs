@@ -167,7 +167,7 @@ async fn raw_exchange<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, request
 async fn upload_1gib_streams() {
     let _alone = EXCLUSIVE.write().await;
     let backend = Backend::start().await;
-    let gw = app_gateway(&backend, "").await;
+    let gw = app_gateway(&backend, "max_body = \"2GiB\"").await;
     let browser = signed_in_browser(&gw, "app.localhost", "alice", "alice-pw").await;
     reset_peak();
     let before = memory();
