@@ -208,3 +208,79 @@ async fn whoami() {
         .await;
     assert_eq!(anon.status, 401);
 }
+
+/// One path, one decision (issue 6 point 3), for the forms not covered above: what is
+/// authorised is byte for byte what is forwarded, and a request target that names another
+/// host than Host, or bytes that are not a URI, is refused.
+#[tokio::test]
+async fn one_path_one_decision() {
+    let (backend, gw) = setup().await;
+    let alice = signed_in_browser(&gw, "app.localhost", "alice", "alice-pw").await;
+    let port = gw.port;
+    let cookie = alice.cookie_line("app.localhost");
+    let raw = |target: &[u8], host: &str| {
+        let mut req = b"GET ".to_vec();
+        req.extend_from_slice(target);
+        req.extend_from_slice(
+            format!(" HTTP/1.1\r\nHost: {host}\r\n{cookie}Connection: close\r\n\r\n").as_bytes(),
+        );
+        req
+    };
+    let here = format!("app.localhost:{port}");
+
+    // An encoded byte that is not UTF-8 stays encoded, canonically (upper-case hex), and
+    // that one form is both what the rules saw and what is forwarded.
+    let reply = alice
+        .raw_exchange("app.localhost", &raw(b"/x%ff/y", &here))
+        .await;
+    assert_eq!(reply.status(), Some(200), "{}", reply.text);
+    assert_eq!(backend.last().path, "/x%FF/y");
+
+    let before = backend.count();
+    // A raw byte that is not a URI character, and absolute forms naming another host.
+    for (target, what) in [
+        (b"/x\xff".to_vec(), "raw 0xff"),
+        (
+            format!("https://wiki.localhost:{port}/x").into_bytes(),
+            "absolute form for another site",
+        ),
+        (
+            b"https://evil.example/x".to_vec(),
+            "absolute form for a foreign host",
+        ),
+    ] {
+        let reply = alice
+            .raw_exchange("app.localhost", &raw(&target, &here))
+            .await;
+        assert_eq!(reply.status(), Some(400), "{what}: {}", reply.text);
+    }
+    assert_eq!(
+        backend.count(),
+        before,
+        "nothing refused reached the backend"
+    );
+
+    // The absolute form for this very host is the same request, forwarded in origin form.
+    let target = format!("https://app.localhost:{port}/a/./b/../c?q=1");
+    let reply = alice
+        .raw_exchange("app.localhost", &raw(target.as_bytes(), &here))
+        .await;
+    assert_eq!(reply.status(), Some(200), "{}", reply.text);
+    assert_eq!(backend.last().path, "/a/c?q=1");
+}
+
+/// HTTP/2 connection reuse: a connection opened for one site cannot carry requests for
+/// another (421), while requests for its own name go on being served on it.
+#[tokio::test]
+async fn http2_reuse_for_another_host_is_421() {
+    let (backend, gw) = setup().await;
+    let alice = signed_in_browser(&gw, "app.localhost", "alice", "alice-pw").await;
+    let mut conn = alice.h2_connection("app.localhost").await;
+    assert_eq!(conn.get("app.localhost", "/first").await, 200);
+    let before = backend.count();
+    for other in ["wiki.localhost", "auth.localhost", "evil.localhost"] {
+        assert_eq!(conn.get(other, "/x").await, 421, "{other}");
+    }
+    assert_eq!(backend.count(), before);
+    assert_eq!(conn.get("app.localhost", "/again").await, 200);
+}

@@ -403,3 +403,44 @@ impl Client {
         }
     }
 }
+
+impl Client {
+    /// One HTTP/2 connection made for `sni`, on which requests may name any authority (for
+    /// connection-reuse checks), with this client's cookies for `sni`.
+    pub async fn h2_connection(&self, sni: &str) -> H2Connection {
+        let io = TokioIo::new(self.connect_with(sni, &self.h2_tls).await);
+        let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        H2Connection {
+            sender,
+            port: self.port,
+            cookie: self.cookie_header(sni),
+        }
+    }
+}
+
+pub struct H2Connection {
+    sender: hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    port: u16,
+    cookie: Option<String>,
+}
+
+impl H2Connection {
+    /// `GET https://authority:port/path` on this connection; the status.
+    pub async fn get(&mut self, authority: &str, path: &str) -> u16 {
+        let mut req = Request::builder()
+            .uri(format!("https://{authority}:{}{path}", self.port))
+            .version(http::Version::HTTP_2);
+        if let Some(c) = &self.cookie {
+            req = req.header(COOKIE, c);
+        }
+        let res = self
+            .sender
+            .send_request(req.body(Full::new(Bytes::new())).unwrap())
+            .await
+            .unwrap();
+        res.status().as_u16()
+    }
+}
