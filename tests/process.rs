@@ -51,6 +51,7 @@ fn start(config: &Path) -> (Child, u16) {
         }
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("gatehouse did not start serving within 30 s");
 }
 
