@@ -14,6 +14,14 @@ use common::*;
 /// Start `gatehouse run` on `config`; returns the child and the HTTPS port it serves on
 /// (read from its "gatehouse serving" log line).
 fn start(config: &Path) -> (Child, u16) {
+    let (child, port, _) = start_logged(config);
+    (child, port)
+}
+
+type Log = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// [`start`], also keeping every log line the process writes.
+fn start_logged(config: &Path) -> (Child, u16, Log) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
         .args(["-c", config.to_str().unwrap(), "run"])
         .env_remove("GATEHOUSE_CONFIG")
@@ -46,8 +54,14 @@ fn start(config: &Path) -> (Child, u16) {
                 .take_while(char::is_ascii_digit)
                 .collect();
             // Keep draining its output so the process never blocks on a full pipe.
-            std::thread::spawn(move || while rx.recv().is_ok() {});
-            return (child, digits.parse().unwrap());
+            let log = Log::default();
+            let kept = log.clone();
+            std::thread::spawn(move || {
+                while let Ok(line) = rx.recv() {
+                    kept.lock().unwrap().push(line);
+                }
+            });
+            return (child, digits.parse().unwrap(), log);
         }
     }
     let _ = child.kill();
@@ -239,6 +253,239 @@ async fn store_survives_kill_9() {
         )
         .await;
     assert_eq!(res.status, 200, "serving again after the restart");
+    signal(&child, "-TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
+}
+
+/// A site for `config_text`: allow_basic in front of `backend`, with `extra` lines.
+fn site_toml(id: &str, backend: &Backend, extra: &str) -> String {
+    format!(
+        "[[sites]]\nid = \"{id}\"\nhost = \"{id}.localhost\"\nbackend = {:?}\nallow_basic = true\n{extra}\n",
+        backend.url()
+    )
+}
+
+fn config_text(dir: &Path, users: &[(&str, u32)], sites: &str) -> String {
+    let mut text = format!(
+        "[portal]\nhost = \"auth.localhost\"\nstore = {:?}\n\n",
+        dir.join("store.db").display().to_string()
+    );
+    for (name, level) in users {
+        text += &format!(
+            "[[users]]\nname = \"{name}\"\npassword_hash = {:?}\nlevel = {level}\n\n",
+            hash_for(&format!("{name}-pw"))
+        );
+    }
+    text + sites
+}
+
+/// GET on a kept-alive raw HTTP/1.1 connection; the status.
+async fn keep_alive_get(
+    tls: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    host: &str,
+    path: &str,
+    auth: &str,
+) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: {auth}\r\n\r\n");
+    tls.write_all(req.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Read the head and a Content-Length body (the gateway's and the backend's answers
+    // here are small and carry one).
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf))
+            .await
+            .expect("no answer on the kept-alive connection")
+            .unwrap();
+        assert!(n > 0, "the kept-alive connection was closed");
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got);
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            if got.len() >= end + 4 + len {
+                return text[9..12].parse().unwrap();
+            }
+        }
+    }
+}
+
+/// SIGHUP applies a new config (tighter rules, a new site, a new user) to new and to
+/// established connections alike, without closing them; an invalid config is refused
+/// with a log line and the last good one keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_config_without_dropping_connections() {
+    let backend = Backend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let first = config_text(dir.path(), &[("alice", 3)], &site_toml("app", &backend, ""));
+    let config = write_config(dir.path(), &first);
+    let (mut child, port, log) = start_logged(&config);
+    let alice = basic("alice", "alice-pw");
+    let bob = basic("bob", "bob-pw");
+    let app = format!("app.localhost:{port}");
+    let get = |host: &'static str, path: &'static str, auth: String| async move {
+        Client::new(port)
+            .request(
+                http::Method::GET,
+                &format!("https://{host}:{port}{path}"),
+                &[("authorization", &auth)],
+                Bytes::new(),
+            )
+            .await
+            .status
+    };
+
+    let mut kept = Client::new(port).connect("app.localhost").await;
+    assert_eq!(
+        keep_alive_get(&mut kept, &app, "/reports/q1", &alice).await,
+        200
+    );
+    assert_eq!(
+        get("wiki.localhost", "/", alice.clone()).await,
+        421,
+        "no wiki yet"
+    );
+
+    // The new config: /reports needs level 9, a wiki site, and bob.
+    let rule = "[[sites.rules]]\npath = \"/reports\"\nmin_level = 9\n";
+    let second = config_text(
+        dir.path(),
+        &[("alice", 3), ("bob", 2)],
+        &(site_toml("app", &backend, rule) + &site_toml("wiki", &backend, "")),
+    );
+    write_config(dir.path(), &second);
+    signal(&child, "-HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get("app.localhost", "/reports/q2", alice.clone()).await != 403 {
+        assert!(Instant::now() < deadline, "the tighter rule never applied");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        keep_alive_get(&mut kept, &app, "/reports/q3", &alice).await,
+        403,
+        "the established connection lives on, under the new rules"
+    );
+    assert_eq!(keep_alive_get(&mut kept, &app, "/other", &alice).await, 200);
+    assert_eq!(
+        get("wiki.localhost", "/w", alice.clone()).await,
+        200,
+        "new site"
+    );
+    assert_eq!(
+        get("app.localhost", "/b", bob.clone()).await,
+        200,
+        "new user"
+    );
+
+    // A broken config is refused; the last good one keeps serving.
+    write_config(dir.path(), "[portal\nthis is not toml");
+    signal(&child, "-HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("reload refused"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no log line for the refused reload"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(get("wiki.localhost", "/w2", alice.clone()).await, 200);
+    assert_eq!(
+        keep_alive_get(&mut kept, &app, "/reports/q4", &alice).await,
+        403
+    );
+    assert_eq!(
+        keep_alive_get(&mut kept, &app, "/other2", &alice).await,
+        200
+    );
+
+    signal(&child, "-TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
+}
+
+/// A self-signed certificate for app.localhost whose subject is `CN=name`, written to
+/// `dir/cert.pem` and `dir/key.pem` (replacing what was there).
+fn make_cert(dir: &Path, name: &str) {
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", &format!("/CN={name}")])
+        .args([
+            "-addext",
+            "subjectAltName=DNS:app.localhost,DNS:auth.localhost",
+        ])
+        .arg("-keyout")
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .stderr(Stdio::null())
+        .status()
+        .expect("the openssl command (scripts/test installs it)");
+    assert!(status.success());
+}
+
+/// The subject of the certificate the gateway presents for app.localhost.
+fn presented_subject(port: u16) -> String {
+    let out = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args(["-servername", "app.localhost"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .find(|l| l.starts_with("subject="))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// SIGHUP re-reads the certificates: new handshakes get the new one.
+#[tokio::test]
+async fn sighup_reloads_certificates() {
+    let backend = Backend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    make_cert(dir.path(), "first");
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n\n{}",
+        config_text(dir.path(), &[("alice", 3)], &site_toml("app", &backend, ""))
+    );
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, text).unwrap();
+    let (mut child, port) = start(&config);
+    assert!(
+        presented_subject(port).ends_with("first"),
+        "{}",
+        presented_subject(port)
+    );
+
+    make_cert(dir.path(), "second");
+    signal(&child, "-HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !presented_subject(port).ends_with("second") {
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate was never presented"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     signal(&child, "-TERM");
     assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
 }

@@ -111,7 +111,7 @@ impl Portal {
 
     /// A page carrying the portal's CSP.
     fn page(&self, status: StatusCode, html: String) -> Response<Body> {
-        page::html(status, html, &self.csp)
+        page::html(status, html, &self.csp())
     }
 
     /// The hand-off a request asks for, if it names a configured site and a well-formed hash.
@@ -316,6 +316,8 @@ fn account(portal: &Portal, req: &Request<Incoming>) -> Result<Response<Body>, H
         return Ok(page::redirect(StatusCode::FOUND, "/login"));
     };
     let sites: Vec<(String, String)> = portal
+        .view
+        .load()
         .sites
         .iter()
         .map(|s| (s.id.0.clone(), s.origin.clone()))

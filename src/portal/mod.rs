@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
@@ -41,16 +42,51 @@ pub struct PortalSite {
     pub derive_id: Option<String>,
 }
 
+/// The portal's view of the configured sites.
+struct View {
+    sites: Vec<Arc<PortalSite>>,
+    /// CSP of portal pages: forms post to the portal, which then redirects to a site.
+    csp: HeaderValue,
+}
+
+impl View {
+    fn new(config: &Config, urls: &Urls) -> Self {
+        let sites = config
+            .sites
+            .iter()
+            .map(|s| {
+                Arc::new(PortalSite {
+                    id: s.id.clone(),
+                    origin: urls.origin(&s.host),
+                    look: s.branding.as_ref().map_or_else(Look::default, |b| Look {
+                        title: b.title.clone(),
+                        logo: b.logo.clone(),
+                        stylesheet: b.stylesheet.clone(),
+                    }),
+                    derive_id: s.derive_id().map(str::to_string),
+                })
+            })
+            .collect();
+        let csp = format!(
+            "default-src 'none'; style-src 'self' https:; img-src 'self' https: data:; form-action 'self' {}; frame-ancestors 'none'; base-uri 'none'",
+            urls.all_origins().join(" ")
+        );
+        View {
+            sites,
+            csp: HeaderValue::from_str(&csp).unwrap_or_else(|_| crate::http::page::default_csp()),
+        }
+    }
+}
+
 pub struct Portal {
     pub store: Arc<dyn Store>,
     pub sessions: SessionTable,
     pub(crate) verifier: Verifier,
     /// Binds CSRF tokens to the portal cookie; kept in the store so restarts keep forms valid.
     csrf_key: Key,
-    sites: Vec<PortalSite>,
+    /// What the config says of the sites; replaced whole on reload.
+    view: ArcSwap<View>,
     urls: Urls,
-    /// CSP of portal pages: forms post to the portal, which then redirects to a site.
-    csp: HeaderValue,
     metrics: Arc<Metrics>,
     /// How often the store is polled for users changed by other processes (CLI).
     watch_interval: Duration,
@@ -66,24 +102,6 @@ impl Portal {
     ) -> Result<Self, StoreError> {
         let p = &config.portal;
         let csrf_key = Key::from_bytes(store.secret("csrf")?);
-        let sites = config
-            .sites
-            .iter()
-            .map(|s| PortalSite {
-                id: s.id.clone(),
-                origin: urls.origin(&s.host),
-                look: s.branding.as_ref().map_or_else(Look::default, |b| Look {
-                    title: b.title.clone(),
-                    logo: b.logo.clone(),
-                    stylesheet: b.stylesheet.clone(),
-                }),
-                derive_id: s.derive_id().map(str::to_string),
-            })
-            .collect();
-        let csp = format!(
-            "default-src 'none'; style-src 'self' https:; img-src 'self' https: data:; form-action 'self' {}; frame-ancestors 'none'; base-uri 'none'",
-            urls.all_origins().join(" ")
-        );
         Ok(Portal {
             store,
             sessions: SessionTable::new(Timeouts {
@@ -93,13 +111,22 @@ impl Portal {
             }),
             verifier: Verifier::new(p.max_concurrent_hashes),
             csrf_key,
-            sites,
+            view: ArcSwap::from_pointee(View::new(config, &urls)),
             urls,
-            csp: HeaderValue::from_str(&csp).unwrap_or_else(|_| crate::http::page::default_csp()),
             metrics,
             watch_interval: Duration::from_secs(2).min(p.sync_interval),
             sync_interval: p.sync_interval,
         })
+    }
+
+    /// A reloaded config's sites (after `urls` learnt their hosts). Sessions, codes and the
+    /// store stay; users of `[[users]]` are provisioned by [`Portal::provision`].
+    pub fn set_sites(&self, config: &Config) {
+        self.view.store(Arc::new(View::new(config, &self.urls)));
+    }
+
+    pub(crate) fn csp(&self) -> HeaderValue {
+        self.view.load().csp.clone()
     }
 
     /// Create or update the users of `[[users]]` in the store.
@@ -152,7 +179,7 @@ impl Portal {
                 self.metrics.signin("basic_success");
                 let sp = self
                     .site(&site.0)
-                    .and_then(|s| self.site_password(s, &record, password));
+                    .and_then(|s| self.site_password(&s, &record, password));
                 Ok(Some(self.sessions.start_basic(key, record, site, sp)))
             }
             None => {
@@ -248,7 +275,9 @@ impl Portal {
 
     /// Every derived site's password, made while the master password is at hand (sign-in).
     pub fn site_passwords(&self, user: &UserRecord, master_password: &str) -> SitePasswords {
-        self.sites
+        self.view
+            .load()
+            .sites
             .iter()
             .filter_map(|s| {
                 let sp = self.site_password(s, user, master_password)?;
@@ -269,13 +298,18 @@ impl Portal {
     }
 
     fn look_for(&self, site: Option<&str>) -> Look {
-        site.and_then(|id| self.sites.iter().find(|s| s.id.0 == id))
+        site.and_then(|id| self.site(id))
             .map(|s| s.look.clone())
             .unwrap_or_default()
     }
 
-    fn site(&self, id: &str) -> Option<&PortalSite> {
-        self.sites.iter().find(|s| s.id.0 == id)
+    fn site(&self, id: &str) -> Option<Arc<PortalSite>> {
+        self.view
+            .load()
+            .sites
+            .iter()
+            .find(|s| s.id.0 == id)
+            .cloned()
     }
 
     /// Background duties until shutdown: learn of users changed by other processes, and

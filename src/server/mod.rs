@@ -39,6 +39,7 @@ use crate::metrics::Metrics;
 use crate::portal::Portal;
 use crate::proxy::Upstream;
 use crate::store::SqliteStore;
+use arc_swap::ArcSwap;
 use urls::Urls;
 
 /// A TLS handshake must finish within this, so half-open clients cannot pile up.
@@ -106,9 +107,134 @@ pub enum RunError {
 pub struct App {
     pub gate: Arc<Gate>,
     pub portal: Arc<Portal>,
-    sites_by_host: HashMap<String, Arc<SiteRuntime>>,
+    /// The sites by host; replaced whole when the config is reloaded (SIGHUP), read once
+    /// per request without a lock.
+    sites_by_host: ArcSwap<HashMap<String, Arc<SiteRuntime>>>,
     portal_host: String,
     urls: Urls,
+    certs: tls::CertResolver,
+    metrics: Arc<Metrics>,
+    /// The config now in use, to tell a reload what it may not change.
+    config: std::sync::Mutex<Config>,
+}
+
+/// A number for each site runtime ever built, never reused: a table entry admits to the
+/// runtime it was made for only, even across a reload that reorders the sites.
+static NEXT_SITE_INDEX: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn site_runtimes(config: &Config, metrics: &Metrics) -> Vec<Arc<SiteRuntime>> {
+    config
+        .sites
+        .iter()
+        .map(|site| {
+            Arc::new(SiteRuntime {
+                index: NEXT_SITE_INDEX.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                scrubber: Scrubber::new(&site.headers),
+                config: site.clone(),
+                upstream: Upstream::new(site),
+                requests: metrics.site_requests(&site.id.0),
+            })
+        })
+        .collect()
+}
+
+fn by_host(sites: &[Arc<SiteRuntime>]) -> HashMap<String, Arc<SiteRuntime>> {
+    sites
+        .iter()
+        .map(|s| (s.config.host.clone(), s.clone()))
+        .collect()
+}
+
+/// Why a reload was refused; the old config keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("the new config is not valid:\n{0}")]
+    Invalid(crate::config::ConfigErrors),
+    #[error("the new certificates cannot be used")]
+    Tls(#[from] tls::TlsError),
+}
+
+impl App {
+    /// Apply a new config without dropping connections: certificates, sites (backends,
+    /// rules, headers, levels, limits) and `[[users]]`. Settings only a restart can change
+    /// (listeners, workers, the portal's host, store and timeouts) keep their old values,
+    /// with a warning. Nothing changes unless the whole new config can be used.
+    pub fn reload(&self, new: Config) -> Result<(), ReloadError> {
+        self.certs.reload(&new)?;
+        let mut current = self.config.lock().unwrap_or_else(|p| p.into_inner());
+        for key in restart_only_changes(&current, &new) {
+            tracing::warn!(
+                key,
+                "changed in the config, but takes effect only after a restart"
+            );
+        }
+        let sites = site_runtimes(&new, &self.metrics);
+        self.urls
+            .set_site_hosts(new.sites.iter().map(|s| s.host.clone()));
+        self.portal.set_sites(&new);
+        self.sites_by_host.store(Arc::new(by_host(&sites)));
+        // Entries were made for the old runtimes; the portal re-admits on the next request.
+        self.gate.table.clear();
+        if let Err(e) = self.portal.provision(&new) {
+            tracing::error!(error = %crate::http::error::error_chain(&e), "reload: cannot update [[users]] in the store");
+        }
+        tracing::info!(sites = sites.len(), "config reloaded");
+        *current = new;
+        Ok(())
+    }
+
+    /// Read the config file again and apply it ([`App::reload`]); refusals are logged.
+    pub fn reload_from_file(&self) {
+        let file = self
+            .config
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .file
+            .clone();
+        let result = Config::load(&file)
+            .map_err(ReloadError::Invalid)
+            .and_then(|c| self.reload(c));
+        if let Err(e) = result {
+            tracing::error!(file = %file.display(), error = %crate::http::error::error_chain(&e), "reload refused; the old config keeps serving");
+        }
+    }
+}
+
+/// Keys whose change needs a restart, named as in `config.toml`.
+fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let (o, n) = (&old.server, &new.server);
+    let (po, pn) = (&old.portal, &new.portal);
+    [
+        ("server.listen", o.listen != n.listen),
+        ("server.http_redirect", o.http_redirect != n.http_redirect),
+        ("server.admin", o.admin != n.admin),
+        ("server.workers", o.workers != n.workers),
+        (
+            "server.max_connections",
+            o.max_connections != n.max_connections,
+        ),
+        (
+            "server.header_read_timeout",
+            o.header_read_timeout != n.header_read_timeout,
+        ),
+        (
+            "server.shutdown_grace",
+            o.shutdown_grace != n.shutdown_grace,
+        ),
+        ("portal.host", po.host != pn.host),
+        ("portal.public_port", po.public_port != pn.public_port),
+        ("portal.store", po.store != pn.store),
+        ("portal.idle_timeout", po.idle_timeout != pn.idle_timeout),
+        (
+            "portal.absolute_timeout",
+            po.absolute_timeout != pn.absolute_timeout,
+        ),
+        ("portal.cache_margin", po.cache_margin != pn.cache_margin),
+        ("portal.sync_interval", po.sync_interval != pn.sync_interval),
+    ]
+    .into_iter()
+    .filter_map(|(key, changed)| changed.then_some(key))
+    .collect()
 }
 
 pub async fn run(
@@ -130,24 +256,14 @@ pub async fn run(
     portal.provision(&config)?;
     let central: Arc<dyn Central> = Arc::new(LocalCentral::new(portal.clone()));
 
-    let mut sites = Vec::new();
-    for (index, site) in config.sites.iter().enumerate() {
-        let upstream = Upstream::new(site);
-        sites.push(Arc::new(SiteRuntime {
-            index,
-            scrubber: Scrubber::new(&site.headers),
-            config: site.clone(),
-            upstream,
-            requests: metrics.site_requests(&site.id.0),
-        }));
-    }
+    let sites = site_runtimes(&config, &metrics);
     let gate = Arc::new(Gate::new(
         sites.clone(),
         central,
         urls.clone(),
         config.portal.cache_margin,
         TABLE_CAPACITY,
-        metrics,
+        metrics.clone(),
     ));
     // Single node: a sign-out reaches this process's gate at once, not at the next sync.
     let table = gate.table.clone();
@@ -155,19 +271,20 @@ pub async fn run(
         .sessions
         .subscribe(move |revoked| revoked.iter().for_each(|k| table.remove(k)));
 
+    let (tls_config, certs) = tls::server_config(&config)?;
     let app = Arc::new(App {
         gate: gate.clone(),
         portal: portal.clone(),
-        sites_by_host: sites
-            .iter()
-            .map(|s| (s.config.host.clone(), s.clone()))
-            .collect(),
+        sites_by_host: ArcSwap::from_pointee(by_host(&sites)),
         portal_host: config.portal.host.clone(),
         urls,
+        certs,
+        metrics,
+        config: std::sync::Mutex::new(config.clone()),
     });
     #[cfg(feature = "bench-seed")]
     crate::bench_seed::from_env(&app).await?;
-    let acceptor = TlsAcceptor::from(tls::server_config(&config)?);
+    let acceptor = TlsAcceptor::from(tls_config);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(crate::gate::sync::run(
@@ -176,6 +293,7 @@ pub async fn run(
         stop_rx.clone(),
     ));
     tokio::spawn(portal.maintain(stop_rx.clone()));
+    tokio::spawn(reload_on_sighup(app.clone(), stop_rx.clone()));
     let graceful = GracefulShutdown::new();
     if let Some(l) = listeners.admin {
         tracing::info!(addr = %l.local_addr()?, "admin listener (healthz, readyz, metrics)");
@@ -190,7 +308,7 @@ pub async fn run(
             stop_rx.clone(),
         ));
     }
-    tracing::info!(addr = %https_addr, portal = %app.urls.portal_origin(), sites = app.sites_by_host.len(), "gatehouse serving");
+    tracing::info!(addr = %https_addr, portal = %app.urls.portal_origin(), sites = app.sites_by_host.load().len(), "gatehouse serving");
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -259,6 +377,29 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// SIGHUP: reload the config file ([`App::reload_from_file`]) until shutdown.
+async fn reload_on_sighup(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; reloading is off");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = hangups.recv() => {
+                tracing::info!("SIGHUP: reloading the config");
+                // Reading certificates and the store blocks; keep it off the event loop.
+                let app = app.clone();
+                let _ = tokio::task::spawn_blocking(move || app.reload_from_file()).await;
+            }
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 /// The host a request is for: `:authority` (HTTP/2, absolute-form) or `Host`, lowercase
@@ -336,7 +477,8 @@ impl App {
             if host == self.portal_host {
                 None
             } else {
-                match self.sites_by_host.get(host.as_ref()) {
+                // Cloned out, so a reload during the request cannot pull it away.
+                match self.sites_by_host.load().get(host.as_ref()).cloned() {
                     Some(site) => Some((site, host_value)),
                     None => return HttpError::UnknownHost.into_response(),
                 }
@@ -353,7 +495,7 @@ impl App {
                     peer_ip: peer_ip.clone(),
                     host,
                 };
-                self.gate.handle(site, routed).await
+                self.gate.handle(&site, routed).await
             }
         }
     }
