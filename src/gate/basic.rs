@@ -2,6 +2,7 @@
 //! credential is verified by the portal (argon2id); later ones hit the table under a keyed
 //! hash of the credential — the table never holds the password. Failures are never cached.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use base64::Engine;
@@ -12,6 +13,7 @@ use zeroize::Zeroizing;
 
 use super::table::Entry;
 use super::{Gate, SiteRuntime};
+use crate::central::BasicVerdict;
 use crate::crypto::IdHash;
 use crate::crypto::password::MAX_PASSWORD_BYTES;
 use crate::http::error::HttpError;
@@ -71,6 +73,7 @@ impl Gate {
         &self,
         site: &SiteRuntime,
         c: Credential<'_>,
+        peer: IpAddr,
     ) -> Result<Arc<Entry>, HttpError> {
         let key = IdHash(
             self.basic_key
@@ -83,15 +86,19 @@ impl Gate {
         }
         match self
             .central
-            .verify_basic(&site.config.id, &c.user, &c.password, key)
+            .verify_basic(&site.config.id, &c.user, &c.password, key, peer)
             .await
         {
-            Ok(Some(admission)) => self
+            Ok(BasicVerdict::Admitted(admission)) => self
                 .admit(site, key, &admission)
                 .ok_or(HttpError::Forbidden),
-            Ok(None) => {
-                tracing::info!(site = %site.config.id, user = %c.user, "basic credentials refused");
+            Ok(BasicVerdict::Refused) => {
+                let user: String = c.user.chars().take(64).collect();
+                tracing::info!(site = %site.config.id, peer = %peer, user = %user, "basic credentials refused");
                 Err(HttpError::Unauthorized { basic: true })
+            }
+            Ok(BasicVerdict::Throttled(retry_after)) => {
+                Err(HttpError::TooManyAttempts { retry_after })
             }
             Err(e) => Err(HttpError::PortalDown(e)),
         }
