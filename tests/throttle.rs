@@ -30,14 +30,6 @@ async fn gateway(throttle_line: &str) -> Gateway {
         .await
 }
 
-/// The sign-in form, reached from the app site as a browser would.
-async fn login_form(browser: &Client, gw: &Gateway) -> String {
-    let first = browser.get(&gw.url("app.localhost", "/")).await;
-    let form = browser.get(&first.location().unwrap()).await;
-    assert_eq!(form.status, 200, "{form:?}");
-    form.body
-}
-
 /// The status of one sign-in attempt with the form in `html`.
 async fn try_login(browser: &Client, gw: &Gateway, html: &str, user: &str, pw: &str) -> u16 {
     submit_login(browser, gw, html, user, pw).await.status
@@ -64,7 +56,7 @@ fn retry_after(res: &Resp) -> u64 {
 async fn throttle_starts_after_failures_and_ends() {
     let gw = gateway(&throttle(2, 100, 100, "1h")).await;
     let browser = gw.client();
-    let form = login_form(&browser, &gw).await;
+    let form = login_form(&browser, &gw, "app.localhost").await;
     for _ in 0..2 {
         let res = submit_login(&browser, &gw, &form, "alice", "wrong").await;
         assert_eq!(res.status, 401);
@@ -101,7 +93,7 @@ async fn throttle_starts_after_failures_and_ends() {
 async fn right_password_refused_while_throttled_then_works() {
     let gw = gateway(&throttle(2, 100, 100, "1h")).await;
     let browser = gw.client();
-    let form = login_form(&browser, &gw).await;
+    let form = login_form(&browser, &gw, "app.localhost").await;
     let cookie = browser.cookie("auth.localhost", "__Host-gatehouse-portal");
     for _ in 0..2 {
         let _ = submit_login(&browser, &gw, &form, "alice", "wrong").await;
@@ -128,7 +120,7 @@ async fn right_password_refused_while_throttled_then_works() {
 async fn unknown_and_known_users_throttled_alike() {
     let gw = gateway(&throttle(1, 100, 100, "1h")).await;
     let browser = gw.client();
-    let form = login_form(&browser, &gw).await;
+    let form = login_form(&browser, &gw, "app.localhost").await;
     let mut pages = Vec::new();
     for user in ["alice", "nobody"] {
         assert_eq!(try_login(&browser, &gw, &form, user, "wrong").await, 401);
@@ -145,14 +137,14 @@ async fn unknown_and_known_users_throttled_alike() {
 async fn other_address_not_throttled() {
     let gw = gateway(&throttle(2, 3, 100, "1h")).await;
     let here = gw.client();
-    let form = login_form(&here, &gw).await;
+    let form = login_form(&here, &gw, "app.localhost").await;
     for _ in 0..2 {
         assert_eq!(try_login(&here, &gw, &form, "alice", "wrong").await, 401);
     }
     assert_eq!(try_login(&here, &gw, &form, "alice", "alice-pw").await, 429);
     // The owner, at another address, signs in.
     let owner = gw.client().with_source_address("127.0.0.2");
-    let owner_form = login_form(&owner, &gw).await;
+    let owner_form = login_form(&owner, &gw, "app.localhost").await;
     let res = submit_login(&owner, &gw, &owner_form, "alice", "alice-pw").await;
     assert_eq!(res.status, 303, "{res:?}");
 
@@ -164,7 +156,7 @@ async fn other_address_not_throttled() {
         "every user name from this address waits"
     );
     let other = gw.client().with_source_address("127.0.0.2");
-    let other_form = login_form(&other, &gw).await;
+    let other_form = login_form(&other, &gw, "app.localhost").await;
     assert_eq!(
         try_login(&other, &gw, &other_form, "carol", "wrong").await,
         401,
@@ -182,18 +174,18 @@ async fn other_address_not_throttled() {
 async fn per_user_limit_spares_the_owners_address() {
     let gw = gateway(&throttle(100, 100, 3, "1h")).await;
     let home = gw.client().with_source_address("127.0.0.2");
-    let form = login_form(&home, &gw).await;
+    let form = login_form(&home, &gw, "app.localhost").await;
     assert_eq!(try_login(&home, &gw, &form, "alice", "alice-pw").await, 303);
     for i in 3..=5 {
         let attacker = gw.client().with_source_address(&format!("127.0.0.{i}"));
-        let form = login_form(&attacker, &gw).await;
+        let form = login_form(&attacker, &gw, "app.localhost").await;
         assert_eq!(
             try_login(&attacker, &gw, &form, "alice", "guess").await,
             401
         );
     }
     let stranger = gw.client().with_source_address("127.0.0.6");
-    let form = login_form(&stranger, &gw).await;
+    let form = login_form(&stranger, &gw, "app.localhost").await;
     assert_eq!(
         try_login(&stranger, &gw, &form, "alice", "alice-pw").await,
         429,
@@ -205,7 +197,7 @@ async fn per_user_limit_spares_the_owners_address() {
         "other users are not held"
     );
     let again = gw.client().with_source_address("127.0.0.2");
-    let form = login_form(&again, &gw).await;
+    let form = login_form(&again, &gw, "app.localhost").await;
     assert_eq!(
         try_login(&again, &gw, &form, "alice", "alice-pw").await,
         303,
@@ -239,7 +231,7 @@ async fn basic_credentials_throttled() {
     assert_eq!(retry_after(&held), 1);
     // The form is held too: it is the same user at the same address.
     let browser = gw.client();
-    let form = login_form(&browser, &gw).await;
+    let form = login_form(&browser, &gw, "app.localhost").await;
     assert_eq!(
         try_login(&browser, &gw, &form, "alice", "alice-pw").await,
         429
@@ -269,7 +261,7 @@ async fn every_failure_looks_the_same() {
     );
     assert!(out.status.success(), "{out:?}");
     let browser = gw.client();
-    let form = login_form(&browser, &gw).await;
+    let form = login_form(&browser, &gw, "app.localhost").await;
     let mut seen = Vec::new();
     for (user, password) in [
         ("alice", "wrong"),
@@ -299,7 +291,7 @@ fn median(v: &mut [f64]) -> f64 {
 async fn unknown_user_and_wrong_password_take_the_same_time() {
     let gw = gateway(&throttle(1_000_000, 1_000_000, 1_000_000, "1s")).await;
     let browser = gw.client();
-    let form = login_form(&browser, &gw).await;
+    let form = login_form(&browser, &gw, "app.localhost").await;
     let timed = |user: &'static str| {
         let (browser, gw, form) = (&browser, &gw, &form);
         async move {
