@@ -115,6 +115,33 @@ async fn right_password_refused_while_throttled_then_works() {
     assert_eq!(landed.status, 200);
 }
 
+/// A burst of attempts sent at once cannot outrun the back-off: only `failures` of them are
+/// checked, the rest get 429 (attempts count from the moment they begin).
+#[tokio::test]
+async fn burst_of_attempts_held_like_a_sequence() {
+    let gw = gateway(&throttle(3, 100, 100, "1h")).await;
+    let browser = std::sync::Arc::new(gw.client());
+    let form = login_form(&browser, &gw, "app.localhost").await;
+    let csrf = form_field(&form, "csrf").unwrap();
+    let url = gw.url("auth.localhost", "/login");
+    let mut burst = tokio::task::JoinSet::new();
+    for _ in 0..12 {
+        let (browser, csrf, url) = (browser.clone(), csrf.clone(), url.clone());
+        burst.spawn(async move {
+            let fields = [
+                ("username", "alice"),
+                ("password", "wrong"),
+                ("csrf", &csrf),
+            ];
+            browser.post_form(&url, &fields).await.status
+        });
+    }
+    let mut statuses = burst.join_all().await;
+    statuses.sort();
+    assert_eq!(statuses, [[401; 3].as_slice(), &[429; 9]].concat());
+    assert_eq!(checks(&gw).await, 3.0);
+}
+
 /// Unknown and known user names are throttled alike, with the same page and wait.
 #[tokio::test]
 async fn unknown_and_known_users_throttled_alike() {

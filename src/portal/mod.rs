@@ -191,18 +191,19 @@ impl Portal {
         peer: IpAddr,
     ) -> Result<Attempt, StoreError> {
         let shown: String = name.chars().take(64).collect();
-        if let Some((wait, limit)) = self.throttle.check(name, peer) {
+        if let Err((wait, limit)) = self.throttle.begin(name, peer) {
             tracing::debug!(peer = %peer, user = %shown, limit = limit.as_str(), "sign-in attempt refused: throttled");
             return Ok(Attempt::Throttled(wait));
         }
+        // From here the attempt counts as a failure unless it succeeds.
         match self.authenticate(name, password).await? {
             Some(record) => {
                 self.throttle.succeeded(name, peer);
                 Ok(Attempt::Accepted(record))
             }
             None => {
-                if let Some((wait, limit)) = self.throttle.failed(name, peer) {
-                    tracing::info!(peer = %peer, user = %shown, limit = limit.as_str(), wait_secs = wait.as_secs(), "failed sign-ins: further attempts must wait");
+                if let Some((wait, limit)) = self.throttle.check(name, peer) {
+                    tracing::info!(peer = %peer, user = %shown, limit = limit.as_str(), wait_ms = wait.as_millis() as u64, "failed sign-ins: further attempts must wait");
                 }
                 Ok(Attempt::Refused)
             }

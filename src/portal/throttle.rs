@@ -1,9 +1,9 @@
 //! Failed sign-ins slow down the next attempts: exponential back-off, bounded, in memory.
 //!
-//! Every sign-in (the form and API clients' Basic credentials alike) asks [`Throttle::check`]
-//! before any store lookup or hashing, and reports its result. Three counters each allow a
-//! number of failures, then make every further attempt wait 1 s, doubling with each failure,
-//! never more than `max_delay`:
+//! Every sign-in (the form and API clients' Basic credentials alike) calls
+//! [`Throttle::begin`] before any store lookup or hashing, and reports a success. Three
+//! counters each allow a number of failures, then make every further attempt wait 1 s,
+//! doubling with each failure, never more than `max_delay`:
 //!
 //! - per **user name and client address** (`failures`, tight): guessing one account from one
 //!   place;
@@ -20,6 +20,10 @@
 //! address clears its own per-user-and-address counter, never the address's or the user's,
 //! which an attacker with one good account could otherwise reset at will.
 //!
+//! An attempt counts as a failure from the moment it begins, and a success takes it back:
+//! otherwise many attempts sent at once would all be checked before the first failure was
+//! counted, and a burst would get round the back-off.
+//!
 //! User names are counted as typed, whether or not they exist, so the throttle tells nobody
 //! which users exist. IPv6 addresses count by their /64, which one client usually owns
 //! whole. Memory is bounded: each counter is a moka cache of at most [`CAPACITY`] entries,
@@ -28,6 +32,7 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use moka::ops::compute::Op;
 use moka::sync::Cache;
 
 use crate::config::SigninThrottle;
@@ -60,18 +65,18 @@ impl Limit {
 #[derive(Debug, Clone, Copy)]
 struct Record {
     failures: u32,
-    /// No attempt is verified before this.
-    until: Instant,
+    /// When the last failure was counted: the wait runs from there.
+    last: Instant,
 }
 
 struct Counter {
     limit: Limit,
     free: u32,
+    max_delay: Duration,
     records: Cache<IdHash, Record>,
 }
 
 pub struct Throttle {
-    max_delay: Duration,
     pair: Counter,
     address: Counter,
     user: Counter,
@@ -122,10 +127,11 @@ pub fn delay(failures: u32, free: u32, max: Duration) -> Duration {
 }
 
 impl Counter {
-    fn new(limit: Limit, free: u32, forget: Duration) -> Self {
+    fn new(limit: Limit, free: u32, max_delay: Duration, forget: Duration) -> Self {
         Counter {
             limit,
             free,
+            max_delay,
             records: Cache::builder()
                 .max_capacity(CAPACITY)
                 .time_to_live(forget)
@@ -133,21 +139,33 @@ impl Counter {
         }
     }
 
-    fn wait(&self, key: &IdHash, now: Instant) -> Option<Duration> {
-        let r = self.records.get(key)?;
-        (r.until > now).then(|| r.until - now)
+    fn until(&self, r: &Record) -> Instant {
+        r.last + delay(r.failures, self.free, self.max_delay)
     }
 
-    /// Count a failure; the wait it starts, if any.
-    fn fail(&self, key: IdHash, now: Instant, max: Duration) -> Duration {
-        let entry = self.records.entry(key).and_upsert_with(|old| {
-            let failures = old.map_or(0, |e| e.value().failures).saturating_add(1);
-            Record {
-                failures,
-                until: now + delay(failures, self.free, max),
-            }
+    fn wait(&self, key: &IdHash, now: Instant) -> Option<Duration> {
+        let until = self.until(&self.records.get(key)?);
+        (until > now).then(|| until - now)
+    }
+
+    /// Count a failure.
+    fn add(&self, key: IdHash, now: Instant) {
+        self.records.entry(key).and_upsert_with(|old| Record {
+            failures: old.map_or(0, |e| e.value().failures).saturating_add(1),
+            last: now,
         });
-        entry.value().until.saturating_duration_since(now)
+    }
+
+    /// Take back one failure (counted when an attempt began that then succeeded).
+    fn refund(&self, key: IdHash) {
+        self.records.entry(key).and_compute_with(|old| match old {
+            Some(e) if e.value().failures > 1 => Op::Put(Record {
+                failures: e.value().failures - 1,
+                ..*e.value()
+            }),
+            Some(_) => Op::Remove,
+            None => Op::Nop,
+        });
     }
 }
 
@@ -156,11 +174,11 @@ impl Throttle {
         // Forget a counter well after its longest wait, so that an attacker cannot start
         // afresh by pausing for one `max_delay`.
         let forget = (config.max_delay * 4).max(Duration::from_secs(3600));
+        let counter = |limit, free| Counter::new(limit, free, config.max_delay, forget);
         Throttle {
-            max_delay: config.max_delay,
-            pair: Counter::new(Limit::UserAtAddress, config.failures, forget),
-            address: Counter::new(Limit::Address, config.address_failures, forget),
-            user: Counter::new(Limit::User, config.user_failures, forget),
+            pair: counter(Limit::UserAtAddress, config.failures),
+            address: counter(Limit::Address, config.address_failures),
+            user: counter(Limit::User, config.user_failures),
             known: Cache::builder()
                 .max_capacity(CAPACITY)
                 .time_to_live(KNOWN_ADDRESS_TTL)
@@ -176,34 +194,41 @@ impl Throttle {
         ]
     }
 
-    /// Must this attempt wait? The longest wait among the counters, and which one it is.
+    /// Must an attempt wait now? The longest wait among the counters, and which one it is.
     pub fn check(&self, user: &str, ip: IpAddr) -> Option<(Duration, Limit)> {
-        let now = Instant::now();
-        let keys = Keys::of(user, ip);
+        self.waits(&Keys::of(user, ip), Instant::now())
+    }
+
+    fn waits(&self, keys: &Keys, now: Instant) -> Option<(Duration, Limit)> {
         let known = self.known.contains_key(&keys.pair);
-        self.counters(&keys)
+        self.counters(keys)
             .into_iter()
             .filter(|(c, _)| !(known && c.limit == Limit::User))
             .filter_map(|(c, key)| Some((c.wait(key, now)?, c.limit)))
             .max_by_key(|(wait, _)| *wait)
     }
 
-    /// Count a failed attempt. Returns the longest wait it starts, and which counter's.
-    pub fn failed(&self, user: &str, ip: IpAddr) -> Option<(Duration, Limit)> {
+    /// An attempt begins: refused with the wait when a counter holds it; else counted as a
+    /// failure until [`Throttle::succeeded`] takes that back.
+    pub fn begin(&self, user: &str, ip: IpAddr) -> Result<(), (Duration, Limit)> {
         let now = Instant::now();
         let keys = Keys::of(user, ip);
-        self.counters(&keys)
-            .into_iter()
-            .map(|(c, key)| (c.fail(*key, now, self.max_delay), c.limit))
-            .filter(|(wait, _)| !wait.is_zero())
-            .max_by_key(|(wait, _)| *wait)
+        if let Some(wait) = self.waits(&keys, now) {
+            return Err(wait);
+        }
+        for (c, key) in self.counters(&keys) {
+            c.add(*key, now);
+        }
+        Ok(())
     }
 
-    /// A successful sign-in: this user's counter at this address starts again, and the
-    /// address becomes one of theirs.
+    /// The attempt succeeded: its failure is taken back, this user's counter at this address
+    /// starts again, and the address becomes one of theirs.
     pub fn succeeded(&self, user: &str, ip: IpAddr) {
         let keys = Keys::of(user, ip);
         self.pair.records.invalidate(&keys.pair);
+        self.address.refund(keys.address);
+        self.user.refund(keys.user);
         self.known.insert(keys.pair, ());
     }
 }
@@ -234,21 +259,49 @@ mod tests {
         assert_eq!(delay(u32::MAX, 1, max), max);
     }
 
+    fn fail(t: &Throttle, user: &str, ip: IpAddr) {
+        t.begin(user, ip).expect("not held yet");
+    }
+
     /// The per-user-and-address counter waits after its failures; other users and other
     /// addresses are not held by it; a success starts it again.
     #[test]
     fn pair_counter() {
         let t = throttle(2, 100, 100);
         let a = ip("192.0.2.1");
-        assert!(t.failed("alice", a).is_none());
+        fail(&t, "alice", a);
         assert!(t.check("alice", a).is_none());
-        let (wait, limit) = t.failed("alice", a).unwrap();
-        assert_eq!((wait.as_secs(), limit), (1, Limit::UserAtAddress));
-        assert_eq!(t.check("alice", a).unwrap().1, Limit::UserAtAddress);
+        fail(&t, "alice", a);
+        let (wait, limit) = t.check("alice", a).unwrap();
+        assert_eq!((wait.as_secs(), limit), (0, Limit::UserAtAddress));
+        assert!(wait > Duration::from_millis(900));
+        assert_eq!(t.begin("alice", a).unwrap_err().1, Limit::UserAtAddress);
         assert!(t.check("bob", a).is_none());
         assert!(t.check("alice", ip("192.0.2.2")).is_none());
         t.succeeded("alice", a);
         assert!(t.check("alice", a).is_none());
+    }
+
+    /// Attempts still being checked count already: a burst cannot outrun the back-off.
+    #[test]
+    fn attempts_in_flight_count() {
+        let t = throttle(3, 100, 100);
+        let a = ip("192.0.2.1");
+        let begun = (0..10).filter(|_| t.begin("alice", a).is_ok()).count();
+        assert_eq!(begun, 3);
+    }
+
+    /// A success takes back its own count from the address and user counters.
+    #[test]
+    fn success_is_not_a_failure() {
+        let t = throttle(100, 2, 2);
+        let a = ip("192.0.2.1");
+        for _ in 0..5 {
+            t.begin("alice", a).unwrap();
+            t.succeeded("alice", a);
+        }
+        fail(&t, "bob", a);
+        assert!(t.check("carol", a).is_none(), "one failure at this address");
     }
 
     /// The per-address counter holds every user name at that address, and no other address.
@@ -257,7 +310,7 @@ mod tests {
         let t = throttle(100, 3, 100);
         let a = ip("2001:db8::1");
         for name in ["a", "b", "c"] {
-            t.failed(name, a);
+            fail(&t, name, a);
         }
         assert_eq!(t.check("d", a).unwrap().1, Limit::Address);
         // The same /64 is the same client; another /64 is not.
@@ -271,9 +324,10 @@ mod tests {
     fn user_counter_spares_known_addresses() {
         let t = throttle(100, 100, 3);
         let home = ip("192.0.2.10");
+        t.begin("alice", home).unwrap();
         t.succeeded("alice", home);
         for i in 1..=3 {
-            t.failed("alice", ip(&format!("198.51.100.{i}")));
+            fail(&t, "alice", ip(&format!("198.51.100.{i}")));
         }
         assert_eq!(
             t.check("alice", ip("198.51.100.99")).unwrap().1,
@@ -288,8 +342,9 @@ mod tests {
     fn names_are_opaque() {
         let t = throttle(1, 100, 100);
         let a = ip("192.0.2.1");
-        let w1 = t.failed("alice", a).unwrap().0;
-        let w2 = t.failed("no-such-user", a).unwrap().0;
-        assert_eq!(w1, w2);
+        fail(&t, "alice", a);
+        fail(&t, "no-such-user", a);
+        assert!(t.begin("alice", a).is_err());
+        assert!(t.begin("no-such-user", a).is_err());
     }
 }
