@@ -536,7 +536,7 @@ fn check_users(c: &mut Checker, raw: &[RawUser], portal: &Portal, sites: &[Site]
         let key = |k: &str| format!("users[{i}].{k}");
         let name = u.name.get_ref().clone();
         if name.is_empty()
-            || name.len() > 256
+            || name.len() > crate::crypto::password::MAX_USERNAME_BYTES
             || name.chars().any(|ch| ch.is_control() || ch == ':')
         {
             c.error(

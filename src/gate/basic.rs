@@ -15,10 +15,8 @@ use super::table::Entry;
 use super::{Gate, SiteRuntime};
 use crate::central::BasicVerdict;
 use crate::crypto::IdHash;
-use crate::crypto::password::MAX_PASSWORD_BYTES;
+use crate::crypto::password::{MAX_PASSWORD_BYTES, MAX_USERNAME_BYTES};
 use crate::http::error::HttpError;
-
-const MAX_USER_BYTES: usize = 256;
 
 /// A Basic credential as sent: the raw header value (for the key) and its parts.
 pub struct Credential<'a> {
@@ -44,7 +42,7 @@ pub fn credential(headers: &HeaderMap) -> Option<Result<Credential<'_>, HttpErro
 
 fn parse<'a>(raw: &'a [u8], b64: &str) -> Result<Credential<'a>, HttpError> {
     let refused = HttpError::Unauthorized { basic: true };
-    if b64.len() > 4 * (MAX_USER_BYTES + MAX_PASSWORD_BYTES) / 3 + 8 {
+    if b64.len() > 4 * (MAX_USERNAME_BYTES + MAX_PASSWORD_BYTES) / 3 + 8 {
         return Err(refused);
     }
     let decoded = Zeroizing::new(
@@ -58,7 +56,7 @@ fn parse<'a>(raw: &'a [u8], b64: &str) -> Result<Credential<'a>, HttpError> {
     let Some((user, password)) = text.split_once(':') else {
         return Err(refused);
     };
-    if user.is_empty() || user.len() > MAX_USER_BYTES || password.len() > MAX_PASSWORD_BYTES {
+    if user.is_empty() || user.len() > MAX_USERNAME_BYTES || password.len() > MAX_PASSWORD_BYTES {
         return Err(refused);
     }
     Ok(Credential {

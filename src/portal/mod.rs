@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 use crate::central::BasicVerdict;
 use crate::config::{Config, Level, SiteId};
 use crate::crypto::derived::SitePassword;
-use crate::crypto::password::{MAX_PASSWORD_BYTES, Verifier, needs_rehash};
+use crate::crypto::password::{MAX_PASSWORD_BYTES, MAX_USERNAME_BYTES, Verifier, needs_rehash};
 use crate::crypto::{IdHash, Key};
 use crate::http::body::Body;
 use crate::http::page::Look;
@@ -30,9 +30,6 @@ use crate::server::urls::Urls;
 use crate::store::{NewUser, Store, StoreError, UserRecord};
 use sessions::{SessionTable, SitePasswords, Timeouts};
 use throttle::Throttle;
-
-/// Longest user name looked up; longer input is refused before touching the store.
-pub const MAX_USERNAME_BYTES: usize = 256;
 
 /// The outcome of a sign-in attempt (form or Basic).
 pub enum Attempt {
