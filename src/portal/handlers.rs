@@ -175,6 +175,10 @@ fn login_page(portal: &Portal, req: &Request<Incoming>) -> Result<Response<Body>
             username = user.name.clone();
         }
     }
+    // A well-formed portal cookie that is no live session is kept as this client's
+    // pre-sign-in identifier: it only binds the form's CSRF token and never becomes a
+    // session, since a good sign-in always rotates it (login_submit). Replacing it on every
+    // visit would break a form open in another tab.
     let (cookie_hash, set_cookie) = match cookie {
         Some(c) => (c, None),
         None => {

@@ -16,13 +16,13 @@
 //! as long as they keep failing. Here the owner is only ever kept out by failures made from
 //! their own address, or, on a new address, by a distributed attack on their account; and
 //! then for at most `max_delay` after the last failure (attempts refused while waiting cost
-//! no hashing and are not counted, so they do not lengthen the wait). A success from an
-//! address clears its own per-user-and-address counter, never the address's or the user's,
-//! which an attacker with one good account could otherwise reset at will.
+//! no hashing and are not counted, so they do not lengthen the wait).
 //!
 //! An attempt counts as a failure from the moment it begins, and a success takes it back:
 //! otherwise many attempts sent at once would all be checked before the first failure was
-//! counted, and a burst would get round the back-off.
+//! counted, and a burst would get round the back-off. A success also clears that user's
+//! counter at that address, but never the address's or the user's failures (an attacker with
+//! one good account could otherwise reset them at will).
 //!
 //! User names are counted as typed, whether or not they exist, so the throttle tells nobody
 //! which users exist. IPv6 addresses count by their /64, which one client usually owns
