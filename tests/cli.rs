@@ -118,6 +118,14 @@ fn signin_throttle_keys_checked() {
             "missing {wanted} {key} in:\n{err}"
         );
     }
+    let (_, _, path) = with("");
+    let config = gatehouse::config::Config::load(&path).unwrap();
+    let t = config.portal.signin_throttle;
+    assert_eq!(
+        (t.failures, t.address_failures, t.user_failures, t.max_delay),
+        (5, 100, 50, std::time::Duration::from_secs(900)),
+        "the defaults the README documents"
+    );
     let (code, err, _) = with("[portal.signin_throttle]\nmax_delay = \"soon\"\ndelay = 1");
     assert_eq!(code, Some(1));
     assert!(err.contains("delay"), "{err}");
