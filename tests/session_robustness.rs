@@ -80,6 +80,33 @@ async fn forged_site_cookie_never_adopted() {
     );
 }
 
+/// A site cookie that was admitted once but whose session ended (sign-out) is not reused
+/// either: the next hand-off gets a fresh one, and the old one stays dead.
+#[tokio::test]
+async fn ended_site_cookie_replaced() {
+    let (_backend, gw) = gateway().await;
+    let browser = signed_in_browser(&gw, "app.localhost", "alice", "alice-pw").await;
+    let old = browser.cookie("app.localhost", SITE).unwrap();
+    let confirm = browser.get(&gw.url("auth.localhost", "/logout")).await;
+    let token = form_field(&confirm.body, "csrf").unwrap();
+    let out = browser
+        .post_form(&gw.url("auth.localhost", "/logout"), &[("csrf", &token)])
+        .await;
+    assert_eq!(out.status, 200);
+    let res = browser.get(&gw.url("app.localhost", "/")).await;
+    assert_eq!(res.status, 302);
+    let fresh = browser.cookie("app.localhost", SITE).unwrap();
+    assert_ne!(fresh, old);
+    assert_eq!(
+        handoff_hash(&res.location().unwrap()),
+        IdHash::of(fresh.as_bytes()).to_b64()
+    );
+    let _ = sign_in(&browser, &gw, "app.localhost", "/", "alice", "alice-pw").await;
+    let holder = gw.client();
+    holder.set_cookie("app.localhost", SITE, &old);
+    assert_eq!(holder.get(&gw.url("app.localhost", "/")).await.status, 302);
+}
+
 /// A portal cookie the portal did not issue never becomes a session: signing in with it
 /// rotates it, and the forged value is not signed in afterwards, nor handed to any site.
 #[tokio::test]
