@@ -378,7 +378,10 @@ fn user(path: &std::path::Path, cmd: UserCommand) -> Result<(), Failure> {
 }
 
 fn check_user_name(name: &str) -> Result<(), Failure> {
-    if name.is_empty() || name.len() > 256 || name.chars().any(|c| c.is_control() || c == ':') {
+    if name.is_empty()
+        || name.len() > crate::crypto::password::MAX_USERNAME_BYTES
+        || name.chars().any(|c| c.is_control() || c == ':')
+    {
         return Err(Failure(format!(
             "user name {name:?} must be 1-256 characters, without ':' or control characters"
         )));

@@ -25,6 +25,7 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     signins: Family<SigninLabels, Counter>,
+    password_checks: Counter,
     table_entries: Gauge,
     portal_sessions: Gauge,
     portal_reachable: Gauge,
@@ -43,6 +44,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("gatehouse");
         let requests = Family::<RequestLabels, Counter>::default();
         let signins = Family::<SigninLabels, Counter>::default();
+        let password_checks = Counter::default();
         let table_entries = Gauge::default();
         let portal_sessions = Gauge::default();
         let portal_reachable = Gauge::default();
@@ -55,6 +57,11 @@ impl Metrics {
             "signins",
             "Sign-in attempts and hand-offs, by result",
             signins.clone(),
+        );
+        registry.register(
+            "password_checks",
+            "Passwords checked (argon2id or an imported hash); throttled attempts are not",
+            password_checks.clone(),
         );
         registry.register(
             "table_entries",
@@ -82,6 +89,7 @@ impl Metrics {
             registry,
             requests,
             signins,
+            password_checks,
             table_entries,
             portal_sessions,
             portal_reachable,
@@ -103,9 +111,15 @@ impl Metrics {
         self.connections_refused.inc();
     }
 
-    /// `result`: "success", "failure", "handoff", "callback_refused", …
+    /// `result`: "success", "failure", "throttled", "handoff", "callback_refused",
+    /// "basic_success", "basic_failure", "basic_throttled"
     pub fn signin(&self, result: &'static str) {
         self.signins.get_or_create(&SigninLabels { result }).inc();
+    }
+
+    /// One password verification is about to run.
+    pub fn password_check(&self) {
+        self.password_checks.inc();
     }
 
     pub fn set_ready(&self, reachable: bool) {

@@ -78,6 +78,59 @@ fn unknown_key_is_an_error() {
     );
 }
 
+/// `[portal.signin_throttle]`: good values pass; out-of-range ones and unknown keys are each
+/// named by key and position.
+#[test]
+fn signin_throttle_keys_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let with = |table: &str| {
+        let body = GOOD.replace("\n\n[[sites]]", &format!("\n\n{table}\n\n[[sites]]"));
+        let path = write_config(dir.path(), &body);
+        let out = gatehouse(&["check", "-c", path.to_str().unwrap()], "");
+        (out.status.code(), text(&out.stderr), path)
+    };
+    let (code, err, _) = with(
+        "[portal.signin_throttle]\nfailures = 3\naddress_failures = 30\nuser_failures = 20\nmax_delay = \"5m\"",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err, path) = with(
+        "[portal.signin_throttle]\nfailures = 0\naddress_failures = 2000000\nmax_delay = \"2h\"",
+    );
+    assert_eq!(code, Some(1));
+    let file = path.display().to_string();
+    for (line_col, key, says) in [
+        ("13:12:", "portal.signin_throttle.failures", "between 1 and"),
+        (
+            "14:20:",
+            "portal.signin_throttle.address_failures",
+            "between 1 and",
+        ),
+        (
+            "15:13:",
+            "portal.signin_throttle.max_delay",
+            "between 1s and 1h",
+        ),
+    ] {
+        let wanted = format!("{file}:{line_col}");
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with(&wanted) && l.contains(key) && l.contains(says)),
+            "missing {wanted} {key} in:\n{err}"
+        );
+    }
+    let (_, _, path) = with("");
+    let config = gatehouse::config::Config::load(&path).unwrap();
+    let t = config.portal.signin_throttle;
+    assert_eq!(
+        (t.failures, t.address_failures, t.user_failures, t.max_delay),
+        (5, 100, 50, std::time::Duration::from_secs(900)),
+        "the defaults the README documents"
+    );
+    let (code, err, _) = with("[portal.signin_throttle]\nmax_delay = \"soon\"\ndelay = 1");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("delay"), "{err}");
+}
+
 /// An unreadable certificate and a missing config file are named.
 #[test]
 fn missing_files_named() {

@@ -1,8 +1,9 @@
 //! [`Central`] for single-node mode: the gate calls the portal in the same process.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::{Admission, BoxFuture, Central, CentralError, SyncReply, SyncReport};
+use super::{Admission, BasicVerdict, BoxFuture, Central, CentralError, SyncReply, SyncReport};
 use crate::config::SiteId;
 use crate::crypto::IdHash;
 use crate::portal::Portal;
@@ -41,10 +42,11 @@ impl Central for LocalCentral {
         user: &'a str,
         password: &'a str,
         key: IdHash,
-    ) -> BoxFuture<'a, Result<Option<Admission>, CentralError>> {
+        peer: IpAddr,
+    ) -> BoxFuture<'a, Result<BasicVerdict, CentralError>> {
         Box::pin(async move {
             self.portal
-                .verify_basic(site, user, password, key)
+                .verify_basic(site, user, password, key, peer)
                 .await
                 .map_err(|e| CentralError::Internal(Box::new(e)))
         })

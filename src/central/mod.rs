@@ -7,6 +7,7 @@
 pub mod local;
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +34,16 @@ pub struct Admission {
     /// site (then a derived site must send the user back through sign-in). Its Debug is
     /// redacted.
     pub site_password: Option<SitePassword>,
+}
+
+/// The portal's answer to an API client's Basic credentials.
+#[derive(Debug)]
+pub enum BasicVerdict {
+    Admitted(Admission),
+    /// Unknown user, wrong password or disabled user.
+    Refused,
+    /// Too many failed sign-ins lately: refused without checking, retry after this long.
+    Throttled(Duration),
 }
 
 /// What a gate reports at each sync.
@@ -78,14 +89,16 @@ pub trait Central: Send + Sync + 'static {
         site: &'a SiteId,
     ) -> BoxFuture<'a, Result<Option<Admission>, CentralError>>;
 
-    /// Verify an API client's Basic credentials; on success the session is known by `key`.
+    /// Verify an API client's Basic credentials, sent from `peer` (counted by the sign-in
+    /// throttle); on success the session is known by `key`.
     fn verify_basic<'a>(
         &'a self,
         site: &'a SiteId,
         user: &'a str,
         password: &'a str,
         key: IdHash,
-    ) -> BoxFuture<'a, Result<Option<Admission>, CentralError>>;
+        peer: IpAddr,
+    ) -> BoxFuture<'a, Result<BasicVerdict, CentralError>>;
 
     /// Report activity and learn revocations.
     fn sync(&self, report: SyncReport) -> BoxFuture<'_, Result<SyncReply, CentralError>>;

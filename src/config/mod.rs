@@ -88,6 +88,30 @@ pub struct Portal {
     pub code_ttl: Duration,
     pub max_concurrent_hashes: usize,
     pub mail: Mail,
+    pub signin_throttle: SigninThrottle,
+}
+
+/// `[portal.signin_throttle]`: after this many failed sign-ins, each further attempt waits
+/// (1 s, doubling with every failure, at most `max_delay`). Counted per user name and client
+/// address, per client address, and per user name from addresses where that user has not
+/// signed in lately (see `portal::throttle` for why not per user name alone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SigninThrottle {
+    pub failures: u32,
+    pub address_failures: u32,
+    pub user_failures: u32,
+    pub max_delay: Duration,
+}
+
+impl Default for SigninThrottle {
+    fn default() -> Self {
+        SigninThrottle {
+            failures: 5,
+            address_failures: 100,
+            user_failures: 50,
+            max_delay: Duration::from_secs(15 * 60),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -68,6 +68,17 @@ pub struct RawPortal {
     /// How many argon2id verifications may run at once (default: number of CPUs).
     pub max_concurrent_hashes: Option<Spanned<usize>>,
     pub mail: Option<RawMail>,
+    /// Back-off after failed sign-ins (see `portal::throttle`).
+    pub signin_throttle: Option<RawSigninThrottle>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSigninThrottle {
+    pub failures: Option<Spanned<u32>>,
+    pub address_failures: Option<Spanned<u32>>,
+    pub user_failures: Option<Spanned<u32>>,
+    pub max_delay: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -378,6 +378,7 @@ fn check_portal(c: &mut Checker, p: &RawPortal) -> Portal {
             from: format!("gatehouse@{host}"),
         },
     };
+    let signin_throttle = check_signin_throttle(c, p.signin_throttle.as_ref());
     Portal {
         host,
         public_port: p.public_port.as_ref().map(|p| *p.get_ref()),
@@ -391,6 +392,52 @@ fn check_portal(c: &mut Checker, p: &RawPortal) -> Portal {
         code_ttl,
         max_concurrent_hashes,
         mail,
+        signin_throttle,
+    }
+}
+
+/// Most failures a throttle counter may allow; more would mean no throttle at all.
+const MAX_FREE_FAILURES: u32 = 1_000_000;
+
+fn check_signin_throttle(c: &mut Checker, t: Option<&RawSigninThrottle>) -> SigninThrottle {
+    let defaults = SigninThrottle::default();
+    let Some(t) = t else { return defaults };
+    let mut count = |v: &Option<Spanned<u32>>, key: &str, default: u32| match v {
+        Some(n) if !(1..=MAX_FREE_FAILURES).contains(n.get_ref()) => {
+            c.error(n, key, format!("must be between 1 and {MAX_FREE_FAILURES}"));
+            default
+        }
+        Some(n) => *n.get_ref(),
+        None => default,
+    };
+    let failures = count(
+        &t.failures,
+        "portal.signin_throttle.failures",
+        defaults.failures,
+    );
+    let address_failures = count(
+        &t.address_failures,
+        "portal.signin_throttle.address_failures",
+        defaults.address_failures,
+    );
+    let user_failures = count(
+        &t.user_failures,
+        "portal.signin_throttle.user_failures",
+        defaults.user_failures,
+    );
+    let key = "portal.signin_throttle.max_delay";
+    let max_delay = c.duration(&t.max_delay, key, defaults.max_delay);
+    if let Some(v) = &t.max_delay
+        && !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&max_delay)
+    {
+        // A longer cap would let anyone who knows a user name keep its owner out for long.
+        c.error(v, key, "must be between 1s and 1h");
+    }
+    SigninThrottle {
+        failures,
+        address_failures,
+        user_failures,
+        max_delay,
     }
 }
 
@@ -566,7 +613,7 @@ fn check_users(c: &mut Checker, raw: &[RawUser], portal: &Portal, sites: &[Site]
         let key = |k: &str| format!("users[{i}].{k}");
         let name = u.name.get_ref().clone();
         if name.is_empty()
-            || name.len() > 256
+            || name.len() > crate::crypto::password::MAX_USERNAME_BYTES
             || name.chars().any(|ch| ch.is_control() || ch == ':')
         {
             c.error(

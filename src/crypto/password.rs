@@ -12,6 +12,10 @@ use zeroize::Zeroizing;
 /// Longest password accepted; longer input is refused before any hashing (cheap DoS guard).
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 
+/// Longest user name looked up (form or Basic); longer input is refused before touching the
+/// store, and its password is checked against nothing but the length cap.
+pub const MAX_USERNAME_BYTES: usize = 256;
+
 /// Hash a password to an argon2id PHC string with a random salt and the crate's defaults
 /// (m=19456 KiB, t=2, p=1: OWASP's recommendation).
 pub fn hash(password: &str) -> String {
@@ -109,6 +113,16 @@ mod tests {
         assert!(verify_blocking(&h, "correct horse"));
         assert!(!verify_blocking(&h, "wrong"));
         assert!(!verify_blocking("not a hash", "correct horse"));
+    }
+
+    /// Over-long passwords are refused before any hashing, even the right one; the longest
+    /// allowed one still works.
+    #[test]
+    fn long_passwords_refused_unhashed() {
+        let long = "x".repeat(MAX_PASSWORD_BYTES + 1);
+        assert!(!verify_blocking(&hash(&long), &long));
+        let longest = "y".repeat(MAX_PASSWORD_BYTES);
+        assert!(verify_blocking(&hash(&longest), &longest));
     }
 
     /// Unknown users never verify, even with the decoy's password.

@@ -2,6 +2,7 @@
 //! credential is verified by the portal (argon2id); later ones hit the table under a keyed
 //! hash of the credential — the table never holds the password. Failures are never cached.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use base64::Engine;
@@ -12,11 +13,10 @@ use zeroize::Zeroizing;
 
 use super::table::Entry;
 use super::{Gate, SiteRuntime};
+use crate::central::BasicVerdict;
 use crate::crypto::IdHash;
-use crate::crypto::password::MAX_PASSWORD_BYTES;
+use crate::crypto::password::{MAX_PASSWORD_BYTES, MAX_USERNAME_BYTES};
 use crate::http::error::HttpError;
-
-const MAX_USER_BYTES: usize = 256;
 
 /// A Basic credential as sent: the raw header value (for the key) and its parts.
 pub struct Credential<'a> {
@@ -42,7 +42,7 @@ pub fn credential(headers: &HeaderMap) -> Option<Result<Credential<'_>, HttpErro
 
 fn parse<'a>(raw: &'a [u8], b64: &str) -> Result<Credential<'a>, HttpError> {
     let refused = HttpError::Unauthorized { basic: true };
-    if b64.len() > 4 * (MAX_USER_BYTES + MAX_PASSWORD_BYTES) / 3 + 8 {
+    if b64.len() > 4 * (MAX_USERNAME_BYTES + MAX_PASSWORD_BYTES) / 3 + 8 {
         return Err(refused);
     }
     let decoded = Zeroizing::new(
@@ -56,7 +56,7 @@ fn parse<'a>(raw: &'a [u8], b64: &str) -> Result<Credential<'a>, HttpError> {
     let Some((user, password)) = text.split_once(':') else {
         return Err(refused);
     };
-    if user.is_empty() || user.len() > MAX_USER_BYTES || password.len() > MAX_PASSWORD_BYTES {
+    if user.is_empty() || user.len() > MAX_USERNAME_BYTES || password.len() > MAX_PASSWORD_BYTES {
         return Err(refused);
     }
     Ok(Credential {
@@ -71,6 +71,7 @@ impl Gate {
         &self,
         site: &SiteRuntime,
         c: Credential<'_>,
+        peer: IpAddr,
     ) -> Result<Arc<Entry>, HttpError> {
         let key = IdHash(
             self.basic_key
@@ -83,15 +84,19 @@ impl Gate {
         }
         match self
             .central
-            .verify_basic(&site.config.id, &c.user, &c.password, key)
+            .verify_basic(&site.config.id, &c.user, &c.password, key, peer)
             .await
         {
-            Ok(Some(admission)) => self
+            Ok(BasicVerdict::Admitted(admission)) => self
                 .admit(site, key, &admission)
                 .ok_or(HttpError::Forbidden),
-            Ok(None) => {
-                tracing::info!(site = %site.config.id, user = %c.user, "basic credentials refused");
+            Ok(BasicVerdict::Refused) => {
+                let user: String = c.user.chars().take(64).collect();
+                tracing::info!(site = %site.config.id, peer = %peer, user = %user, "basic credentials refused");
                 Err(HttpError::Unauthorized { basic: true })
+            }
+            Ok(BasicVerdict::Throttled(retry_after)) => {
+                Err(HttpError::TooManyAttempts { retry_after })
             }
             Err(e) => Err(HttpError::PortalDown(e)),
         }

@@ -12,7 +12,7 @@ pub mod table;
 pub use reserved::stylesheet;
 
 use std::borrow::Cow;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use http::header::{HeaderValue, SET_COOKIE};
@@ -115,7 +115,7 @@ impl Gate {
                 return Box::pin(reserved::handle(self, site, rest, &incoming)).await;
             }
             let target = backend_target(uri, &path, matches!(path, Cow::Borrowed(_)))?;
-            (target, self.decide(site, &incoming.req, &path).await)
+            (target, self.decide(site, &incoming, &path).await)
         };
         match outcome {
             Outcome::Admit(entry) => self.forward(site, incoming, &entry, target).await,
@@ -125,8 +125,8 @@ impl Gate {
     }
 
     /// Identify the client and check its level against the path.
-    async fn decide(&self, site: &SiteRuntime, req: &Request<Incoming>, path: &str) -> Outcome {
-        let entry = match self.identify(site, req).await {
+    async fn decide(&self, site: &SiteRuntime, incoming: &Routed, path: &str) -> Outcome {
+        let entry = match self.identify(site, &incoming.req, incoming.peer.ip()).await {
             Ok(Some(entry)) => entry,
             Ok(None) => return Outcome::Handoff,
             Err(e) => return Outcome::Deny(e),
@@ -135,15 +135,17 @@ impl Gate {
     }
 
     /// The table entry of this client, asking the portal on a miss. `Ok(None)`: unknown.
+    /// `peer` counts towards the sign-in throttle when Basic credentials are checked.
     pub(crate) async fn identify(
         &self,
         site: &SiteRuntime,
         req: &Request<Incoming>,
+        peer: IpAddr,
     ) -> Result<Option<Arc<Entry>>, HttpError> {
         if site.config.allow_basic
             && let Some(credential) = basic::credential(req.headers())
         {
-            return self.identify_basic(site, credential?).await.map(Some);
+            return self.identify_basic(site, credential?, peer).await.map(Some);
         }
         let Some(key) = site_cookie(req)? else {
             return Ok(None);

@@ -127,7 +127,10 @@ async fn whoami(
     site: &SiteRuntime,
     incoming: &Routed,
 ) -> Result<Response<Body>, HttpError> {
-    let Some(entry) = gate.identify(site, &incoming.req).await? else {
+    let Some(entry) = gate
+        .identify(site, &incoming.req, incoming.peer.ip())
+        .await?
+    else {
         return Ok(page::json(
             StatusCode::UNAUTHORIZED,
             &serde_json::json!({ "error": "not signed in" }),

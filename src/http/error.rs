@@ -32,6 +32,8 @@ pub enum HttpError {
     MethodNotAllowed,
     #[error("request body too large")]
     PayloadTooLarge,
+    #[error("too many failed sign-ins; retry after {retry_after:?}")]
+    TooManyAttempts { retry_after: std::time::Duration },
     #[error("the backend cannot be reached")]
     BackendDown(#[source] crate::proxy::UpstreamError),
     #[error("the backend did not answer in time")]
@@ -54,6 +56,7 @@ impl HttpError {
             HttpError::NotFound => StatusCode::NOT_FOUND,
             HttpError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             HttpError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            HttpError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             HttpError::BackendDown(_) => StatusCode::BAD_GATEWAY,
             HttpError::BackendTimeout => StatusCode::GATEWAY_TIMEOUT,
             HttpError::PortalDown(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -90,6 +93,10 @@ impl HttpError {
             HttpError::PayloadTooLarge => (
                 "Too large",
                 "The request body is larger than this site accepts.",
+            ),
+            HttpError::TooManyAttempts { .. } => (
+                "Too many attempts",
+                "Too many failed sign-ins. Wait a moment, then try again.",
             ),
             HttpError::BackendDown(_) => (
                 "Site unavailable",
@@ -149,14 +156,28 @@ impl HttpError {
                 http::HeaderValue::from_static("close"),
             );
         }
-        if let HttpError::Unauthorized { basic: true } = self {
-            res.headers_mut().insert(
-                http::header::WWW_AUTHENTICATE,
-                http::HeaderValue::from_static("Basic realm=\"gatehouse\", charset=\"UTF-8\""),
-            );
+        match self {
+            HttpError::Unauthorized { basic: true } => {
+                res.headers_mut().insert(
+                    http::header::WWW_AUTHENTICATE,
+                    http::HeaderValue::from_static("Basic realm=\"gatehouse\", charset=\"UTF-8\""),
+                );
+            }
+            HttpError::TooManyAttempts { retry_after } => {
+                res.headers_mut()
+                    .insert(http::header::RETRY_AFTER, retry_after_value(retry_after));
+            }
+            _ => {}
         }
         res
     }
+}
+
+/// `Retry-After` in whole seconds (RFC 9110 §10.2.3), rounded up so that a client that
+/// waits exactly this long is not refused again.
+pub fn retry_after_value(wait: std::time::Duration) -> http::HeaderValue {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    http::HeaderValue::from(secs.max(1))
 }
 
 /// "outer: inner: innermost", for one log field.

@@ -5,15 +5,15 @@ use std::net::SocketAddr;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use http::header::{CONTENT_TYPE, SET_COOKIE};
+use http::header::{CONTENT_TYPE, RETRY_AFTER, SET_COOKIE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use zeroize::Zeroizing;
 
-use super::Portal;
 use super::pages::{self, Handoff, Notice};
+use super::{Attempt, Portal};
 use crate::crypto::{IdHash, Identifier, ct_eq};
 use crate::http::body::Body;
 use crate::http::cookies::{self, Found};
@@ -175,6 +175,10 @@ fn login_page(portal: &Portal, req: &Request<Incoming>) -> Result<Response<Body>
             username = user.name.clone();
         }
     }
+    // A well-formed portal cookie that is no live session is kept as this client's
+    // pre-sign-in identifier: it only binds the form's CSRF token and never becomes a
+    // session, since a good sign-in always rotates it (login_submit). Replacing it on every
+    // visit would break a form open in another tab.
     let (cookie_hash, set_cookie) = match cookie {
         Some(c) => (c, None),
         None => {
@@ -227,22 +231,42 @@ async fn login_submit(
     let look = portal.look_for(handoff.as_ref().map(|h| h.site.as_str()));
     let cookie_hash = old_cookie.unwrap_or(IdHash([0; 32]));
 
-    // argon2 runs whether or not the user exists, so timing does not tell which.
-    let record = portal
-        .authenticate(&username, &password)
+    // Throttled or not, known or not: the answer depends only on the name as typed and the
+    // address, and argon2 runs for unknown users too, so timing does not tell who exists.
+    let attempt = portal
+        .attempt(&username, &password, peer.ip())
         .await
         .map_err(|e| HttpError::Internal(Box::new(e)))?;
-    let Some(record) = record else {
-        portal.metrics.signin("failure");
-        tracing::info!(peer = %peer.ip(), user = %username.chars().take(64).collect::<String>(), "sign-in refused");
+    let refused = |status, notice| {
         let html = pages::login(
             &look,
             &portal.csrf_token(&cookie_hash),
             handoff.as_ref(),
-            Some(Notice::Error("Wrong user name or password.")),
+            Some(notice),
             &username,
         );
-        return Ok(portal.page(StatusCode::UNAUTHORIZED, html));
+        portal.page(status, html)
+    };
+    let record = match attempt {
+        Attempt::Accepted(record) => record,
+        Attempt::Refused => {
+            portal.metrics.signin("failure");
+            tracing::info!(peer = %peer.ip(), user = %username.chars().take(64).collect::<String>(), "sign-in refused");
+            return Ok(refused(
+                StatusCode::UNAUTHORIZED,
+                Notice::Error("Wrong user name or password."),
+            ));
+        }
+        Attempt::Throttled(wait) => {
+            portal.metrics.signin("throttled");
+            let mut res = refused(
+                StatusCode::TOO_MANY_REQUESTS,
+                Notice::Error("Too many failed sign-ins. Wait a moment, then try again."),
+            );
+            res.headers_mut()
+                .insert(RETRY_AFTER, crate::http::error::retry_after_value(wait));
+            return Ok(res);
+        }
     };
     portal.metrics.signin("success");
     tracing::info!(peer = %peer.ip(), user = %record.name, "signed in");

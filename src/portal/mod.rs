@@ -7,8 +7,9 @@
 mod handlers;
 mod pages;
 pub mod sessions;
+pub mod throttle;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,10 +19,10 @@ use hyper::body::Incoming;
 
 use zeroize::Zeroizing;
 
-use crate::central::Admission;
+use crate::central::BasicVerdict;
 use crate::config::{Config, Level, SiteId};
 use crate::crypto::derived::SitePassword;
-use crate::crypto::password::{MAX_PASSWORD_BYTES, Verifier, needs_rehash};
+use crate::crypto::password::{MAX_PASSWORD_BYTES, MAX_USERNAME_BYTES, Verifier, needs_rehash};
 use crate::crypto::{IdHash, Key};
 use crate::http::body::Body;
 use crate::http::page::Look;
@@ -29,9 +30,16 @@ use crate::metrics::Metrics;
 use crate::server::urls::Urls;
 use crate::store::{NewUser, Store, StoreError, UserRecord};
 use sessions::{SessionTable, SitePasswords, Timeouts};
+use throttle::Throttle;
 
-/// Longest user name looked up; longer input is refused before touching the store.
-pub const MAX_USERNAME_BYTES: usize = 256;
+/// The outcome of a sign-in attempt (form or Basic).
+pub enum Attempt {
+    Accepted(UserRecord),
+    /// Unknown user, wrong password or disabled user: one answer for all three.
+    Refused,
+    /// Too many failures lately: refused without looking at the password; try again after.
+    Throttled(Duration),
+}
 
 /// What the portal knows of each site: its id, where it is, how its pages look.
 pub struct PortalSite {
@@ -82,6 +90,8 @@ pub struct Portal {
     pub store: Arc<dyn Store>,
     pub sessions: SessionTable,
     pub(crate) verifier: Verifier,
+    /// Back-off after failed sign-ins, checked before any hashing.
+    throttle: Throttle,
     /// Binds CSRF tokens to the portal cookie; kept in the store so restarts keep forms valid.
     csrf_key: Key,
     /// What the config says of the sites; replaced whole on reload.
@@ -110,6 +120,7 @@ impl Portal {
                 code_ttl: p.code_ttl,
             }),
             verifier: Verifier::new(p.max_concurrent_hashes),
+            throttle: Throttle::new(&p.signin_throttle),
             csrf_key,
             view: ArcSwap::from_pointee(View::new(config, &urls)),
             urls,
@@ -173,26 +184,61 @@ impl Portal {
         user: &str,
         password: &str,
         key: IdHash,
-    ) -> Result<Option<Admission>, StoreError> {
-        match self.authenticate(user, password).await? {
-            Some(record) => {
+        peer: IpAddr,
+    ) -> Result<BasicVerdict, StoreError> {
+        Ok(match self.attempt(user, password, peer).await? {
+            Attempt::Accepted(record) => {
                 self.metrics.signin("basic_success");
                 let sp = self
                     .site(&site.0)
                     .and_then(|s| self.site_password(&s, &record, password));
-                Ok(Some(self.sessions.start_basic(key, record, site, sp)))
+                BasicVerdict::Admitted(self.sessions.start_basic(key, record, site, sp))
+            }
+            Attempt::Refused => {
+                self.metrics.signin("basic_failure");
+                BasicVerdict::Refused
+            }
+            Attempt::Throttled(wait) => {
+                self.metrics.signin("basic_throttled");
+                BasicVerdict::Throttled(wait)
+            }
+        })
+    }
+
+    /// One sign-in attempt from `peer`: refused at once while the throttle holds this user
+    /// name or address (no store lookup, no hashing: the same cheap answer whether or not
+    /// the user exists), else checked, and its result counted.
+    pub async fn attempt(
+        &self,
+        name: &str,
+        password: &str,
+        peer: IpAddr,
+    ) -> Result<Attempt, StoreError> {
+        let shown: String = name.chars().take(64).collect();
+        if let Err((wait, limit)) = self.throttle.begin(name, peer) {
+            tracing::debug!(peer = %peer, user = %shown, limit = limit.as_str(), "sign-in attempt refused: throttled");
+            return Ok(Attempt::Throttled(wait));
+        }
+        // From here the attempt counts as a failure unless it succeeds.
+        match self.authenticate(name, password).await? {
+            Some(record) => {
+                self.throttle.succeeded(name, peer);
+                Ok(Attempt::Accepted(record))
             }
             None => {
-                self.metrics.signin("basic_failure");
-                Ok(None)
+                if let Some((wait, limit)) = self.throttle.check(name, peer) {
+                    tracing::info!(peer = %peer, user = %shown, limit = limit.as_str(), wait_ms = wait.as_millis() as u64, "failed sign-ins: further attempts must wait");
+                }
+                Ok(Attempt::Refused)
             }
         }
     }
 
     /// Check a user name and password: argon2id, or a hash imported from htpasswd, which is
     /// then replaced by argon2id. `None`: unknown user, wrong password, or disabled user;
-    /// the hashing work is the same whether or not the user exists.
-    pub async fn authenticate(
+    /// the hashing work is the same whether or not the user exists. Not throttled: sign-ins
+    /// go through [`Portal::attempt`].
+    async fn authenticate(
         &self,
         name: &str,
         password: &str,
@@ -206,6 +252,7 @@ impl Portal {
         } else {
             None
         };
+        self.metrics.password_check();
         let verified = self
             .verifier
             .verify(

@@ -60,6 +60,8 @@ pub struct Client {
     jar: Mutex<HashMap<String, BTreeMap<String, String>>>,
     /// Every response received (status, headers, body), when recording (see `recording`).
     transcript: Option<Mutex<String>>,
+    /// Connect from this loopback address (e.g. 127.0.0.2), to look like another client.
+    source: Option<std::net::IpAddr>,
 }
 
 fn connector(alpn: &[&[u8]]) -> TlsConnector {
@@ -99,7 +101,15 @@ impl Client {
             http2: false,
             jar: Mutex::new(HashMap::new()),
             transcript: None,
+            source: None,
         }
+    }
+
+    /// Connect from another loopback address (127.0.0.0/8 is all loopback on Linux), so the
+    /// gateway sees another client address.
+    pub fn with_source_address(mut self, ip: &str) -> Self {
+        self.source = Some(ip.parse().unwrap());
+        self
     }
 
     /// Keep a transcript of every response this client receives (for "nothing secret ever
@@ -123,7 +133,17 @@ impl Client {
     }
 
     async fn connect_with(&self, host: &str, tls: &TlsConnector) -> TlsStream<TcpStream> {
-        let tcp = TcpStream::connect(("127.0.0.1", self.port)).await.unwrap();
+        let tcp = match self.source {
+            None => TcpStream::connect(("127.0.0.1", self.port)).await.unwrap(),
+            Some(ip) => {
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket.bind(SocketAddr::new(ip, 0)).unwrap();
+                socket
+                    .connect(SocketAddr::from(([127, 0, 0, 1], self.port)))
+                    .await
+                    .unwrap()
+            }
+        };
         let name = ServerName::try_from(host.to_string()).unwrap();
         tls.connect(name, tcp).await.unwrap()
     }
@@ -159,6 +179,19 @@ impl Client {
 
     fn store_cookies(&self, host: &str, headers: &HeaderMap) {
         let mut jar = self.jar.lock().unwrap();
+        let sets_ours = headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .any(|v| v.as_bytes().starts_with(b"__Host-gatehouse"));
+        if sets_ours {
+            // A response that sets or clears a session cookie must never be stored by a
+            // cache, where another browser could get it.
+            assert_eq!(
+                headers.get("cache-control").and_then(|v| v.to_str().ok()),
+                Some("no-store"),
+                "Set-Cookie without Cache-Control: no-store: {headers:?}"
+            );
+        }
         for value in headers.get_all(SET_COOKIE) {
             let value = value.to_str().unwrap();
             let mut parts = value.split(';').map(str::trim);

@@ -286,6 +286,14 @@ pub async fn sign_in(
     browser.follow(&posted.location().unwrap()).await
 }
 
+/// The portal's sign-in form (its HTML), reached from `host` as a browser would.
+pub async fn login_form(browser: &Client, gw: &Gateway, host: &str) -> String {
+    let first = browser.get(&gw.url(host, "/")).await;
+    let form = browser.get(&first.location().unwrap()).await;
+    assert_eq!(form.status, 200, "{form:?}");
+    form.body
+}
+
 /// Post the sign-in form found in `html`.
 pub async fn submit_login(
     browser: &Client,
