@@ -5,6 +5,7 @@
 //! page. Gates reach it only through `central::Central`.
 
 mod handlers;
+pub mod mail;
 mod pages;
 pub mod sessions;
 
