@@ -7,6 +7,8 @@
 mod handlers;
 pub mod mail;
 mod pages;
+mod password;
+mod register;
 pub mod sessions;
 
 use std::net::SocketAddr;
@@ -31,6 +33,13 @@ use crate::server::urls::Urls;
 use crate::store::{NewUser, Store, StoreError, UserRecord};
 use sessions::{SessionTable, SitePasswords, Timeouts};
 
+/// Seconds since the Unix epoch (the store's clock for expiries).
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// Longest user name looked up; longer input is refused before touching the store.
 pub const MAX_USERNAME_BYTES: usize = 256;
 
@@ -41,6 +50,8 @@ pub struct PortalSite {
     pub look: Look,
     /// On a derived site (SPEC §5): the site data hashed with the master password.
     pub derive_id: Option<String>,
+    /// New users may register themselves from this site's sign-in page (SPEC §6).
+    pub registration: bool,
 }
 
 /// The portal's view of the configured sites.
@@ -65,6 +76,7 @@ impl View {
                         stylesheet: b.stylesheet.clone(),
                     }),
                     derive_id: s.derive_id().map(str::to_string),
+                    registration: s.registration,
                 })
             })
             .collect();
@@ -92,6 +104,11 @@ pub struct Portal {
     /// How often the store is polled for users changed by other processes (CLI).
     watch_interval: Duration,
     sync_interval: Duration,
+    /// Where temporary passwords and notices go.
+    mailer: mail::Mailer,
+    temporary_password_ttl: Duration,
+    /// Browsers that signed in with a temporary password and must now choose their own.
+    pending: password::PendingChanges,
 }
 
 impl Portal {
@@ -117,6 +134,9 @@ impl Portal {
             metrics,
             watch_interval: Duration::from_secs(2).min(p.sync_interval),
             sync_interval: p.sync_interval,
+            mailer: mail::Mailer::new(&p.mail),
+            temporary_password_ttl: p.temporary_password_ttl,
+            pending: password::PendingChanges::default(),
         })
     }
 
@@ -176,14 +196,15 @@ impl Portal {
         key: IdHash,
     ) -> Result<Option<Admission>, StoreError> {
         match self.authenticate(user, password).await? {
-            Some(record) => {
+            // A temporary password only opens the change form, never a site (SPEC §6).
+            Some(record) if record.temporary_until.is_none() => {
                 self.metrics.signin("basic_success");
                 let sp = self
                     .site(&site.0)
                     .and_then(|s| self.site_password(&s, &record, password));
                 Ok(Some(self.sessions.start_basic(key, record, site, sp)))
             }
-            None => {
+            _ => {
                 self.metrics.signin("basic_failure");
                 Ok(None)
             }
@@ -191,8 +212,9 @@ impl Portal {
     }
 
     /// Check a user name and password: argon2id, or a hash imported from htpasswd, which is
-    /// then replaced by argon2id. `None`: unknown user, wrong password, or disabled user;
-    /// the hashing work is the same whether or not the user exists.
+    /// then replaced by argon2id. `None`: unknown user, wrong password, disabled user, or a
+    /// temporary password past its expiry; the hashing work is the same whether or not the
+    /// user exists. A record with `temporary_until` set may only choose a password.
     pub async fn authenticate(
         &self,
         name: &str,
@@ -215,6 +237,7 @@ impl Portal {
             )
             .await;
         match record {
+            Some(r) if r.temporary_until.is_some_and(|t| t <= unix_now()) => Ok(None),
             Some(r) if verified && acceptable && !r.disabled => {
                 Ok(Some(self.upgrade_legacy_hash(r, password).await))
             }
@@ -260,6 +283,29 @@ impl Portal {
             }
         }
         record
+    }
+
+    /// Note in the store that the account of a hand-off reached `site` (first access, SPEC
+    /// §6). Runs in the background, off the reactor; a failure is logged, the hand-off is
+    /// not held up by it.
+    pub fn note_site_access(self: &Arc<Self>, account: &str, site: &SiteId) {
+        let portal = self.clone();
+        let (account, site) = (account.to_string(), site.0.clone());
+        tokio::spawn(async move {
+            let (a, s) = (account.clone(), site.clone());
+            match portal
+                .store_call(move |st| st.record_site_access(&a, &s, unix_now()))
+                .await
+            {
+                Ok(true) => {
+                    tracing::info!(account = %account, site = %site, "first access to a site")
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(account = %account, site = %site, error = %crate::http::error::error_chain(&e), "cannot record a site access")
+                }
+            }
+        });
     }
 
     /// The site password of one derived site, for a user who may use it (level above 0).
