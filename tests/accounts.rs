@@ -708,3 +708,133 @@ async fn registration_only_where_enabled() {
     let bare = browser.get(&gw.url("auth.localhost", "/register")).await;
     assert_eq!(bare.status, 404);
 }
+
+/// What a tiny SMTP sink received: (envelope recipients, message data).
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(Vec<String>, String)>>>;
+
+/// An SMTP sink on 127.0.0.1:0: greets 220, answers 250 to commands and 354 to DATA, and
+/// keeps each message up to `\r\n.\r\n`.
+async fn smtp_sink() -> (u16, Received) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let received = Received::default();
+    let store = received.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = BufReader::new(read).lines();
+                write.write_all(b"220 sink\r\n").await.unwrap();
+                let mut rcpt = Vec::new();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let upper = line.to_ascii_uppercase();
+                    if upper.starts_with("DATA") {
+                        write.write_all(b"354 go on\r\n").await.unwrap();
+                        let mut data = String::new();
+                        while let Ok(Some(l)) = lines.next_line().await {
+                            if l == "." {
+                                break;
+                            }
+                            data.push_str(&l);
+                            data.push('\n');
+                        }
+                        store
+                            .lock()
+                            .unwrap()
+                            .push((std::mem::take(&mut rcpt), data));
+                        write.write_all(b"250 queued\r\n").await.unwrap();
+                    } else if upper.starts_with("QUIT") {
+                        let _ = write.write_all(b"221 bye\r\n").await;
+                        break;
+                    } else {
+                        if upper.starts_with("RCPT TO:") {
+                            rcpt.push(line[8..].trim().to_string());
+                        }
+                        write.write_all(b"250 ok\r\n").await.unwrap();
+                    }
+                }
+            });
+        }
+    });
+    (port, received)
+}
+
+/// With `[portal.mail] smtp`, the temporary password goes to the relay (nothing to the
+/// outbox), and it works like one from the outbox.
+#[tokio::test]
+async fn registration_over_smtp() {
+    let (port, received) = smtp_sink().await;
+    let (_backend, gw) = gateway(&format!(
+        "[portal.mail]\nsmtp = \"smtp://127.0.0.1:{port}\"\nfrom = \"noreply@auth.localhost\""
+    ))
+    .await;
+    let browser = gw.client();
+    let form = registration_form(&browser, &gw, "app.localhost", "/").await;
+    let done = post_registration(&browser, &gw, &form.body, "mailed@example.org").await;
+    assert_eq!(done.status, 200, "{done:?}");
+    assert!(outbox(&gw).is_empty());
+    let (rcpt, data) = received.lock().unwrap().pop().expect("one message relayed");
+    assert_eq!(rcpt, vec!["<mailed@example.org>".to_string()]);
+    assert_eq!(header(&data, "From"), "noreply@auth.localhost");
+    let temporary = temporary_password(&data);
+    let change = temporary_sign_in(
+        &browser,
+        &gw,
+        "app.localhost",
+        "/",
+        "mailed@example.org",
+        &temporary,
+    )
+    .await;
+    assert_eq!(change.status, 200);
+    assert!(change.body.contains("name=\"temporary_password\""));
+}
+
+/// A relay that cannot be reached: 503, and the address may register again later (the
+/// half-made account is taken back).
+#[tokio::test]
+async fn registration_when_mail_fails() {
+    let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = unused.local_addr().unwrap().port();
+    drop(unused);
+    let (_backend, gw) = gateway(&format!(
+        "[portal.mail]\nsmtp = \"smtp://127.0.0.1:{port}\""
+    ))
+    .await;
+    let browser = gw.client();
+    let form = registration_form(&browser, &gw, "app.localhost", "/").await;
+    let res = post_registration(&browser, &gw, &form.body, "lost@example.org").await;
+    assert_eq!(res.status, 503, "{res:?}");
+    assert_eq!(
+        count(
+            &gw,
+            "SELECT COUNT(*) FROM users WHERE name = ?1",
+            "lost@example.org"
+        ),
+        0
+    );
+}
+
+/// Mail settings that could leak or break mail are start-up errors naming the key: plain
+/// SMTP beyond this machine, a sender that is not one address, a TTL out of range.
+#[test]
+fn bad_mail_settings_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "[portal]\nhost = \"auth.localhost\"\nstore = \"g.db\"\ntemporary_password_ttl = \"5s\"\n\n\
+                [portal.mail]\nsmtp = \"smtp://mail.example.org:25\"\nfrom = \"a@b.org\\r\\nBcc: c@d.org\"\n\n\
+                [[sites]]\nid = \"app\"\nhost = \"app.localhost\"\nbackend = \"builtin:echo\"\nregistration = true\n";
+    let path = write_config(dir.path(), body);
+    let err = gatehouse::config::Config::load(&path)
+        .unwrap_err()
+        .to_string();
+    for key in [
+        "portal.temporary_password_ttl",
+        "portal.mail.smtp",
+        "portal.mail.from",
+    ] {
+        assert!(err.contains(key), "missing {key} in:\n{err}");
+    }
+    assert!(err.contains("loopback"), "{err}");
+}

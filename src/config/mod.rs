@@ -96,7 +96,8 @@ pub struct Portal {
 pub struct Mail {
     /// Where messages go as `.eml` files when there is no SMTP server.
     pub outbox: PathBuf,
-    pub smtp: Option<String>,
+    /// Set: messages go to this relay instead of the outbox.
+    pub smtp: Option<crate::portal::mail::SmtpRelay>,
     /// The sender address; checked to be one address without CR/LF.
     pub from: String,
 }

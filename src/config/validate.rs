@@ -374,23 +374,15 @@ fn check_portal(c: &mut Checker, p: &RawPortal) -> Portal {
             "must be between 1m and 30days",
         );
     }
-    if let Some(m) = &p.mail {
-        if let Some(smtp) = &m.smtp {
-            c.error(
-                smtp,
-                "portal.mail.smtp",
-                "SMTP delivery is not supported by this build yet; leave it out to use the outbox directory",
-            );
-        }
-        if let Some(from) = &m.from
-            && !crate::portal::mail::is_address(from.get_ref())
-        {
-            c.error(
-                from,
-                "portal.mail.from",
-                "must be one e-mail address (local@domain, no spaces or line breaks)",
-            );
-        }
+    if let Some(m) = &p.mail
+        && let Some(from) = &m.from
+        && !crate::portal::mail::is_address(from.get_ref())
+    {
+        c.error(
+            from,
+            "portal.mail.from",
+            "must be one e-mail address (local@domain, no spaces or line breaks)",
+        );
     }
     let mail = match &p.mail {
         Some(m) => Mail {
@@ -399,7 +391,15 @@ fn check_portal(c: &mut Checker, p: &RawPortal) -> Portal {
                     .as_ref()
                     .map_or("data/outbox", |o| o.get_ref().as_str()),
             ),
-            smtp: m.smtp.as_ref().map(|s| s.get_ref().clone()),
+            smtp: m.smtp.as_ref().and_then(|s| {
+                match crate::portal::mail::parse_smtp_url(s.get_ref()) {
+                    Ok(relay) => Some(relay),
+                    Err(why) => {
+                        c.error(s, "portal.mail.smtp", why);
+                        None
+                    }
+                }
+            }),
             from: m
                 .from
                 .as_ref()

@@ -38,9 +38,14 @@ pub enum MailError {
         #[source]
         source: std::io::Error,
     },
+    #[error("the SMTP relay refused or failed")]
+    Smtp(#[source] lettre::transport::smtp::Error),
     #[error("refusing a header value holding a line break or a bad address")]
     BadHeader,
 }
+
+/// Longest wait for the SMTP relay, per connection step.
+const SMTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Is `s` one plain e-mail address, `local@domain`? Deliberately narrower than RFC 5322
 /// (no quoted local parts, comments or display names): it becomes a user name and a mail
@@ -74,25 +79,102 @@ pub fn is_address(s: &str) -> bool {
     local_ok && domain_ok && labels_ok
 }
 
-/// How messages leave the portal.
-#[derive(Debug, Clone)]
+/// A relay on this machine, from `[portal.mail] smtp = "smtp://host[:port]"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpRelay {
+    pub host: String,
+    pub port: u16,
+}
+
+/// Parse `smtp://host[:port]` (port 25 by default). Plain SMTP carries temporary passwords
+/// in clear text, and this build has no TLS for SMTP, so only a loopback relay is accepted
+/// (a local MTA, which may then use TLS onwards).
+pub fn parse_smtp_url(url: &str) -> Result<SmtpRelay, &'static str> {
+    let Some(rest) = url.strip_prefix("smtp://") else {
+        return Err(
+            "must be smtp://host[:port] (smtps and STARTTLS are not supported by this build)",
+        );
+    };
+    if rest.is_empty() || rest.contains(['/', '@', '?', '#']) {
+        return Err("must be smtp://host[:port], without user, path or query");
+    }
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(':') && !p.contains(']') => {
+            let port = p.parse::<u16>().ok().filter(|p| *p != 0);
+            (h, port.ok_or("has a bad port")?)
+        }
+        _ => (rest, 25),
+    };
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    let loopback = host == "localhost"
+        || host.ends_with(".localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        return Err(
+            "must be a relay on this machine (loopback): this build sends plain SMTP, which would carry temporary passwords in clear text",
+        );
+    }
+    // Names under .localhost are loopback whatever the resolver says (RFC 6761).
+    let host = if host.parse::<std::net::IpAddr>().is_ok() {
+        host
+    } else {
+        "127.0.0.1".to_string()
+    };
+    Ok(SmtpRelay { host, port })
+}
+
+/// How messages leave the portal: SMTP to a relay when configured, else the outbox.
 pub struct Mailer {
     outbox: PathBuf,
     from: String,
+    smtp: Option<lettre::SmtpTransport>,
 }
 
 impl Mailer {
-    pub fn new(config: &crate::config::Mail) -> Self {
+    pub fn new(config: &crate::config::Mail, portal_host: &str) -> Self {
+        let smtp = config.smtp.as_ref().map(|relay| {
+            lettre::SmtpTransport::builder_dangerous(relay.host.as_str())
+                .port(relay.port)
+                .hello_name(lettre::transport::smtp::extension::ClientId::Domain(
+                    portal_host.to_string(),
+                ))
+                .timeout(Some(SMTP_TIMEOUT))
+                .build()
+        });
         Mailer {
             outbox: config.outbox.clone(),
             from: config.from.clone(),
+            smtp,
         }
     }
 
-    /// Deliver one message. Blocking (file I/O): call it off the reactor.
+    /// Deliver one message. Blocking (file or network I/O): call it off the reactor.
     pub fn send(&self, message: &Message) -> Result<(), MailError> {
         let text = self.render(message, now_secs())?;
-        write_outbox(&self.outbox, text.as_bytes())
+        match &self.smtp {
+            Some(transport) => {
+                use lettre::Transport;
+                let parse = |a: &str| {
+                    a.parse::<lettre::Address>()
+                        .map_err(|_| MailError::BadHeader)
+                };
+                let envelope = lettre::address::Envelope::new(
+                    Some(parse(&self.from)?),
+                    vec![parse(&message.to)?],
+                )
+                .map_err(|_| MailError::BadHeader)?;
+                transport
+                    .send_raw(&envelope, text.as_bytes())
+                    .map(|_| ())
+                    .map_err(MailError::Smtp)
+            }
+            None => write_outbox(&self.outbox, text.as_bytes()),
+        }
     }
 
     fn render(&self, m: &Message, now: i64) -> Result<String, MailError> {
@@ -101,19 +183,9 @@ impl Mailer {
         }
         let id = hex(&crate::crypto::random_bytes::<12>());
         let domain = self.from.rsplit('@').next().unwrap_or("localhost");
-        // Bodies are ours (fixed text plus an address and a password of safe characters);
-        // normalise line ends to CRLF and keep lines from looking like the end of DATA.
-        let body: String = m
-            .body
-            .lines()
-            .map(|l| {
-                if l.starts_with('.') {
-                    format!(".{l}\r\n")
-                } else {
-                    format!("{l}\r\n")
-                }
-            })
-            .collect();
+        // Bodies are ours (fixed text plus an address and a password of safe characters):
+        // line ends become CRLF. (Dot-stuffing is the SMTP client's job, not the file's.)
+        let body: String = m.body.lines().map(|l| format!("{l}\r\n")).collect();
         Ok(format!(
             "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: {date}\r\nMessage-ID: <{id}@{domain}>\r\n\
 MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{body}",
@@ -244,6 +316,40 @@ mod tests {
         assert!(!is_address(&format!("{}@example.org", "a".repeat(250))));
     }
 
+    /// Only plain SMTP to a loopback relay is accepted.
+    #[test]
+    fn smtp_urls() {
+        let relay = |host: &str, port| {
+            Ok(SmtpRelay {
+                host: host.into(),
+                port,
+            })
+        };
+        assert_eq!(
+            parse_smtp_url("smtp://127.0.0.1:2525"),
+            relay("127.0.0.1", 2525)
+        );
+        assert_eq!(parse_smtp_url("smtp://localhost"), relay("127.0.0.1", 25));
+        assert_eq!(
+            parse_smtp_url("smtp://mail.localhost:26"),
+            relay("127.0.0.1", 26)
+        );
+        assert_eq!(parse_smtp_url("smtp://[::1]:25"), relay("::1", 25));
+        for bad in [
+            "smtps://127.0.0.1",
+            "smtp://mail.example.org",
+            "smtp://10.0.0.1:25",
+            "smtp://user@127.0.0.1",
+            "smtp://127.0.0.1:0",
+            "smtp://127.0.0.1:99999",
+            "smtp://127.0.0.1/x",
+            "smtp://",
+            "127.0.0.1:25",
+        ] {
+            assert!(parse_smtp_url(bad).is_err(), "{bad}");
+        }
+    }
+
     /// Dates are RFC 5322 and right across leap years.
     #[test]
     fn dates() {
@@ -262,6 +368,7 @@ mod tests {
         let mailer = Mailer {
             outbox: dir.path().join("out"),
             from: "gatehouse@auth.localhost".into(),
+            smtp: None,
         };
         let m = Message {
             to: "new@example.org".into(),
@@ -277,7 +384,7 @@ mod tests {
         assert!(files[0].extension().is_some_and(|e| e == "eml"));
         let text = std::fs::read_to_string(&files[0]).unwrap();
         assert!(text.starts_with("From: gatehouse@auth.localhost\r\nTo: new@example.org\r\n"));
-        assert!(text.ends_with("\r\n\r\nline\r\n..dot\r\n"));
+        assert!(text.ends_with("\r\n\r\nline\r\n.dot\r\n"));
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&files[0]).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0);

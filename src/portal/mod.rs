@@ -105,7 +105,7 @@ pub struct Portal {
     watch_interval: Duration,
     sync_interval: Duration,
     /// Where temporary passwords and notices go.
-    mailer: mail::Mailer,
+    mailer: Arc<mail::Mailer>,
     temporary_password_ttl: Duration,
     /// Browsers that signed in with a temporary password and must now choose their own.
     pending: password::PendingChanges,
@@ -134,7 +134,7 @@ impl Portal {
             metrics,
             watch_interval: Duration::from_secs(2).min(p.sync_interval),
             sync_interval: p.sync_interval,
-            mailer: mail::Mailer::new(&p.mail),
+            mailer: Arc::new(mail::Mailer::new(&p.mail, &p.host)),
             temporary_password_ttl: p.temporary_password_ttl,
             pending: password::PendingChanges::default(),
         })
