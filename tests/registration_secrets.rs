@@ -6,24 +6,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use common::*;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn assert_absent(place: &str, haystack: &[u8], secrets: &[&str]) {
     for s in secrets {
@@ -42,13 +25,7 @@ fn link(html: &str, path: &str) -> String {
 /// Register, sign in with the temporary password, choose an own one: no trace of either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn temporary_and_new_passwords_leave_no_trace() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .init();
+    let logs = capture_logs();
 
     let gw = Gateway::builder()
         .site_with("app", "builtin:echo", "registration = true")
