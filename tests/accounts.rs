@@ -276,19 +276,24 @@ async fn registration_then_change_form_then_original_url() {
         "the password is now the user's own"
     );
 
-    // The own password signs in elsewhere; the temporary one is gone.
+    // The own password signs in elsewhere, the address typed in any case.
     let other = gw.client();
     let res = sign_in(
         &other,
         &gw,
         "wiki.localhost",
         "/",
-        "new.user@example.org",
+        "New.User@EXAMPLE.org",
         "my own password",
     )
     .await;
     assert_eq!(res.status, 200);
-    // Nothing secret in the answer pages or the store: the outbox alone holds the password.
+    assert_eq!(
+        backend.last().headers["x-auth-user"],
+        "new.user@example.org"
+    );
+    // The answer pages never show the temporary password (tests/registration_secrets.rs
+    // checks logs, store and every response).
     assert!(!change.body.contains(&temporary));
 }
 

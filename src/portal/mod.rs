@@ -225,7 +225,15 @@ impl Portal {
             && password.len() <= MAX_PASSWORD_BYTES;
         let record = if acceptable {
             let name = name.to_string();
-            self.store_call(move |s| s.user(&name)).await?
+            self.store_call(move |s| match s.user(&name)? {
+                // Self-registered names are lowercased addresses (SPEC §6): let
+                // "Ann@Example.org" find "ann@example.org" when no user has the exact name.
+                None if name.contains('@') && name.bytes().any(|b| b.is_ascii_uppercase()) => {
+                    s.user(&name.to_ascii_lowercase())
+                }
+                found => Ok(found),
+            })
+            .await?
         } else {
             None
         };
