@@ -387,6 +387,23 @@ async fn registration_of_a_known_address() {
     )
     .await;
     assert_eq!(res.status, 200);
+    // Administrators see who has not chosen a password yet.
+    let out = cli(
+        &["user", "list", "-c", gw.config_path.to_str().unwrap()],
+        "",
+        &[],
+    );
+    let list = String::from_utf8_lossy(&out.stdout);
+    let carol = list
+        .lines()
+        .find(|l| l.starts_with("carol@example.org"))
+        .unwrap();
+    assert!(carol.contains("temporary"), "{list}");
+    let bob = list
+        .lines()
+        .find(|l| l.starts_with("bob@example.org"))
+        .unwrap();
+    assert!(bob.contains("active"), "{list}");
 }
 
 /// A temporary password past its expiry signs nobody in.
