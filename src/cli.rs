@@ -352,7 +352,12 @@ fn user(path: &std::path::Path, cmd: UserCommand) -> Result<(), Failure> {
                     .iter()
                     .map(|(s, l)| format!("{s}={l}"))
                     .collect();
-                let state = if u.disabled { "disabled" } else { "active" };
+                let state = match (u.disabled, u.temporary_until) {
+                    (true, _) => "disabled",
+                    // Self-registered, their temporary password not yet replaced.
+                    (false, Some(_)) => "temporary",
+                    (false, None) => "active",
+                };
                 println!(
                     "{:<24} {:<24} {:>5}  {:<10} {}",
                     u.name,

@@ -8,28 +8,10 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use common::*;
 use http::Method;
 
 const MASTER: &str = "m4ster passw0rd of alice";
-
-/// Where the captured log lines go.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn derived(derive_id: &str) -> String {
     format!("[sites.backend_auth]\nmode = \"derived\"\nderive_id = {derive_id:?}\n")
@@ -60,13 +42,7 @@ fn assert_absent(place: &str, haystack: &[u8], secrets: &[String]) {
 /// A full flow leaves no trace of the master password or any SP outside memory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn master_and_site_passwords_leave_no_trace() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .init();
+    let logs = capture_logs();
 
     let sp_app = expected_sp(MASTER, "app.example");
     let sp_wiki = expected_sp(MASTER, "wiki.example");

@@ -36,6 +36,9 @@ fuzz_target!(|data: &[u8]| {
         HeaderValue::from_static("3"),
         HeaderValue::from_static("acct-1"),
     );
+    // The gateway's own backend credential (SPEC §5): whatever the client sent under any
+    // alias, exactly this one must reach the backend.
+    let authorization = HeaderValue::from_static("Basic Z2F0ZWhvdXNlOnNw");
     let peer = HeaderValue::from_static("192.0.2.1");
     let host = HeaderValue::from_static("app.localhost:8443");
     scrub_request(&mut headers, &Scrubber::new(&names));
@@ -46,6 +49,7 @@ fuzz_target!(|data: &[u8]| {
             user: &user,
             level: &level,
             account: &account,
+            authorization: Some(&authorization),
         },
         &peer,
         &host,
@@ -58,6 +62,7 @@ fuzz_target!(|data: &[u8]| {
         ("x-forwarded-for", &peer),
         ("x-forwarded-host", &host),
         ("host", &host),
+        ("authorization", &authorization),
     ];
     for (name, value) in &expect {
         let all: Vec<&HeaderValue> = headers.get_all(*name).iter().collect();

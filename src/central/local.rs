@@ -25,7 +25,13 @@ impl Central for LocalCentral {
         cookie: IdHash,
         site: &'a SiteId,
     ) -> BoxFuture<'a, Result<Option<Admission>, CentralError>> {
-        Box::pin(async move { Ok(self.portal.sessions.redeem(code, cookie, site)) })
+        Box::pin(async move {
+            let admission = self.portal.sessions.redeem(code, cookie, site);
+            if let Some(a) = &admission {
+                self.portal.note_site_access(&a.account, site);
+            }
+            Ok(admission)
+        })
     }
 
     fn check<'a>(

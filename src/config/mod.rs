@@ -87,6 +87,8 @@ pub struct Portal {
     pub sync_interval: Duration,
     pub code_ttl: Duration,
     pub max_concurrent_hashes: usize,
+    /// How long a temporary password (self-registration) works.
+    pub temporary_password_ttl: Duration,
     pub mail: Mail,
     pub signin_throttle: SigninThrottle,
 }
@@ -116,8 +118,11 @@ impl Default for SigninThrottle {
 
 #[derive(Debug, Clone)]
 pub struct Mail {
+    /// Where messages go as `.eml` files when there is no SMTP server.
     pub outbox: PathBuf,
-    pub smtp: Option<String>,
+    /// Set: messages go to this relay instead of the outbox.
+    pub smtp: Option<crate::portal::mail::SmtpRelay>,
+    /// The sender address; checked to be one address without CR/LF.
     pub from: String,
 }
 

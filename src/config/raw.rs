@@ -67,6 +67,8 @@ pub struct RawPortal {
     pub code_ttl: Option<Str>,
     /// How many argon2id verifications may run at once (default: number of CPUs).
     pub max_concurrent_hashes: Option<Spanned<usize>>,
+    /// How long a self-registered user's temporary password works (default 24h).
+    pub temporary_password_ttl: Option<Str>,
     pub mail: Option<RawMail>,
     /// Back-off after failed sign-ins (see `portal::throttle`).
     pub signin_throttle: Option<RawSigninThrottle>,

@@ -359,6 +359,31 @@ fn check_portal(c: &mut Checker, p: &RawPortal) -> Portal {
             "PostgreSQL stores are not supported by this build yet; give an SQLite file path",
         );
     }
+    let temporary_password_ttl = c.duration(
+        &p.temporary_password_ttl,
+        "portal.temporary_password_ttl",
+        Duration::from_secs(24 * 3600),
+    );
+    if (temporary_password_ttl < Duration::from_secs(60)
+        || temporary_password_ttl > Duration::from_secs(30 * 24 * 3600))
+        && let Some(v) = &p.temporary_password_ttl
+    {
+        c.error(
+            v,
+            "portal.temporary_password_ttl",
+            "must be between 1m and 30days",
+        );
+    }
+    if let Some(m) = &p.mail
+        && let Some(from) = &m.from
+        && !crate::portal::mail::is_address(from.get_ref())
+    {
+        c.error(
+            from,
+            "portal.mail.from",
+            "must be one e-mail address (local@domain, no spaces or line breaks)",
+        );
+    }
     let mail = match &p.mail {
         Some(m) => Mail {
             outbox: c.base.join(
@@ -366,7 +391,15 @@ fn check_portal(c: &mut Checker, p: &RawPortal) -> Portal {
                     .as_ref()
                     .map_or("data/outbox", |o| o.get_ref().as_str()),
             ),
-            smtp: m.smtp.as_ref().map(|s| s.get_ref().clone()),
+            smtp: m.smtp.as_ref().and_then(|s| {
+                match crate::portal::mail::parse_smtp_url(s.get_ref()) {
+                    Ok(relay) => Some(relay),
+                    Err(why) => {
+                        c.error(s, "portal.mail.smtp", why);
+                        None
+                    }
+                }
+            }),
             from: m
                 .from
                 .as_ref()
@@ -391,6 +424,7 @@ fn check_portal(c: &mut Checker, p: &RawPortal) -> Portal {
         sync_interval,
         code_ttl,
         max_concurrent_hashes,
+        temporary_password_ttl,
         mail,
         signin_throttle,
     }

@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use zeroize::Zeroizing;
 
 use super::pages::{self, Handoff, Notice};
-use super::{Attempt, Portal};
+use super::{Attempt, Portal, password, register};
 use crate::crypto::{IdHash, Identifier, ct_eq};
 use crate::http::body::Body;
 use crate::http::cookies::{self, Found};
@@ -35,15 +35,21 @@ pub(super) async fn route(
         (Method::POST, "/login") => login_submit(portal, req, peer).await,
         (Method::GET | Method::HEAD, "/logout") => logout_page(portal, &req),
         (Method::POST, "/logout") => logout_submit(portal, req).await,
+        (Method::GET | Method::HEAD, "/register") => register::form(portal, &req),
+        (Method::POST, "/register") => register::submit(portal, req, peer).await,
+        (Method::GET | Method::HEAD, "/password") => password::form(portal, &req),
+        (Method::POST, "/password") => password::submit(portal, req, peer).await,
         (Method::GET | Method::HEAD, page::STYLESHEET_PATH) => Ok(crate::gate::stylesheet()),
-        (_, "/" | "/login" | "/logout") => Err(HttpError::MethodNotAllowed),
+        (_, "/" | "/login" | "/logout" | "/register" | "/password") => {
+            Err(HttpError::MethodNotAllowed)
+        }
         _ => Err(HttpError::NotFound),
     };
     result.unwrap_or_else(HttpError::into_response)
 }
 
 /// The browser's portal cookie hash, if it sent a well-formed one.
-fn portal_cookie<B>(req: &Request<B>) -> Result<Option<IdHash>, HttpError> {
+pub(super) fn portal_cookie<B>(req: &Request<B>) -> Result<Option<IdHash>, HttpError> {
     match cookies::find(req.headers(), cookies::PORTAL) {
         Found::One(v) if crate::crypto::ids::looks_like_identifier(v) => {
             Ok(Some(IdHash::of(v.as_bytes())))
@@ -53,7 +59,22 @@ fn portal_cookie<B>(req: &Request<B>) -> Result<Option<IdHash>, HttpError> {
     }
 }
 
-fn query<B>(req: &Request<B>) -> HashMap<String, String> {
+/// The browser's portal cookie, or a fresh one (an identifier for this not-yet-known
+/// client, which the form's CSRF token is bound to) with the header that sets it.
+pub(super) fn cookie_or_fresh(cookie: Option<IdHash>) -> (IdHash, Option<http::HeaderValue>) {
+    match cookie {
+        Some(c) => (c, None),
+        None => {
+            let fresh = Identifier::new();
+            (
+                fresh.hash(),
+                Some(cookies::set(cookies::PORTAL, fresh.as_str())),
+            )
+        }
+    }
+}
+
+pub(super) fn query<B>(req: &Request<B>) -> HashMap<String, String> {
     first_values(req.uri().query().unwrap_or("").as_bytes())
 }
 
@@ -67,7 +88,7 @@ fn first_values(bytes: &[u8]) -> HashMap<String, String> {
     map
 }
 
-async fn read_form(
+pub(super) async fn read_form(
     req: Request<Incoming>,
 ) -> Result<(http::request::Parts, HashMap<String, String>), HttpError> {
     let is_form = req
@@ -98,24 +119,35 @@ async fn read_form(
 }
 
 impl Portal {
-    fn csrf_token(&self, portal_cookie: &IdHash) -> String {
+    pub(super) fn csrf_token(&self, portal_cookie: &IdHash) -> String {
         URL_SAFE_NO_PAD.encode(self.csrf_key.mac(&[b"csrf", &portal_cookie.0]))
     }
 
-    fn csrf_ok(&self, portal_cookie: Option<&IdHash>, form: &HashMap<String, String>) -> bool {
+    pub(super) fn csrf_ok(
+        &self,
+        portal_cookie: Option<&IdHash>,
+        form: &HashMap<String, String>,
+    ) -> bool {
         match (portal_cookie, form.get("csrf")) {
             (Some(c), Some(token)) => ct_eq(self.csrf_token(c).as_bytes(), token.as_bytes()),
             _ => false,
         }
     }
 
+    /// Does the hand-off come from a site open to self-registration?
+    pub(super) fn registration_open(&self, handoff: Option<&Handoff>) -> bool {
+        handoff
+            .and_then(|h| self.site(&h.site))
+            .is_some_and(|s| s.registration)
+    }
+
     /// A page carrying the portal's CSP.
-    fn page(&self, status: StatusCode, html: String) -> Response<Body> {
+    pub(super) fn page(&self, status: StatusCode, html: String) -> Response<Body> {
         page::html(status, html, &self.csp())
     }
 
     /// The hand-off a request asks for, if it names a configured site and a well-formed hash.
-    fn handoff_from(&self, fields: &HashMap<String, String>) -> Option<Handoff> {
+    pub(super) fn handoff_from(&self, fields: &HashMap<String, String>) -> Option<Handoff> {
         let site = fields.get("site")?;
         self.site(site)?;
         let h = fields.get("h")?;
@@ -133,7 +165,11 @@ impl Portal {
     }
 
     /// Mint a code for the hand-off and send the browser to the site's callback.
-    fn continue_to_site(&self, session: &IdHash, handoff: &Handoff) -> Option<Response<Body>> {
+    pub(super) fn continue_to_site(
+        &self,
+        session: &IdHash,
+        handoff: &Handoff,
+    ) -> Option<Response<Body>> {
         let site = self.site(&handoff.site)?;
         let binding = IdHash::from_b64(&handoff.h)?;
         let code = self.sessions.mint_code(session, &site.id, binding)?;
@@ -179,16 +215,7 @@ fn login_page(portal: &Portal, req: &Request<Incoming>) -> Result<Response<Body>
     // pre-sign-in identifier: it only binds the form's CSRF token and never becomes a
     // session, since a good sign-in always rotates it (login_submit). Replacing it on every
     // visit would break a form open in another tab.
-    let (cookie_hash, set_cookie) = match cookie {
-        Some(c) => (c, None),
-        None => {
-            let fresh = Identifier::new();
-            (
-                fresh.hash(),
-                Some(cookies::set(cookies::PORTAL, fresh.as_str())),
-            )
-        }
-    };
+    let (cookie_hash, set_cookie) = cookie_or_fresh(cookie);
     let look = portal.look_for(handoff.as_ref().map(|h| h.site.as_str()));
     let html = pages::login(
         &look,
@@ -196,6 +223,7 @@ fn login_page(portal: &Portal, req: &Request<Incoming>) -> Result<Response<Body>
         handoff.as_ref(),
         notice,
         &username,
+        portal.registration_open(handoff.as_ref()),
     );
     let mut res = portal.page(StatusCode::OK, html);
     if let Some(sc) = set_cookie {
@@ -244,6 +272,7 @@ async fn login_submit(
             handoff.as_ref(),
             Some(notice),
             &username,
+            portal.registration_open(handoff.as_ref()),
         );
         portal.page(status, html)
     };
@@ -268,6 +297,16 @@ async fn login_submit(
             return Ok(res);
         }
     };
+    // Accounts (SPEC §6): a temporary password leads to the change form, never to a site.
+    if record.temporary_until.is_some() {
+        return Ok(password::temporary_signed_in(
+            portal,
+            &cookie_hash,
+            &record,
+            handoff.as_ref(),
+            peer,
+        ));
+    }
     portal.metrics.signin("success");
     tracing::info!(peer = %peer.ip(), user = %record.name, "signed in");
     let site_passwords = portal.site_passwords(&record, &password);
@@ -283,6 +322,15 @@ async fn login_submit(
     res.headers_mut()
         .append(SET_COOKIE, cookies::set(cookies::PORTAL, fresh.as_str()));
     Ok(res)
+}
+
+/// The answer to a form whose CSRF token does not match the browser's portal cookie.
+pub(super) fn form_expired() -> Response<Body> {
+    page::message(
+        StatusCode::FORBIDDEN,
+        "Form expired",
+        "This form has expired or did not come from this site. Go back, reload the page and try again.",
+    )
 }
 
 fn logout_page(portal: &Portal, req: &Request<Incoming>) -> Result<Response<Body>, HttpError> {
@@ -312,11 +360,7 @@ async fn logout_submit(
     let cookie = portal_cookie(&req)?;
     let (_, form) = read_form(req).await?;
     if !portal.csrf_ok(cookie.as_ref(), &form) {
-        return Ok(page::message(
-            StatusCode::FORBIDDEN,
-            "Form expired",
-            "This form has expired or did not come from this site. Reload the page and try again.",
-        ));
+        return Ok(form_expired());
     }
     if let Some(c) = &cookie {
         if let Some(user) = portal.sessions.user(c) {

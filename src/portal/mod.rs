@@ -5,7 +5,10 @@
 //! page. Gates reach it only through `central::Central`.
 
 mod handlers;
+pub mod mail;
 mod pages;
+mod password;
+mod register;
 pub mod sessions;
 pub mod throttle;
 
@@ -41,6 +44,13 @@ pub enum Attempt {
     Throttled(Duration),
 }
 
+/// Seconds since the Unix epoch (the store's clock for expiries).
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// What the portal knows of each site: its id, where it is, how its pages look.
 pub struct PortalSite {
     pub id: SiteId,
@@ -48,6 +58,8 @@ pub struct PortalSite {
     pub look: Look,
     /// On a derived site (SPEC §5): the site data hashed with the master password.
     pub derive_id: Option<String>,
+    /// New users may register themselves from this site's sign-in page (SPEC §6).
+    pub registration: bool,
 }
 
 /// The portal's view of the configured sites.
@@ -72,6 +84,7 @@ impl View {
                         stylesheet: b.stylesheet.clone(),
                     }),
                     derive_id: s.derive_id().map(str::to_string),
+                    registration: s.registration,
                 })
             })
             .collect();
@@ -101,6 +114,11 @@ pub struct Portal {
     /// How often the store is polled for users changed by other processes (CLI).
     watch_interval: Duration,
     sync_interval: Duration,
+    /// Where temporary passwords and notices go.
+    mailer: Arc<mail::Mailer>,
+    temporary_password_ttl: Duration,
+    /// Browsers that signed in with a temporary password and must now choose their own.
+    pending: password::PendingChanges,
 }
 
 impl Portal {
@@ -127,6 +145,9 @@ impl Portal {
             metrics,
             watch_interval: Duration::from_secs(2).min(p.sync_interval),
             sync_interval: p.sync_interval,
+            mailer: Arc::new(mail::Mailer::new(&p.mail, &p.host)),
+            temporary_password_ttl: p.temporary_password_ttl,
+            pending: password::PendingChanges::default(),
         })
     }
 
@@ -187,14 +208,15 @@ impl Portal {
         peer: IpAddr,
     ) -> Result<BasicVerdict, StoreError> {
         Ok(match self.attempt(user, password, peer).await? {
-            Attempt::Accepted(record) => {
+            // A temporary password only opens the change form, never a site (SPEC §6).
+            Attempt::Accepted(record) if record.temporary_until.is_none() => {
                 self.metrics.signin("basic_success");
                 let sp = self
                     .site(&site.0)
                     .and_then(|s| self.site_password(&s, &record, password));
                 BasicVerdict::Admitted(self.sessions.start_basic(key, record, site, sp))
             }
-            Attempt::Refused => {
+            Attempt::Accepted(_) | Attempt::Refused => {
                 self.metrics.signin("basic_failure");
                 BasicVerdict::Refused
             }
@@ -235,9 +257,10 @@ impl Portal {
     }
 
     /// Check a user name and password: argon2id, or a hash imported from htpasswd, which is
-    /// then replaced by argon2id. `None`: unknown user, wrong password, or disabled user;
-    /// the hashing work is the same whether or not the user exists. Not throttled: sign-ins
-    /// go through [`Portal::attempt`].
+    /// then replaced by argon2id. `None`: unknown user, wrong password, disabled user, or a
+    /// temporary password past its expiry; the hashing work is the same whether or not the
+    /// user exists. A record with `temporary_until` set may only choose a password. Not
+    /// throttled: every password check goes through [`Portal::attempt`].
     async fn authenticate(
         &self,
         name: &str,
@@ -248,7 +271,15 @@ impl Portal {
             && password.len() <= MAX_PASSWORD_BYTES;
         let record = if acceptable {
             let name = name.to_string();
-            self.store_call(move |s| s.user(&name)).await?
+            self.store_call(move |s| match s.user(&name)? {
+                // Self-registered names are lowercased addresses (SPEC §6): let
+                // "Ann@Example.org" find "ann@example.org" when no user has the exact name.
+                None if name.contains('@') && name.bytes().any(|b| b.is_ascii_uppercase()) => {
+                    s.user(&name.to_ascii_lowercase())
+                }
+                found => Ok(found),
+            })
+            .await?
         } else {
             None
         };
@@ -261,6 +292,7 @@ impl Portal {
             )
             .await;
         match record {
+            Some(r) if r.temporary_until.is_some_and(|t| t <= unix_now()) => Ok(None),
             Some(r) if verified && acceptable && !r.disabled => {
                 Ok(Some(self.upgrade_legacy_hash(r, password).await))
             }
@@ -306,6 +338,29 @@ impl Portal {
             }
         }
         record
+    }
+
+    /// Note in the store that the account of a hand-off reached `site` (first access, SPEC
+    /// §6). Runs in the background, off the reactor; a failure is logged, the hand-off is
+    /// not held up by it.
+    pub fn note_site_access(self: &Arc<Self>, account: &str, site: &SiteId) {
+        let portal = self.clone();
+        let (account, site) = (account.to_string(), site.0.clone());
+        tokio::spawn(async move {
+            let (a, s) = (account.clone(), site.clone());
+            match portal
+                .store_call(move |st| st.record_site_access(&a, &s, unix_now()))
+                .await
+            {
+                Ok(true) => {
+                    tracing::info!(account = %account, site = %site, "first access to a site")
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(account = %account, site = %site, error = %crate::http::error::error_chain(&e), "cannot record a site access")
+                }
+            }
+        });
     }
 
     /// The site password of one derived site, for a user who may use it (level above 0).

@@ -48,6 +48,7 @@ pub fn login(
     handoff: Option<&Handoff>,
     notice: Option<Notice>,
     username: &str,
+    registration: bool,
 ) -> String {
     let error = match notice {
         Some(Notice::Error(e)) => format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)),
@@ -69,12 +70,122 @@ pub fn login(
 <label for=\"password\">Password</label>\
 <input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required>\
 <label class=\"check\"><input type=\"checkbox\" name=\"shared_computer\" value=\"1\"> This is a shared computer</label>\
-<button type=\"submit\">Sign in</button></form>",
+<button type=\"submit\">Sign in</button></form>{register}",
         csrf = hidden("csrf", csrf),
         fields = handoff_fields(handoff),
         username = escape(username),
+        register = if registration {
+            register_link(handoff)
+        } else {
+            String::new()
+        },
     );
     document("Sign in", &main, look, STYLESHEET_PATH)
+}
+
+/// "New user?" below the sign-in form of a site open to self-registration; the link keeps
+/// the hand-off so the new user lands where they were going.
+fn register_link(handoff: Option<&Handoff>) -> String {
+    let query = handoff.map_or_else(String::new, |h| {
+        form_urlencoded::Serializer::new(String::new())
+            .append_pair("site", &h.site)
+            .append_pair("h", &h.h)
+            .append_pair("rd", &h.rd)
+            .finish()
+    });
+    format!(
+        "<p class=\"muted\">New user? <a href=\"/register?{}\">Register with your e-mail address</a></p>",
+        escape(&query)
+    )
+}
+
+/// The self-registration form (field `email`).
+pub fn register(
+    look: &Look,
+    csrf: &str,
+    handoff: Option<&Handoff>,
+    error: Option<&str>,
+    email: &str,
+) -> String {
+    let error = error
+        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
+        .unwrap_or_default();
+    let main = format!(
+        "{error}<p>Give your e-mail address. We send you a temporary password there; with it you sign in once and choose your own.</p>\
+<form method=\"post\" action=\"/register\">{csrf}{fields}\
+<label for=\"email\">E-mail address</label>\
+<input type=\"email\" id=\"email\" name=\"email\" value=\"{email}\" autocomplete=\"email\" autocapitalize=\"none\" spellcheck=\"false\" maxlength=\"254\" required autofocus>\
+<button type=\"submit\">Register</button></form>",
+        csrf = hidden("csrf", csrf),
+        fields = handoff_fields(handoff),
+        email = escape(email),
+    );
+    document("New user", &main, look, STYLESHEET_PATH)
+}
+
+/// The answer to a registration: the same whether or not the address was known.
+pub fn registered(look: &Look, email: &str, login: &str) -> String {
+    let main = format!(
+        "<p role=\"status\">If <strong>{email}</strong> can receive mail, a message is on its way there. \
+It holds a temporary password, or a note if the address is already registered.</p>\
+<p><a href=\"{login}\">Sign in</a></p>",
+        email = escape(email),
+        login = escape(login),
+    );
+    document("Check your mail", &main, look, STYLESHEET_PATH)
+}
+
+/// Which password the change form asks for first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proof {
+    /// After signing in with a temporary password.
+    Temporary,
+    /// A signed-in user changing their own password.
+    Current,
+}
+
+/// The password change form (fields `temporary_password` or `current_password`,
+/// `new_password`, `confirm_password`).
+pub fn change_password(
+    look: &Look,
+    csrf: &str,
+    handoff: Option<&Handoff>,
+    proof: Proof,
+    error: Option<&str>,
+    min_len: usize,
+) -> String {
+    let error = error
+        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
+        .unwrap_or_default();
+    let (intro, field, label) = match proof {
+        Proof::Temporary => (
+            "<p>You signed in with a temporary password. Choose your own to continue.</p>",
+            "temporary_password",
+            "Temporary password",
+        ),
+        Proof::Current => ("", "current_password", "Current password"),
+    };
+    let main = format!(
+        "{intro}{error}<form method=\"post\" action=\"/password\">{csrf}{fields}\
+<label for=\"{field}\">{label}</label>\
+<input type=\"password\" id=\"{field}\" name=\"{field}\" autocomplete=\"current-password\" required autofocus>\
+<label for=\"new_password\">New password</label>\
+<input type=\"password\" id=\"new_password\" name=\"new_password\" autocomplete=\"new-password\" minlength=\"{min_len}\" required>\
+<p class=\"muted\">At least {min_len} characters.</p>\
+<label for=\"confirm_password\">New password again</label>\
+<input type=\"password\" id=\"confirm_password\" name=\"confirm_password\" autocomplete=\"new-password\" minlength=\"{min_len}\" required>\
+<button type=\"submit\">Change password</button></form>",
+        csrf = hidden("csrf", csrf),
+        fields = handoff_fields(handoff),
+    );
+    document("Choose a password", &main, look, STYLESHEET_PATH)
+}
+
+/// After a change on the portal: the other sessions are gone.
+pub fn password_changed() -> String {
+    let main = "<p role=\"status\">Your password is changed. Every other place you were signed in has been signed out.</p>\
+<p><a href=\"/\">Your account</a></p>";
+    document("Password changed", main, &Look::default(), STYLESHEET_PATH)
 }
 
 pub fn logout_confirm(csrf: &str, rd: &str, user: &str) -> String {
@@ -111,6 +222,7 @@ pub fn account(user: &UserRecord, csrf: &str, sites: &[(String, String)]) -> Str
     let main = format!(
         "<dl><dt>User</dt><dd>{name}</dd><dt>Account</dt><dd>{account}</dd><dt>Level</dt><dd>{level}</dd></dl>\
 <h2>Sites</h2><dl>{levels}</dl>\
+<p><a href=\"/password\">Change your password</a></p>\
 <form method=\"post\" action=\"/logout\">{csrf}<button type=\"submit\">Sign out of every site</button></form>",
         name = escape(&user.name),
         account = escape(&user.account),

@@ -13,6 +13,7 @@ fn alice() -> UserRecord {
         idle_timeout: None,
         disabled: false,
         account: "alice".into(),
+        temporary_until: None,
     }
 }
 

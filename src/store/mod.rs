@@ -37,8 +37,12 @@ pub struct UserRecord {
     /// `None`: the portal default. `Some(ZERO)`: no idle limit.
     pub idle_timeout: Option<Duration>,
     pub disabled: bool,
-    /// The account this user belongs to (sent to backends as the account header).
+    /// The account this user belongs to (sent to backends as the account header): the
+    /// unique name of a row of the store's accounts.
     pub account: String,
+    /// A temporary password (self-registration, SPEC §6): valid until this Unix time, and
+    /// only to choose an own password. `None`: the password is the user's own.
+    pub temporary_until: Option<i64>,
 }
 
 impl std::fmt::Debug for UserRecord {
@@ -51,6 +55,7 @@ impl std::fmt::Debug for UserRecord {
             .field("idle_timeout", &self.idle_timeout)
             .field("disabled", &self.disabled)
             .field("account", &self.account)
+            .field("temporary_until", &self.temporary_until)
             .finish()
     }
 }
@@ -81,7 +86,20 @@ pub trait Store: Send + Sync + 'static {
     fn upsert_user(&self, user: &NewUser) -> Result<bool, StoreError>;
     /// Create a user; false when the name is taken.
     fn add_user(&self, user: &NewUser) -> Result<bool, StoreError>;
+    /// Create a self-registered user (and their account) whose password is temporary until
+    /// `temporary_until` (Unix seconds); false when the name is taken. Atomic: of concurrent
+    /// registrations of one name exactly one returns true.
+    fn register_user(&self, user: &NewUser, temporary_until: i64) -> Result<bool, StoreError>;
+    /// Set the user's own password (no longer temporary).
     fn set_password(&self, name: &str, password_hash: &str) -> Result<bool, StoreError>;
+    /// A password change by the user: replace the hash only if it is still `old` (so a
+    /// temporary password completes one change only), and make it the user's own.
+    fn replace_password(&self, name: &str, old: &str, new: &str) -> Result<bool, StoreError>;
+    /// Note that `account` has reached `site` (first access, SPEC §6). True when this was
+    /// the first time; later calls keep the first time.
+    fn record_site_access(&self, account: &str, site: &str, at: i64) -> Result<bool, StoreError>;
+    /// The sites an account has reached, with the Unix time of each first access.
+    fn account_sites(&self, account: &str) -> Result<Vec<(String, i64)>, StoreError>;
     /// Replace the hash only if it is still `old` (a compare-and-swap), e.g. an imported
     /// htpasswd hash upgraded to argon2id at sign-in. False when it had changed meanwhile.
     fn upgrade_password_hash(&self, name: &str, old: &str, new: &str) -> Result<bool, StoreError>;

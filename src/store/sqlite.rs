@@ -36,6 +36,38 @@ const MIGRATIONS: &[&str] = &[
      INSERT INTO meta (key, value) VALUES ('revision', 0);
      -- Removed users leave a row here so that running portals learn of the removal.
      CREATE TABLE removed_users (name TEXT NOT NULL, revision INTEGER NOT NULL);",
+    // 2: accounts across sites (SPEC §6): temporary passwords, the sites each account has
+    // reached, nodes (browsers) and the accounts seen on them, usage per account/site/day.
+    "ALTER TABLE users ADD COLUMN temporary_until INTEGER;
+     CREATE TABLE account_sites (
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        site TEXT NOT NULL,
+        first_access INTEGER NOT NULL,
+        PRIMARY KEY (account_id, site)
+     );
+     CREATE TABLE nodes (
+        id INTEGER PRIMARY KEY,
+        cookie_hash BLOB NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL
+     );
+     CREATE TABLE node_accounts (
+        node_id INTEGER NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        PRIMARY KEY (node_id, account_id)
+     );
+     CREATE INDEX node_accounts_account ON node_accounts(account_id);
+     CREATE TABLE usage (
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        site TEXT NOT NULL,
+        day TEXT NOT NULL,
+        requests INTEGER NOT NULL DEFAULT 0,
+        bytes_in INTEGER NOT NULL DEFAULT 0,
+        bytes_out INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (account_id, site, day)
+     );",
 ];
 
 pub struct SqliteStore {
@@ -120,11 +152,20 @@ fn decode_levels(s: &str) -> Result<BTreeMap<String, Level>, StoreError> {
     Ok(plain.into_iter().map(|(k, v)| (k, Level(v))).collect())
 }
 
-const SELECT_USER: &str = "SELECT u.name, u.password_hash, u.level, u.site_levels, u.idle_timeout_secs, u.disabled, a.name
+const SELECT_USER: &str = "SELECT u.name, u.password_hash, u.level, u.site_levels, u.idle_timeout_secs, u.disabled, a.name, u.temporary_until
      FROM users u JOIN accounts a ON a.id = u.account_id";
 
 /// A `users` row as SQLite returns it, before its values are checked.
-type UserRow = (String, String, i64, String, Option<i64>, bool, String);
+type UserRow = (
+    String,
+    String,
+    i64,
+    String,
+    Option<i64>,
+    bool,
+    String,
+    Option<i64>,
+);
 
 fn row_to_user(r: &rusqlite::Row) -> rusqlite::Result<UserRow> {
     Ok((
@@ -135,11 +176,12 @@ fn row_to_user(r: &rusqlite::Row) -> rusqlite::Result<UserRow> {
         r.get(4)?,
         r.get(5)?,
         r.get(6)?,
+        r.get(7)?,
     ))
 }
 
 fn to_record(t: UserRow) -> Result<UserRecord, StoreError> {
-    let (name, password_hash, level, site_levels, idle, disabled, account) = t;
+    let (name, password_hash, level, site_levels, idle, disabled, account, temporary_until) = t;
     Ok(UserRecord {
         name,
         password_hash,
@@ -150,10 +192,16 @@ fn to_record(t: UserRow) -> Result<UserRecord, StoreError> {
         idle_timeout: idle.map(|s| Duration::from_secs(s.max(0) as u64)),
         disabled,
         account,
+        temporary_until,
     })
 }
 
-fn insert_user(tx: &rusqlite::Transaction, u: &NewUser, revision: i64) -> Result<(), StoreError> {
+fn insert_user(
+    tx: &rusqlite::Transaction,
+    u: &NewUser,
+    revision: i64,
+    temporary_until: Option<i64>,
+) -> Result<(), StoreError> {
     // The account is named after its first user; a name clash (an account left by a removed
     // user) gets a numbered suffix rather than joining someone else's account.
     let mut account = u.name.clone();
@@ -174,8 +222,8 @@ fn insert_user(tx: &rusqlite::Transaction, u: &NewUser, revision: i64) -> Result
     )?;
     let account_id = tx.last_insert_rowid();
     tx.execute(
-        "INSERT INTO users (name, password_hash, level, site_levels, idle_timeout_secs, disabled, account_id, revision, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO users (name, password_hash, level, site_levels, idle_timeout_secs, disabled, account_id, revision, created_at, temporary_until)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
             u.name,
             u.password_hash,
@@ -185,7 +233,8 @@ fn insert_user(tx: &rusqlite::Transaction, u: &NewUser, revision: i64) -> Result
             u.disabled,
             account_id,
             revision,
-            now_secs()
+            now_secs(),
+            temporary_until
         ],
     )?;
     Ok(())
@@ -220,7 +269,7 @@ impl Store for SqliteStore {
             let changed = match existing.map(to_record).transpose()? {
                 None => {
                     let rev = next_revision(&tx)?;
-                    insert_user(&tx, u, rev)?;
+                    insert_user(&tx, u, rev, None)?;
                     true
                 }
                 Some(old) => {
@@ -228,11 +277,12 @@ impl Store for SqliteStore {
                         && old.level == u.level
                         && old.site_levels == u.site_levels
                         && old.idle_timeout == u.idle_timeout
-                        && old.disabled == u.disabled;
+                        && old.disabled == u.disabled
+                        && old.temporary_until.is_none();
                     if !same {
                         let rev = next_revision(&tx)?;
                         tx.execute(
-                            "UPDATE users SET password_hash = ?2, level = ?3, site_levels = ?4, idle_timeout_secs = ?5, disabled = ?6, revision = ?7 WHERE name = ?1",
+                            "UPDATE users SET password_hash = ?2, level = ?3, site_levels = ?4, idle_timeout_secs = ?5, disabled = ?6, revision = ?7, temporary_until = NULL WHERE name = ?1",
                             params![u.name, u.password_hash, u.level.0, encode_levels(&u.site_levels), u.idle_timeout.map(|d| d.as_secs() as i64), u.disabled, rev],
                         )?;
                     }
@@ -245,47 +295,19 @@ impl Store for SqliteStore {
     }
 
     fn add_user(&self, u: &NewUser) -> Result<bool, StoreError> {
-        self.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            if tx
-                .query_row("SELECT 1 FROM users WHERE name = ?1", [&u.name], |_| Ok(()))
-                .optional()?
-                .is_some()
-            {
-                return Ok(false);
-            }
-            let rev = next_revision(&tx)?;
-            insert_user(&tx, u, rev)?;
-            tx.commit()?;
-            Ok(true)
-        })
+        self.create_user(u, None)
     }
 
     fn set_password(&self, name: &str, password_hash: &str) -> Result<bool, StoreError> {
-        self.update(name, "password_hash = ?3", &[&password_hash])
+        self.update(
+            name,
+            "password_hash = ?3, temporary_until = NULL",
+            &[&password_hash],
+        )
     }
 
     fn upgrade_password_hash(&self, name: &str, old: &str, new: &str) -> Result<bool, StoreError> {
-        self.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let current: Option<String> = tx
-                .query_row(
-                    "SELECT password_hash FROM users WHERE name = ?1",
-                    [name],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if current.as_deref() != Some(old) {
-                return Ok(false);
-            }
-            let rev = next_revision(&tx)?;
-            tx.execute(
-                "UPDATE users SET password_hash = ?2, revision = ?3 WHERE name = ?1",
-                params![name, new, rev],
-            )?;
-            tx.commit()?;
-            Ok(true)
-        })
+        self.swap_hash(name, old, new, "")
     }
 
     fn set_level(
@@ -322,6 +344,36 @@ impl Store for SqliteStore {
         })
     }
 
+    fn register_user(&self, u: &NewUser, temporary_until: i64) -> Result<bool, StoreError> {
+        self.create_user(u, Some(temporary_until))
+    }
+
+    fn replace_password(&self, name: &str, old: &str, new: &str) -> Result<bool, StoreError> {
+        self.swap_hash(name, old, new, ", temporary_until = NULL")
+    }
+
+    fn record_site_access(&self, account: &str, site: &str, at: i64) -> Result<bool, StoreError> {
+        self.with(|c| {
+            let n = c.execute(
+                "INSERT OR IGNORE INTO account_sites (account_id, site, first_access)
+                 SELECT id, ?2, ?3 FROM accounts WHERE name = ?1",
+                params![account, site, at],
+            )?;
+            Ok(n > 0)
+        })
+    }
+
+    fn account_sites(&self, account: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT s.site, s.first_access FROM account_sites s JOIN accounts a ON a.id = s.account_id
+                 WHERE a.name = ?1 ORDER BY s.first_access, s.site",
+            )?;
+            let rows = stmt.query_map([account], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
     fn users_changed_since(&self, revision: i64) -> Result<(Vec<String>, i64), StoreError> {
         self.with(|c| {
             let newest: i64 = c.query_row("SELECT value FROM meta WHERE key = 'revision'", [], |r| r.get(0))?;
@@ -355,6 +407,59 @@ impl Store for SqliteStore {
 }
 
 impl SqliteStore {
+    /// Create a user and their account unless the name is taken (false then). IMMEDIATE
+    /// takes the write lock before the check, so concurrent creations of one name are
+    /// serialised; the primary key on users.name would refuse a second row anyway.
+    fn create_user(&self, u: &NewUser, temporary_until: Option<i64>) -> Result<bool, StoreError> {
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            if tx
+                .query_row("SELECT 1 FROM users WHERE name = ?1", [&u.name], |_| Ok(()))
+                .optional()?
+                .is_some()
+            {
+                return Ok(false);
+            }
+            let rev = next_revision(&tx)?;
+            insert_user(&tx, u, rev, temporary_until)?;
+            tx.commit()?;
+            Ok(true)
+        })
+    }
+
+    /// Replace a user's password hash only if it is still `old` (compare-and-swap), also
+    /// applying `extra_set` (more `col = value` pairs, each led by a comma).
+    fn swap_hash(
+        &self,
+        name: &str,
+        old: &str,
+        new: &str,
+        extra_set: &str,
+    ) -> Result<bool, StoreError> {
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let current: Option<String> = tx
+                .query_row(
+                    "SELECT password_hash FROM users WHERE name = ?1",
+                    [name],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if current.as_deref() != Some(old) {
+                return Ok(false);
+            }
+            let rev = next_revision(&tx)?;
+            tx.execute(
+                &format!(
+                    "UPDATE users SET password_hash = ?2, revision = ?3{extra_set} WHERE name = ?1"
+                ),
+                params![name, new, rev],
+            )?;
+            tx.commit()?;
+            Ok(true)
+        })
+    }
+
     /// Update columns of one user and bump its revision. In `set`, `?1` is the name, `?2`
     /// the new revision, and `?3`… the `values`.
     fn update(
@@ -458,6 +563,71 @@ mod tests {
             !s.upgrade_password_hash("bob", "$argon2id$x", "$argon2id$new")
                 .unwrap()
         );
+    }
+
+    /// A registered user's password is temporary until replaced; a replacement is a
+    /// compare-and-swap, so one temporary password completes one change only.
+    #[test]
+    fn temporary_password_is_replaced_once() {
+        let s = SqliteStore::in_memory().unwrap();
+        assert!(s.register_user(&user("new@example.org"), 1234).unwrap());
+        assert!(!s.register_user(&user("new@example.org"), 99).unwrap());
+        let u = s.user("new@example.org").unwrap().unwrap();
+        assert_eq!(u.temporary_until, Some(1234));
+        assert_eq!(u.account, "new@example.org");
+        assert!(
+            s.replace_password("new@example.org", "$argon2id$x", "$argon2id$own")
+                .unwrap()
+        );
+        assert!(
+            !s.replace_password("new@example.org", "$argon2id$x", "$argon2id$again")
+                .unwrap()
+        );
+        let u = s.user("new@example.org").unwrap().unwrap();
+        assert_eq!(u.temporary_until, None);
+        assert_eq!(u.password_hash, "$argon2id$own");
+    }
+
+    /// The first access of an account to a site is kept; later ones do not move it.
+    #[test]
+    fn first_site_access_is_recorded_once() {
+        let s = SqliteStore::in_memory().unwrap();
+        s.upsert_user(&user("alice")).unwrap();
+        assert!(s.record_site_access("alice", "app", 100).unwrap());
+        assert!(!s.record_site_access("alice", "app", 200).unwrap());
+        assert!(s.record_site_access("alice", "wiki", 150).unwrap());
+        assert!(!s.record_site_access("nobody", "app", 100).unwrap());
+        assert_eq!(
+            s.account_sites("alice").unwrap(),
+            vec![("app".to_string(), 100), ("wiki".to_string(), 150)]
+        );
+        // Removing the last user of an account removes what was recorded of it.
+        assert!(s.remove_user("alice").unwrap());
+        assert!(s.account_sites("alice").unwrap().is_empty());
+    }
+
+    /// A store made by schema 1 migrates forward and keeps its users.
+    #[test]
+    fn schema_one_migrates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            let tx = conn.transaction().unwrap();
+            tx.execute_batch(MIGRATIONS[0]).unwrap();
+            tx.execute(
+                "INSERT INTO accounts (id, name, created_at) VALUES (1, 'bob', 0)",
+                [],
+            )
+            .unwrap();
+            tx.execute("INSERT INTO users (name, password_hash, level, account_id, created_at) VALUES ('bob', 'h', 2, 1, 0)", []).unwrap();
+            tx.pragma_update(None, "user_version", 1).unwrap();
+            tx.commit().unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        let bob = s.user("bob").unwrap().unwrap();
+        assert_eq!((bob.account.as_str(), bob.temporary_until), ("bob", None));
+        assert!(s.record_site_access("bob", "app", 1).unwrap());
     }
 
     /// Secrets are created once and then stable.

@@ -372,3 +372,31 @@ pub fn write_config(dir: &std::path::Path, body: &str) -> PathBuf {
     std::fs::write(&path, head + body).unwrap();
     path
 }
+
+/// Log lines captured by a process-wide tracing subscriber (one per test binary): install
+/// with [`capture_logs`].
+#[derive(Clone, Default)]
+pub struct Captured(pub Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Capture every log line of this process, at TRACE level.
+pub fn capture_logs() -> Captured {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .init();
+    logs
+}

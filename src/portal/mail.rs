@@ -1,0 +1,397 @@
+//! The portal's mail transport: where temporary passwords and notices go (SPEC §6).
+//!
+//! Without an SMTP server configured every message is one `.eml` file (RFC 5322, UTF-8
+//! text) in the outbox directory, written to a temporary name and renamed, so a reader of
+//! the directory never sees half a message. Files are readable by the owner only: they hold
+//! temporary passwords. Message bodies are never logged.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// Longest address accepted (RFC 5321 §4.5.3.1.3: a path holds at most 256 octets,
+/// including the angle brackets).
+pub const MAX_ADDRESS_BYTES: usize = 254;
+
+/// One message to one recipient. Its Debug leaves out the body.
+pub struct Message {
+    pub to: String,
+    pub subject: String,
+    pub body: String,
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Message")
+            .field("to", &self.to)
+            .field("subject", &self.subject)
+            .field("body", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error("cannot write to the outbox {path}")]
+    Outbox {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the SMTP relay refused or failed")]
+    Smtp(#[source] lettre::transport::smtp::Error),
+    #[error("refusing a header value holding a line break or a bad address")]
+    BadHeader,
+}
+
+/// Longest wait for the SMTP relay, per connection step.
+const SMTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Is `s` one plain e-mail address, `local@domain`? Deliberately narrower than RFC 5322
+/// (no quoted local parts, comments or display names): it becomes a user name and a mail
+/// header, so anything that could break a header (CR, LF, other controls) or hide a second
+/// address (`,`, `;`, `<`, `>`, spaces) is refused.
+pub fn is_address(s: &str) -> bool {
+    if s.is_empty() || s.len() > MAX_ADDRESS_BYTES {
+        return false;
+    }
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&b));
+    let domain_ok = domain.contains('.') || domain == "localhost";
+    let labels_ok = domain.split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    });
+    local_ok && domain_ok && labels_ok
+}
+
+/// A relay on this machine, from `[portal.mail] smtp = "smtp://host[:port]"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpRelay {
+    pub host: String,
+    pub port: u16,
+}
+
+/// Parse `smtp://host[:port]` (port 25 by default). Plain SMTP carries temporary passwords
+/// in clear text, and this build has no TLS for SMTP, so only a loopback relay is accepted
+/// (a local MTA, which may then use TLS onwards).
+pub fn parse_smtp_url(url: &str) -> Result<SmtpRelay, &'static str> {
+    let Some(rest) = url.strip_prefix("smtp://") else {
+        return Err(
+            "must be smtp://host[:port] (smtps and STARTTLS are not supported by this build)",
+        );
+    };
+    if rest.is_empty() || rest.contains(['/', '@', '?', '#']) {
+        return Err("must be smtp://host[:port], without user, path or query");
+    }
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(':') && !p.contains(']') => {
+            let port = p.parse::<u16>().ok().filter(|p| *p != 0);
+            (h, port.ok_or("has a bad port")?)
+        }
+        _ => (rest, 25),
+    };
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    let loopback = host == "localhost"
+        || host.ends_with(".localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        return Err(
+            "must be a relay on this machine (loopback): this build sends plain SMTP, which would carry temporary passwords in clear text",
+        );
+    }
+    // Names under .localhost are loopback whatever the resolver says (RFC 6761).
+    let host = if host.parse::<std::net::IpAddr>().is_ok() {
+        host
+    } else {
+        "127.0.0.1".to_string()
+    };
+    Ok(SmtpRelay { host, port })
+}
+
+/// How messages leave the portal: SMTP to a relay when configured, else the outbox.
+pub struct Mailer {
+    outbox: PathBuf,
+    from: String,
+    smtp: Option<lettre::SmtpTransport>,
+}
+
+impl Mailer {
+    pub fn new(config: &crate::config::Mail, portal_host: &str) -> Self {
+        let smtp = config.smtp.as_ref().map(|relay| {
+            lettre::SmtpTransport::builder_dangerous(relay.host.as_str())
+                .port(relay.port)
+                .hello_name(lettre::transport::smtp::extension::ClientId::Domain(
+                    portal_host.to_string(),
+                ))
+                .timeout(Some(SMTP_TIMEOUT))
+                .build()
+        });
+        Mailer {
+            outbox: config.outbox.clone(),
+            from: config.from.clone(),
+            smtp,
+        }
+    }
+
+    /// Deliver one message. Blocking (file or network I/O): call it off the reactor.
+    pub fn send(&self, message: &Message) -> Result<(), MailError> {
+        let text = self.render(message, now_secs())?;
+        match &self.smtp {
+            Some(transport) => {
+                use lettre::Transport;
+                let parse = |a: &str| {
+                    a.parse::<lettre::Address>()
+                        .map_err(|_| MailError::BadHeader)
+                };
+                let envelope = lettre::address::Envelope::new(
+                    Some(parse(&self.from)?),
+                    vec![parse(&message.to)?],
+                )
+                .map_err(|_| MailError::BadHeader)?;
+                transport
+                    .send_raw(&envelope, text.as_bytes())
+                    .map(|_| ())
+                    .map_err(MailError::Smtp)
+            }
+            None => write_outbox(&self.outbox, text.as_bytes()),
+        }
+    }
+
+    fn render(&self, m: &Message, now: i64) -> Result<String, MailError> {
+        if !is_address(&m.to) || !is_address(&self.from) || has_line_break(&m.subject) {
+            return Err(MailError::BadHeader);
+        }
+        let id = hex(&crate::crypto::random_bytes::<12>());
+        let domain = self.from.rsplit('@').next().unwrap_or("localhost");
+        // Bodies are ours (fixed text plus an address and a password of safe characters):
+        // line ends become CRLF. (Dot-stuffing is the SMTP client's job, not the file's.)
+        let body: String = m.body.lines().map(|l| format!("{l}\r\n")).collect();
+        Ok(format!(
+            "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: {date}\r\nMessage-ID: <{id}@{domain}>\r\n\
+MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{body}",
+            from = self.from,
+            to = m.to,
+            subject = encode_subject(&m.subject),
+            date = rfc5322_date(now),
+        ))
+    }
+}
+
+fn has_line_break(s: &str) -> bool {
+    s.chars().any(|c| c.is_control())
+}
+
+/// ASCII subjects go as they are; others as one RFC 2047 base64 encoded-word.
+fn encode_subject(s: &str) -> String {
+    if s.is_ascii() {
+        return s.to_string();
+    }
+    use base64::Engine;
+    format!(
+        "=?utf-8?b?{}?=",
+        base64::engine::general_purpose::STANDARD.encode(s)
+    )
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// `Date:` value (RFC 5322 §3.3) for a Unix time, in UTC.
+fn rfc5322_date(unix: i64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{}, {day:02} {} {year} {:02}:{:02}:{:02} +0000",
+        DAYS[days.rem_euclid(7) as usize],
+        MONTHS[(month - 1) as usize],
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// Write one message into `dir` atomically: a hidden temporary file, synced, then renamed
+/// to `<unix time in ns>-<random>.eml`.
+fn write_outbox(dir: &Path, text: &[u8]) -> Result<(), MailError> {
+    let fail = |source| MailError::Outbox {
+        path: dir.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    // Names sort by time of writing (nanoseconds), then a random part against clashes.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let stem = format!("{nanos:020}-{}", hex(&crate::crypto::random_bytes::<8>()));
+    let tmp = dir.join(format!(".{stem}.tmp"));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(text)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, dir.join(format!("{stem}.eml")))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(fail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Addresses that could inject a header or a second recipient are refused.
+    #[test]
+    fn addresses() {
+        for good in [
+            "a@example.org",
+            "first.last+tag@sub.example.co",
+            "x@localhost",
+        ] {
+            assert!(is_address(good), "{good}");
+        }
+        for bad in [
+            "",
+            "plain",
+            "a@b@example.org",
+            "a@example.org\r\nBcc: x@y.org",
+            "a@example.org\n",
+            "a b@example.org",
+            "<a@example.org>",
+            "a@example.org,b@example.org",
+            "a@",
+            "@example.org",
+            "a@-x.org",
+            "a..b@example.org",
+            "a@example..org",
+            "ä@example.org",
+        ] {
+            assert!(!is_address(bad), "{bad:?}");
+        }
+        assert!(!is_address(&format!("{}@example.org", "a".repeat(250))));
+    }
+
+    /// Only plain SMTP to a loopback relay is accepted.
+    #[test]
+    fn smtp_urls() {
+        let relay = |host: &str, port| {
+            Ok(SmtpRelay {
+                host: host.into(),
+                port,
+            })
+        };
+        assert_eq!(
+            parse_smtp_url("smtp://127.0.0.1:2525"),
+            relay("127.0.0.1", 2525)
+        );
+        assert_eq!(parse_smtp_url("smtp://localhost"), relay("127.0.0.1", 25));
+        assert_eq!(
+            parse_smtp_url("smtp://mail.localhost:26"),
+            relay("127.0.0.1", 26)
+        );
+        assert_eq!(parse_smtp_url("smtp://[::1]:25"), relay("::1", 25));
+        for bad in [
+            "smtps://127.0.0.1",
+            "smtp://mail.example.org",
+            "smtp://10.0.0.1:25",
+            "smtp://user@127.0.0.1",
+            "smtp://127.0.0.1:0",
+            "smtp://127.0.0.1:99999",
+            "smtp://127.0.0.1/x",
+            "smtp://",
+            "127.0.0.1:25",
+        ] {
+            assert!(parse_smtp_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Dates are RFC 5322 and right across leap years.
+    #[test]
+    fn dates() {
+        assert_eq!(rfc5322_date(0), "Thu, 01 Jan 1970 00:00:00 +0000");
+        assert_eq!(rfc5322_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
+        assert_eq!(
+            rfc5322_date(1_764_098_595),
+            "Tue, 25 Nov 2025 19:23:15 +0000"
+        );
+    }
+
+    /// A message lands whole in the outbox, with only the owner able to read it.
+    #[test]
+    fn outbox_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mailer = Mailer {
+            outbox: dir.path().join("out"),
+            from: "gatehouse@auth.localhost".into(),
+            smtp: None,
+        };
+        let m = Message {
+            to: "new@example.org".into(),
+            subject: "Your password".into(),
+            body: "line\n.dot\n".into(),
+        };
+        mailer.send(&m).unwrap();
+        let files: Vec<_> = std::fs::read_dir(dir.path().join("out"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 1);
+        assert!(files[0].extension().is_some_and(|e| e == "eml"));
+        let text = std::fs::read_to_string(&files[0]).unwrap();
+        assert!(text.starts_with("From: gatehouse@auth.localhost\r\nTo: new@example.org\r\n"));
+        assert!(text.ends_with("\r\n\r\nline\r\n.dot\r\n"));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&files[0]).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0);
+        let bad = Message {
+            to: "a@example.org\r\nBcc: x@y.org".into(),
+            ..m
+        };
+        assert!(matches!(mailer.send(&bad), Err(MailError::BadHeader)));
+    }
+}
