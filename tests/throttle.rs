@@ -436,3 +436,47 @@ async fn unknown_user_and_wrong_password_take_the_same_time() {
         "a password check ({one_check:.2} ms) must cost more than the allowed difference, or this test shows nothing"
     );
 }
+
+/// The current-password check at `/password` shares the sign-in throttle: a stolen portal
+/// session cannot be used to guess its owner's password at full speed. Once throttled, even
+/// the right current password is refused (429) and nothing is hashed.
+#[tokio::test]
+async fn password_change_form_is_throttled() {
+    let gw = gateway(&throttle(2, 100, 100, "1h")).await;
+    let browser = signed_in_browser(&gw, "app.localhost", "alice", "alice-pw").await;
+    let form = browser.get(&gw.url("auth.localhost", "/password")).await;
+    assert_eq!(form.status, 200);
+    let change = |current: &'static str| {
+        let mut fields = vec![
+            ("current_password", current.to_string()),
+            ("new_password", "a brand new password".to_string()),
+            ("confirm_password", "a brand new password".to_string()),
+        ];
+        if let Some(csrf) = form_field(&form.body, "csrf") {
+            fields.push(("csrf", csrf));
+        }
+        let browser = &browser;
+        let url = gw.url("auth.localhost", "/password");
+        async move {
+            let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            browser.post_form(&url, &pairs).await
+        }
+    };
+    for _ in 0..2 {
+        assert_eq!(change("a guess").await.status, 401);
+    }
+    let hashed = checks(&gw).await;
+    let res = change("alice-pw").await;
+    assert_eq!(res.status, 429, "{res:?}");
+    assert!(retry_after(&res) >= 1);
+    assert_eq!(
+        checks(&gw).await,
+        hashed,
+        "a throttled attempt is not hashed"
+    );
+    // Once the wait is over the right current password works again: the refusal was the
+    // throttle's, and nothing had changed.
+    tokio::time::sleep(Duration::from_secs(retry_after(&res))).await;
+    let res = change("alice-pw").await;
+    assert_eq!(res.status, 200, "{res:?}");
+}

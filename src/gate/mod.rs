@@ -224,6 +224,7 @@ impl Gate {
         // A declared length over the limit is refused before anything reaches the backend;
         // a streamed body is cut off when it passes it (proxy::Outgoing).
         if http_body::Body::size_hint(req.body()).lower() > site.config.max_body {
+            crate::http::body::discard(req.into_body());
             return Err(HttpError::PayloadTooLarge);
         }
         let upgrade = crate::proxy::is_websocket_upgrade(&req);

@@ -68,3 +68,36 @@ impl http_body::Body for Body {
         }
     }
 }
+
+/// How much more of a refused request body is read, and for how long. Closing a connection
+/// with unread data in it resets it, and a client still sending its upload may then lose the
+/// 413 it was sent; reading a bounded rest first lets it finish and read the answer (the
+/// "lingering close" of nginx and Apache). Past either bound the connection is closed.
+const LINGER_BYTES: u64 = 1 << 20;
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Read and drop what is left of a refused request body, within the bounds above, in the
+/// background (the answer goes out meanwhile).
+pub fn discard(mut body: hyper::body::Incoming) {
+    use http_body::Body as _;
+    use http_body_util::BodyExt as _;
+    if body.is_end_stream() {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        let mut left = LINGER_BYTES;
+        let _ = tokio::time::timeout(LINGER_TIME, async {
+            while let Some(Ok(frame)) = body.frame().await {
+                let read = frame.data_ref().map_or(0, |d| d.len() as u64);
+                match left.checked_sub(read) {
+                    Some(rest) => left = rest,
+                    None => break,
+                }
+            }
+        })
+        .await;
+    });
+}

@@ -7,7 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::header::{CONTENT_TYPE, RETRY_AFTER, SET_COOKIE};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use zeroize::Zeroizing;
@@ -104,17 +104,24 @@ pub(super) async fn read_form(
     if !is_form {
         return Err(HttpError::BadRequest("expected a form post"));
     }
-    let (parts, body) = req.into_parts();
-    let bytes = match Limited::new(body, MAX_FORM_BYTES).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            return Err(HttpError::PayloadTooLarge);
+    let (parts, mut body) = req.into_parts();
+    // Refused before buffering; what is left of a refused form is read away (bounded) so
+    // the client gets the 413 rather than a reset connection.
+    if http_body::Body::size_hint(&body).lower() > MAX_FORM_BYTES as u64 {
+        crate::http::body::discard(body);
+        return Err(HttpError::PayloadTooLarge);
+    }
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| HttpError::BadRequest("the form could not be read"))?;
+        if let Ok(data) = frame.into_data() {
+            if bytes.len() + data.len() > MAX_FORM_BYTES {
+                crate::http::body::discard(body);
+                return Err(HttpError::PayloadTooLarge);
+            }
+            bytes.extend_from_slice(&data);
         }
-        Err(_) => return Err(HttpError::BadRequest("the form could not be read")),
-    };
+    }
     Ok((parts, first_values(&bytes)))
 }
 

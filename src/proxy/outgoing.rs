@@ -18,7 +18,8 @@ use tokio::sync::oneshot;
 pub struct BodyTooLarge;
 
 pub struct Outgoing {
-    inner: Incoming,
+    /// `None` once the limit was passed: the rest is being discarded elsewhere.
+    inner: Option<Incoming>,
     /// Bytes the body may still carry.
     left: u64,
     /// Fired when the last frame has been read (or the body failed); `None` once fired, or
@@ -44,7 +45,7 @@ impl Outgoing {
         };
         (
             Outgoing {
-                inner,
+                inner: Some(inner),
                 left: limit,
                 sent: tx,
             },
@@ -61,20 +62,31 @@ impl http_body::Body for Outgoing {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let mut polled = Pin::new(&mut self.inner)
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
+        };
+        let mut polled = Pin::new(&mut *inner)
             .poll_frame(cx)
             .map_err(|e| -> Self::Error { Box::new(e) });
+        let mut end_stream = inner.is_end_stream();
         if let Poll::Ready(Some(Ok(frame))) = &polled
             && let Some(data) = frame.data_ref()
         {
             match self.left.checked_sub(data.len() as u64) {
                 Some(left) => self.left = left,
-                None => polled = Poll::Ready(Some(Err(Box::new(BodyTooLarge)))),
+                None => {
+                    // The client gets its 413 while the rest of its upload is read away.
+                    if let Some(rest) = self.inner.take() {
+                        crate::http::body::discard(rest);
+                    }
+                    end_stream = true;
+                    polled = Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
+                }
             }
         }
         let finished = match &polled {
             Poll::Ready(None) | Poll::Ready(Some(Err(_))) => true,
-            Poll::Ready(Some(Ok(_))) => self.inner.is_end_stream(),
+            Poll::Ready(Some(Ok(_))) => end_stream,
             Poll::Pending => false,
         };
         if finished && let Some(tx) = self.sent.take() {
@@ -84,10 +96,12 @@ impl http_body::Body for Outgoing {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint())
     }
 }
