@@ -64,6 +64,9 @@ struct Session {
     last_active: Instant,
     bindings: Vec<IdHash>,
     site_passwords: SitePasswords,
+    /// Signed in on a shared computer (SPEC §6, roaming): sign-out also asks the browser
+    /// to clear what it kept of the visit.
+    roaming: bool,
 }
 
 struct Binding {
@@ -215,6 +218,7 @@ impl SessionTable {
             last_active: now,
             bindings: Vec::new(),
             site_passwords,
+            roaming: false,
         };
         let mut revoked = Vec::new();
         {
@@ -239,6 +243,18 @@ impl SessionTable {
             inner.add(id, session, &self.timeouts);
         }
         self.notify(&revoked);
+    }
+
+    /// Mark session `id` as a visit from a shared computer (roaming).
+    pub fn mark_roaming(&self, id: &IdHash) {
+        if let Some(s) = self.lock().sessions.get_mut(id) {
+            s.roaming = true;
+        }
+    }
+
+    /// Is session `id` a visit from a shared computer?
+    pub fn is_roaming(&self, id: &IdHash) -> bool {
+        self.lock().sessions.get(id).is_some_and(|s| s.roaming)
     }
 
     /// Does the live session `id` hold a site password for `site`?
@@ -334,6 +350,7 @@ impl SessionTable {
             site_passwords: site_password
                 .map(|sp| SitePasswords::from([(site.clone(), sp)]))
                 .unwrap_or_default(),
+            roaming: false,
         };
         let admission = session.admission(&self.timeouts, site, now);
         let mut revoked = Vec::new();
