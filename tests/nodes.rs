@@ -486,3 +486,54 @@ async fn shared_computer_leaves_nothing() {
     assert_eq!(out.header("clear-site-data"), None);
     assert!(browser.cookie("auth.localhost", NODE).is_some());
 }
+
+/// The link form's password check is the sign-in throttle's: after the allowed failures
+/// even the right password is held (429, `Retry-After`), and nothing changes, so the form
+/// is no way round the throttle to guess another account's password.
+#[tokio::test]
+async fn link_password_check_is_throttled() {
+    let backend = Backend::start().await;
+    let gw = Gateway::builder()
+        .portal("signin_throttle = { failures = 2, address_failures = 100, user_failures = 100, max_delay = \"1h\" }")
+        .user("alice", "alice-password", 3)
+        .user("bob", "bob-password", 2)
+        .user("carol", "carol-password", 2)
+        .site("app", &backend.url())
+        .start()
+        .await;
+    let (browser, page) = two_accounts_on_one_browser(&gw).await;
+    let before = snapshot(&gw);
+    for password in ["wrong", "also wrong"] {
+        let res = post_link(
+            &browser,
+            &gw,
+            &page.body,
+            &[
+                ("choice", "link"),
+                ("account", "alice"),
+                ("password", password),
+            ],
+        )
+        .await;
+        assert_eq!(res.status, 401, "{res:?}");
+    }
+    let held = post_link(
+        &browser,
+        &gw,
+        &page.body,
+        &[
+            ("choice", "link"),
+            ("account", "alice"),
+            ("password", "alice-password"),
+        ],
+    )
+    .await;
+    assert_eq!(held.status, 429, "{held:?}");
+    assert!(held.header("retry-after").is_some());
+    assert_eq!(snapshot(&gw), before, "nothing changed");
+    // The sign-in form for alice from this address is held too: one throttle.
+    let other = gw.client();
+    let form = login_form(&other, &gw, "app.localhost").await;
+    let res = submit_login(&other, &gw, &form, "alice", "alice-password").await;
+    assert_eq!(res.status, 429, "{res:?}");
+}

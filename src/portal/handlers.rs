@@ -306,10 +306,12 @@ async fn login_submit(
     };
     // Accounts (SPEC §6): a temporary password leads to the change form, never to a site.
     if record.temporary_until.is_some() {
+        let shared_computer = form.get("shared_computer").is_some_and(|v| !v.is_empty());
         return Ok(password::temporary_signed_in(
             portal,
             &cookie_hash,
             &record,
+            shared_computer,
             handoff.as_ref(),
             peer,
         ));
@@ -324,33 +326,17 @@ async fn login_submit(
     portal
         .sessions
         .start(old_cookie.as_ref(), fresh.hash(), record, site_passwords);
-    let node = if shared_computer {
-        // Roaming: an existing node cookie (another user's) is neither renewed nor noted.
-        portal.sessions.mark_roaming(&fresh.hash());
-        None
-    } else {
-        Some(link::node_cookie_or_fresh(&parts.headers))
-    };
-    let offer = match &node {
-        Some(node) => portal.note_node(node, &account).await,
-        None => false,
-    };
-    let mut res = if offer {
-        page::redirect(StatusCode::SEE_OTHER, &link::link_url(handoff.as_ref()))
-    } else {
-        handoff
-            .as_ref()
-            .and_then(|h| portal.continue_to_site(&fresh.hash(), h))
-            .unwrap_or_else(|| page::redirect(StatusCode::SEE_OTHER, "/"))
-    };
+    let mut res = portal
+        .after_sign_in(
+            &fresh.hash(),
+            &account,
+            shared_computer,
+            handoff.as_ref(),
+            &parts.headers,
+        )
+        .await;
     res.headers_mut()
         .append(SET_COOKIE, cookies::set(cookies::PORTAL, fresh.as_str()));
-    if let Some(node) = node {
-        res.headers_mut().append(
-            SET_COOKIE,
-            cookies::set_lasting(cookies::NODE, &node, cookies::NODE_MAX_AGE_SECS),
-        );
-    }
     Ok(res)
 }
 

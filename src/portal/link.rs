@@ -11,7 +11,7 @@
 
 use std::net::SocketAddr;
 
-use http::header::RETRY_AFTER;
+use http::header::{RETRY_AFTER, SET_COOKIE};
 use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use zeroize::Zeroizing;
@@ -35,14 +35,14 @@ pub(super) fn node_cookie(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The node cookie to (re)set at a sign-in: the browser's own, or a fresh identifier.
-pub(super) fn node_cookie_or_fresh(headers: &HeaderMap) -> String {
+fn node_cookie_or_fresh(headers: &HeaderMap) -> String {
     node_cookie(headers)
         .map(str::to_string)
         .unwrap_or_else(|| Identifier::new().as_str().to_string())
 }
 
 /// `/link`, keeping the hand-off, where a sign-in goes when there is something to offer.
-pub(super) fn link_url(handoff: Option<&Handoff>) -> String {
+fn link_url(handoff: Option<&Handoff>) -> String {
     match handoff {
         Some(h) => {
             let q = form_urlencoded::Serializer::new(String::new())
@@ -60,7 +60,7 @@ impl Portal {
     /// Note in the store that `account` signed in on the node whose cookie is `node`;
     /// true when other accounts seen there may be offered for linking. A store failure is
     /// logged and offers nothing: the sign-in goes on.
-    pub(super) async fn note_node(&self, node: &str, account: &str) -> bool {
+    async fn note_node(&self, node: &str, account: &str) -> bool {
         let (hash, a) = (IdHash::of(node.as_bytes()), account.to_string());
         match self
             .store_call(move |s| s.note_node_account(&hash, &a, unix_now()))
@@ -72,6 +72,36 @@ impl Portal {
                 false
             }
         }
+    }
+
+    /// The answer to a good sign-in that started session `session` for `account`: on a
+    /// shared computer the session is marked roaming and nothing is kept for the node;
+    /// otherwise the node cookie is set (or renewed) and the account noted on the node.
+    /// Then on to `/link` when there is something to offer, else on with the hand-off.
+    pub(super) async fn after_sign_in(
+        &self,
+        session: &IdHash,
+        account: &str,
+        shared_computer: bool,
+        handoff: Option<&Handoff>,
+        headers: &HeaderMap,
+    ) -> Response<Body> {
+        if shared_computer {
+            // An existing node cookie (another user's) is neither renewed nor noted.
+            self.sessions.mark_roaming(session);
+            return self.continue_after_link(session, handoff);
+        }
+        let node = node_cookie_or_fresh(headers);
+        let mut res = if self.note_node(&node, account).await {
+            page::redirect(StatusCode::SEE_OTHER, &link_url(handoff))
+        } else {
+            self.continue_after_link(session, handoff)
+        };
+        res.headers_mut().append(
+            SET_COOKIE,
+            cookies::set_lasting(cookies::NODE, &node, cookies::NODE_MAX_AGE_SECS),
+        );
+        res
     }
 
     /// On with the hand-off, or to the account page.

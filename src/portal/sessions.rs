@@ -202,8 +202,8 @@ impl SessionTable {
     ///
     /// `replacing` is the browser's previous session (its old portal cookie). The same user
     /// signing in again (e.g. asked for their password by a derived site the old session
-    /// had no site password for) keeps the sites it was handed to, now under the new id;
-    /// another user's session ends, on every site.
+    /// had no site password for) keeps the sites it was handed to, now under the new id,
+    /// and stays roaming if it was; another user's session ends, on every site.
     pub fn start(
         &self,
         replacing: Option<&IdHash>,
@@ -234,6 +234,8 @@ impl SessionTable {
                         }
                     }
                     session.bindings = old.bindings;
+                    // A visit from a shared computer stays one (sign-out must still clear it).
+                    session.roaming = old.roaming;
                     inner.codes.retain(|_, c| c.session != *old_id);
                 } else {
                     inner.end(old_id, &mut revoked);
