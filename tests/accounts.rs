@@ -860,3 +860,55 @@ fn bad_mail_settings_are_refused() {
     }
     assert!(err.contains("loopback"), "{err}");
 }
+
+/// The first real sign-in after a temporary password gets the node cookie like any other
+/// sign-in, once the password is chosen; ticked as a shared computer on the sign-in form,
+/// it gets none and the node is not noted (SPEC §6, nodes and roaming).
+#[tokio::test]
+async fn node_cookie_after_temporary_password() {
+    let (_backend, gw) = gateway("").await;
+    for (email, shared) in [("own@example.org", false), ("shared@example.org", true)] {
+        let browser = gw.client();
+        let temporary = register(&browser, &gw, "app.localhost", "/", email).await;
+        let first = browser.get(&gw.url("app.localhost", "/")).await;
+        let form = browser.get(&first.location().unwrap()).await;
+        let mut fields = vec![("username", email), ("password", temporary.as_str())];
+        if shared {
+            fields.push(("shared_computer", "1"));
+        }
+        let change = post_with_form(&browser, &gw, "/login", &form.body, &fields).await;
+        assert_eq!(change.status, 200, "{change:?}");
+        assert!(
+            browser
+                .cookie("auth.localhost", "__Host-gatehouse-node")
+                .is_none(),
+            "not before the password is chosen"
+        );
+        let new = "a long new password";
+        let done = post_change(
+            &browser,
+            &gw,
+            &change.body,
+            &[
+                ("temporary_password", &temporary),
+                ("new_password", new),
+                ("confirm_password", new),
+            ],
+        )
+        .await;
+        assert_eq!(done.status, 303, "{done:?}");
+        assert_eq!(
+            browser
+                .cookie("auth.localhost", "__Host-gatehouse-node")
+                .is_some(),
+            !shared
+        );
+        assert_eq!(browser.follow(&done.location().unwrap()).await.status, 200);
+        let noted = count(
+            &gw,
+            "SELECT count(*) FROM node_accounts na JOIN accounts a ON a.id = na.account_id WHERE a.name = ?1",
+            email,
+        );
+        assert_eq!(noted, i64::from(!shared), "{email}");
+    }
+}

@@ -8,6 +8,13 @@ use http::header::{COOKIE, HeaderMap, HeaderValue};
 pub const SITE: &str = "__Host-gatehouse";
 /// The portal cookie: how the portal knows a browser.
 pub const PORTAL: &str = "__Host-gatehouse-portal";
+/// The node cookie: how the portal knows a browser across sessions (SPEC §6, nodes). The
+/// only lasting cookie; never set on a shared computer.
+pub const NODE: &str = "__Host-gatehouse-node";
+
+/// How long a node cookie lasts: 400 days, the most browsers keep a cookie (RFC 6265bis);
+/// renewed at each sign-in.
+pub const NODE_MAX_AGE_SECS: u64 = 400 * 24 * 60 * 60;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Found<'a> {
@@ -136,6 +143,13 @@ pub fn set(name: &str, value: &str) -> HeaderValue {
     HeaderValue::from_str(&c).unwrap_or(HeaderValue::from_static("invalid=1"))
 }
 
+/// `Set-Cookie` for a lasting cookie, kept by the browser for `max_age_secs`.
+pub fn set_lasting(name: &str, value: &str, max_age_secs: u64) -> HeaderValue {
+    let c =
+        format!("{name}={value}; Secure; HttpOnly; SameSite=Lax; Path=/; Max-Age={max_age_secs}");
+    HeaderValue::from_str(&c).unwrap_or(HeaderValue::from_static("invalid=1"))
+}
+
 /// `Set-Cookie` that removes a cookie.
 pub fn clear(name: &str) -> HeaderValue {
     let c = format!("{name}=; Secure; HttpOnly; SameSite=Lax; Path=/; Max-Age=0");
@@ -238,5 +252,9 @@ mod tests {
             "__Host-gatehouse=abc; Secure; HttpOnly; SameSite=Lax; Path=/"
         );
         assert!(clear(PORTAL).to_str().unwrap().contains("Max-Age=0"));
+        assert_eq!(
+            set_lasting(NODE, "n", NODE_MAX_AGE_SECS),
+            "__Host-gatehouse-node=n; Secure; HttpOnly; SameSite=Lax; Path=/; Max-Age=34560000"
+        );
     }
 }

@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use zeroize::Zeroizing;
 
 use super::pages::{self, Handoff, Notice};
-use super::{Attempt, Portal, password, register};
+use super::{Attempt, Portal, link, password, register};
 use crate::crypto::{IdHash, Identifier, ct_eq};
 use crate::http::body::Body;
 use crate::http::cookies::{self, Found};
@@ -39,8 +39,10 @@ pub(super) async fn route(
         (Method::POST, "/register") => register::submit(portal, req, peer).await,
         (Method::GET | Method::HEAD, "/password") => password::form(portal, &req),
         (Method::POST, "/password") => password::submit(portal, req, peer).await,
+        (Method::GET | Method::HEAD, "/link") => link::form(portal, &req).await,
+        (Method::POST, "/link") => link::submit(portal, req, peer).await,
         (Method::GET | Method::HEAD, page::STYLESHEET_PATH) => Ok(crate::gate::stylesheet()),
-        (_, "/" | "/login" | "/logout" | "/register" | "/password") => {
+        (_, "/" | "/login" | "/logout" | "/register" | "/password" | "/link") => {
             Err(HttpError::MethodNotAllowed)
         }
         _ => Err(HttpError::NotFound),
@@ -243,13 +245,18 @@ fn login_page(portal: &Portal, req: &Request<Incoming>) -> Result<Response<Body>
 /// of the derived sites (the only moment the master password exists: it is dropped when
 /// this handler returns), rotate the portal cookie (no session fixation), start the session
 /// and continue the hand-off.
+///
+/// Nodes (SPEC §6): the browser gets (or keeps, renewed) its lasting node cookie and the
+/// account is noted on that node; when other accounts were seen there, the sign-in goes on
+/// to `/link` first. On a shared computer (`shared_computer`) none of that: no node cookie,
+/// no note, and the session is marked roaming so sign-out clears the browser.
 async fn login_submit(
     portal: &Portal,
     req: Request<Incoming>,
     peer: SocketAddr,
 ) -> Result<Response<Body>, HttpError> {
     let old_cookie = portal_cookie(&req)?;
-    let (_, mut form) = read_form(req).await?;
+    let (parts, mut form) = read_form(req).await?;
     let password = Zeroizing::new(form.remove("password").unwrap_or_default());
     if !portal.csrf_ok(old_cookie.as_ref(), &form) {
         return Ok(page::message(
@@ -306,10 +313,12 @@ async fn login_submit(
     };
     // Accounts (SPEC §6): a temporary password leads to the change form, never to a site.
     if record.temporary_until.is_some() {
+        let shared_computer = form.get("shared_computer").is_some_and(|v| !v.is_empty());
         return Ok(password::temporary_signed_in(
             portal,
             &cookie_hash,
             &record,
+            shared_computer,
             handoff.as_ref(),
             peer,
         ));
@@ -318,14 +327,21 @@ async fn login_submit(
     tracing::info!(peer = %peer.ip(), user = %record.name, "signed in");
     let site_passwords = portal.site_passwords(&record, &password);
     drop(password);
+    let shared_computer = form.get("shared_computer").is_some_and(|v| !v.is_empty());
+    let account = record.account.clone();
     let fresh = Identifier::new();
     portal
         .sessions
         .start(old_cookie.as_ref(), fresh.hash(), record, site_passwords);
-    let mut res = handoff
-        .as_ref()
-        .and_then(|h| portal.continue_to_site(&fresh.hash(), h))
-        .unwrap_or_else(|| page::redirect(StatusCode::SEE_OTHER, "/"));
+    let mut res = portal
+        .after_sign_in(
+            &fresh.hash(),
+            &account,
+            shared_computer,
+            handoff.as_ref(),
+            &parts.headers,
+        )
+        .await;
     res.headers_mut()
         .append(SET_COOKIE, cookies::set(cookies::PORTAL, fresh.as_str()));
     Ok(res)
@@ -359,7 +375,9 @@ fn logout_page(portal: &Portal, req: &Request<Incoming>) -> Result<Response<Body
     }
 }
 
-/// POST /logout: end the session on every site at once and clear the portal cookie.
+/// POST /logout: end the session on every site at once and clear the portal cookie. After
+/// a visit from a shared computer (roaming), also ask the browser to drop every cookie,
+/// cache and storage of the sites (`Clear-Site-Data`), so the visit leaves nothing behind.
 async fn logout_submit(
     portal: &Portal,
     req: Request<Incoming>,
@@ -369,9 +387,12 @@ async fn logout_submit(
     if !portal.csrf_ok(cookie.as_ref(), &form) {
         return Ok(form_expired());
     }
+    let roaming = cookie
+        .as_ref()
+        .is_some_and(|c| portal.sessions.is_roaming(c));
     if let Some(c) = &cookie {
         if let Some(user) = portal.sessions.user(c) {
-            tracing::info!(user = %user.name, "signed out everywhere");
+            tracing::info!(user = %user.name, roaming, "signed out everywhere");
         }
         portal.sessions.end(c);
     }
@@ -379,6 +400,12 @@ async fn logout_submit(
     let mut res = portal.page(StatusCode::OK, pages::signed_out(rd.as_deref()));
     res.headers_mut()
         .append(SET_COOKIE, cookies::clear(cookies::PORTAL));
+    if roaming {
+        res.headers_mut().insert(
+            "clear-site-data",
+            http::HeaderValue::from_static("\"cache\", \"cookies\", \"storage\""),
+        );
+    }
     Ok(res)
 }
 

@@ -5,6 +5,7 @@
 //! page. Gates reach it only through `central::Central`.
 
 mod handlers;
+mod link;
 pub mod mail;
 mod pages;
 mod password;

@@ -231,3 +231,47 @@ pub fn account(user: &UserRecord, csrf: &str, sites: &[(String, String)]) -> Str
     );
     document("Your account", &main, &Look::default(), STYLESHEET_PATH)
 }
+
+/// The offer to link accounts (`/link`): the accounts seen on this browser, one to choose,
+/// its password (field `password`), and "keep apart". Only account names are shown.
+pub fn link(
+    look: &Look,
+    csrf: &str,
+    handoff: Option<&Handoff>,
+    account: &str,
+    candidates: &[String],
+    error: Option<&str>,
+) -> String {
+    let error = error
+        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
+        .unwrap_or_default();
+    let only = candidates.len() == 1;
+    let choices: String = candidates
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            format!(
+                "<label class=\"check\" for=\"account-{i}\"><input type=\"radio\" name=\"account\" value=\"{name}\" id=\"account-{i}\" required{checked}> {name}</label>",
+                name = escape(name),
+                checked = if only { " checked" } else { "" },
+            )
+        })
+        .collect();
+    let main = format!(
+        "<p>Signed in as account <strong>{account}</strong>. This browser was also used to sign in to the account{s} below.</p>\
+<p>If {they} yours too, you can link them: your account <strong>{account}</strong> becomes part of the one you choose, with its users, sites and usage, and you sign in as before. You need the password of the account you choose.</p>\
+{error}<form method=\"post\" action=\"/link\">{csrf}{fields}\
+<fieldset><legend>Link with</legend>{choices}</fieldset>\
+<label for=\"password\">Password of the account you chose</label>\
+<input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"off\">\
+<button type=\"submit\" name=\"choice\" value=\"link\">Link the accounts</button>\
+<button type=\"submit\" name=\"choice\" value=\"apart\" formnovalidate>Keep them apart</button></form>\
+<p class=\"muted\">Keeping them apart is remembered on this browser: you will not be asked again here.</p>",
+        account = escape(account),
+        s = if only { "" } else { "s" },
+        they = if only { "it is" } else { "one of them is" },
+        csrf = hidden("csrf", csrf),
+        fields = handoff_fields(handoff),
+    );
+    document("Link your accounts?", &main, look, STYLESHEET_PATH)
+}

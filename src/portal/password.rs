@@ -36,36 +36,50 @@ const PENDING_TTL: Duration = Duration::from_secs(15 * 60);
 /// Most pending changes held at once; beyond it a temporary sign-in is refused for a while.
 const PENDING_CAP: usize = 10_000;
 
+/// A browser that signed in with a temporary password: who, whether it said it is a shared
+/// computer (kept for when the session starts), and until when.
+struct Pending {
+    user: String,
+    shared_computer: bool,
+    until: Instant,
+}
+
 /// Browsers (by portal cookie hash) that signed in with a temporary password, and whose
 /// password they must now choose.
 #[derive(Default)]
 pub struct PendingChanges {
-    inner: Mutex<HashMap<IdHash, (String, Instant)>>,
+    inner: Mutex<HashMap<IdHash, Pending>>,
 }
 
 impl PendingChanges {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IdHash, (String, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IdHash, Pending>> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// False when full of live entries.
-    fn insert(&self, cookie: IdHash, user: &str) -> bool {
+    fn insert(&self, cookie: IdHash, user: &str, shared_computer: bool) -> bool {
         let now = Instant::now();
         let mut map = self.lock();
         if map.len() >= PENDING_CAP {
-            map.retain(|_, (_, until)| *until > now);
+            map.retain(|_, p| p.until > now);
         }
         if map.len() >= PENDING_CAP && !map.contains_key(&cookie) {
             return false;
         }
-        map.insert(cookie, (user.to_string(), now + PENDING_TTL));
+        let pending = Pending {
+            user: user.to_string(),
+            shared_computer,
+            until: now + PENDING_TTL,
+        };
+        map.insert(cookie, pending);
         true
     }
 
-    fn user(&self, cookie: &IdHash) -> Option<String> {
+    /// The user of a live pending change, and whether they are on a shared computer.
+    fn get(&self, cookie: &IdHash) -> Option<(String, bool)> {
         let mut map = self.lock();
         match map.get(cookie) {
-            Some((user, until)) if *until > Instant::now() => Some(user.clone()),
+            Some(p) if p.until > Instant::now() => Some((p.user.clone(), p.shared_computer)),
             Some(_) => {
                 map.remove(cookie);
                 None
@@ -101,10 +115,14 @@ pub(super) fn temporary_signed_in(
     portal: &Portal,
     cookie: &IdHash,
     record: &UserRecord,
+    shared_computer: bool,
     handoff: Option<&Handoff>,
     peer: SocketAddr,
 ) -> Response<Body> {
-    if !portal.pending.insert(*cookie, &record.name) {
+    if !portal
+        .pending
+        .insert(*cookie, &record.name, shared_computer)
+    {
         tracing::warn!(peer = %peer.ip(), "too many pending password changes; temporary sign-in refused");
         return page::message(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -149,7 +167,7 @@ pub(super) fn form(portal: &Portal, req: &Request<Incoming>) -> Result<Response<
         return Ok(page::redirect(StatusCode::FOUND, "/login"));
     };
     let handoff = portal.handoff_from(&query(req));
-    let proof = if portal.pending.user(&cookie).is_some() {
+    let proof = if portal.pending.get(&cookie).is_some() {
         Proof::Temporary
     } else if portal.sessions.user(&cookie).is_some() {
         Proof::Current
@@ -168,7 +186,8 @@ pub(super) fn form(portal: &Portal, req: &Request<Incoming>) -> Result<Response<
 
 /// What the form proves and who it is for.
 enum Who {
-    Pending(String),
+    /// The user, and whether they said at sign-in that this is a shared computer.
+    Pending(String, bool),
     SignedIn(String),
 }
 
@@ -179,22 +198,26 @@ pub(super) async fn submit(
     peer: SocketAddr,
 ) -> Result<Response<Body>, HttpError> {
     let cookie = portal_cookie(&req)?;
-    let (_, mut form) = read_form(req).await?;
+    let (parts, mut form) = read_form(req).await?;
     let Some(cookie) = cookie.filter(|_| portal.csrf_ok(cookie.as_ref(), &form)) else {
         return Ok(form_expired());
     };
     let handoff = portal.handoff_from(&form);
     let mut take = |name: &str| Zeroizing::new(form.remove(name).unwrap_or_default());
     let (new, confirm) = (take("new_password"), take("confirm_password"));
-    let who = if let Some(user) = portal.pending.user(&cookie) {
-        Who::Pending(user)
+    let mut shared_computer = false;
+    let who = if let Some((user, shared)) = portal.pending.get(&cookie) {
+        Who::Pending(user, shared)
     } else if let Some(user) = portal.sessions.user(&cookie) {
         Who::SignedIn(user.name.clone())
     } else {
         return Ok(page::redirect(StatusCode::SEE_OTHER, "/login"));
     };
     let (name, proof, old) = match who {
-        Who::Pending(n) => (n, Proof::Temporary, take("temporary_password")),
+        Who::Pending(n, shared) => {
+            shared_computer = shared;
+            (n, Proof::Temporary, take("temporary_password"))
+        }
         Who::SignedIn(n) => (n, Proof::Current, take("current_password")),
     };
     let refuse = |error: &str, status| {
@@ -275,12 +298,21 @@ pub(super) async fn submit(
     portal
         .sessions
         .start(Some(&cookie), fresh.hash(), updated.clone(), site_passwords);
+    let account = updated.account.clone();
     portal.sessions.user_changed(&name, Some(updated));
     let mut res = match proof {
-        Proof::Temporary => handoff
-            .as_ref()
-            .and_then(|h| portal.continue_to_site(&fresh.hash(), h))
-            .unwrap_or_else(|| page::redirect(StatusCode::SEE_OTHER, "/")),
+        // The first real sign-in of this user: the node (or roaming) as at any sign-in.
+        Proof::Temporary => {
+            portal
+                .after_sign_in(
+                    &fresh.hash(),
+                    &account,
+                    shared_computer,
+                    handoff.as_ref(),
+                    &parts.headers,
+                )
+                .await
+        }
         Proof::Current => portal.page(StatusCode::OK, pages::password_changed()),
     };
     res.headers_mut()
@@ -309,12 +341,16 @@ mod tests {
     fn pending_changes() {
         let p = PendingChanges::default();
         let c = IdHash([1; 32]);
-        assert!(p.insert(c, "a@example.org"));
-        assert_eq!(p.user(&c).as_deref(), Some("a@example.org"));
+        assert!(p.insert(c, "a@example.org", true));
+        assert_eq!(p.get(&c), Some(("a@example.org".to_string(), true)));
         p.remove(&c);
-        assert_eq!(p.user(&c), None);
-        p.lock()
-            .insert(c, ("x".into(), Instant::now() - Duration::from_secs(1)));
-        assert_eq!(p.user(&c), None, "expired");
+        assert_eq!(p.get(&c), None);
+        let expired = Pending {
+            user: "x".into(),
+            shared_computer: false,
+            until: Instant::now() - Duration::from_secs(1),
+        };
+        p.lock().insert(c, expired);
+        assert_eq!(p.get(&c), None, "expired");
     }
 }

@@ -64,6 +64,9 @@ struct Session {
     last_active: Instant,
     bindings: Vec<IdHash>,
     site_passwords: SitePasswords,
+    /// Signed in on a shared computer (SPEC §6, roaming): sign-out also asks the browser
+    /// to clear what it kept of the visit.
+    roaming: bool,
 }
 
 struct Binding {
@@ -199,8 +202,8 @@ impl SessionTable {
     ///
     /// `replacing` is the browser's previous session (its old portal cookie). The same user
     /// signing in again (e.g. asked for their password by a derived site the old session
-    /// had no site password for) keeps the sites it was handed to, now under the new id;
-    /// another user's session ends, on every site.
+    /// had no site password for) keeps the sites it was handed to, now under the new id,
+    /// and stays roaming if it was; another user's session ends, on every site.
     pub fn start(
         &self,
         replacing: Option<&IdHash>,
@@ -215,6 +218,7 @@ impl SessionTable {
             last_active: now,
             bindings: Vec::new(),
             site_passwords,
+            roaming: false,
         };
         let mut revoked = Vec::new();
         {
@@ -230,6 +234,8 @@ impl SessionTable {
                         }
                     }
                     session.bindings = old.bindings;
+                    // A visit from a shared computer stays one (sign-out must still clear it).
+                    session.roaming = old.roaming;
                     inner.codes.retain(|_, c| c.session != *old_id);
                 } else {
                     inner.end(old_id, &mut revoked);
@@ -239,6 +245,18 @@ impl SessionTable {
             inner.add(id, session, &self.timeouts);
         }
         self.notify(&revoked);
+    }
+
+    /// Mark session `id` as a visit from a shared computer (roaming).
+    pub fn mark_roaming(&self, id: &IdHash) {
+        if let Some(s) = self.lock().sessions.get_mut(id) {
+            s.roaming = true;
+        }
+    }
+
+    /// Is session `id` a visit from a shared computer?
+    pub fn is_roaming(&self, id: &IdHash) -> bool {
+        self.lock().sessions.get(id).is_some_and(|s| s.roaming)
     }
 
     /// Does the live session `id` hold a site password for `site`?
@@ -334,6 +352,7 @@ impl SessionTable {
             site_passwords: site_password
                 .map(|sp| SitePasswords::from([(site.clone(), sp)]))
                 .unwrap_or_default(),
+            roaming: false,
         };
         let admission = session.admission(&self.timeouts, site, now);
         let mut revoked = Vec::new();

@@ -275,3 +275,24 @@ fn reaper_ends_idle_sessions_and_spares_used_ones() {
     t.reap();
     assert!(t.is_empty(), "rescheduled, then reaped once idle");
 }
+
+/// A roaming session stays roaming when its user signs in again (or changes their
+/// password), so sign-out still clears the browser; another user's session starts plain.
+#[test]
+fn roaming_carries_over_to_the_same_user_only() {
+    let t = table();
+    let old = signed_in(&t);
+    assert!(!t.is_roaming(&old));
+    t.mark_roaming(&old);
+    assert!(t.is_roaming(&old));
+    let new = Identifier::new().hash();
+    t.start(Some(&old), new, alice(), SitePasswords::new());
+    assert!(t.is_roaming(&new), "same user: still roaming");
+
+    let mut bob = alice();
+    bob.name = "bob".into();
+    let other = Identifier::new().hash();
+    t.start(Some(&new), other, bob, SitePasswords::new());
+    assert!(!t.is_roaming(&other), "another user: a fresh start");
+    assert!(!t.is_roaming(&new), "ended");
+}

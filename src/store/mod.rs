@@ -4,12 +4,14 @@
 //! [`sqlite::SqliteStore`] is the default. Calls are blocking and short: async callers run
 //! them with `tokio::task::spawn_blocking` (see `portal::Portal::store_call`).
 
+mod links;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::config::Level;
+use crate::crypto::IdHash;
 
 pub use sqlite::SqliteStore;
 
@@ -114,6 +116,45 @@ pub trait Store: Send + Sync + 'static {
     /// Users changed after `revision`, and the newest revision. Lets a running portal learn
     /// of changes made by `gatehouse user …` from another process.
     fn users_changed_since(&self, revision: i64) -> Result<(Vec<String>, i64), StoreError>;
+    /// A browser signed in to `account` (SPEC §6, nodes): register the node known by
+    /// `node` (the hash of its node cookie) if it is new, note the account on it, and return
+    /// the other accounts seen on this node that it was not kept apart from there: the
+    /// candidates for linking.
+    fn note_node_account(
+        &self,
+        node: &IdHash,
+        account: &str,
+        at: i64,
+    ) -> Result<Vec<String>, StoreError>;
+    /// The candidates for linking, as [`Store::note_node_account`] returns them, without
+    /// noting anything. Empty for an unknown node.
+    fn link_candidates(&self, node: &IdHash, account: &str) -> Result<Vec<String>, StoreError>;
+    /// On this node, keep `account` apart from each of `others`: they are not offered for
+    /// linking there again (either way round).
+    fn keep_apart(
+        &self,
+        node: &IdHash,
+        account: &str,
+        others: &[String],
+        at: i64,
+    ) -> Result<(), StoreError>;
+    /// The user whose password proves an account: the user named like the account, else
+    /// its oldest user. `None` for an unknown account.
+    fn account_login(&self, account: &str) -> Result<Option<String>, StoreError>;
+    /// Merge account `gone` into `keep`, in one transaction: its users, sites (earliest
+    /// first access kept), usage (summed where both have a row for a site and day) and
+    /// nodes move to `keep`, the merge is recorded, and `gone` is deleted. Returns the names
+    /// of the users moved; `None` (and nothing changed) when either account is unknown or
+    /// both are the same.
+    fn merge_accounts(
+        &self,
+        keep: &str,
+        gone: &str,
+        at: i64,
+    ) -> Result<Option<Vec<String>>, StoreError>;
+    /// The accounts merged into `account` (also through accounts merged into it before),
+    /// with the Unix time of each merge, oldest first.
+    fn merged_into(&self, account: &str) -> Result<Vec<(String, i64)>, StoreError>;
     /// A named 256-bit secret, created on first use and kept across restarts.
     fn secret(&self, name: &str) -> Result<[u8; 32], StoreError>;
 }

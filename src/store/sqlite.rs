@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{NewUser, Store, StoreError, UserRecord};
+use super::{NewUser, Store, StoreError, UserRecord, links};
 use crate::config::Level;
+use crate::crypto::IdHash;
 
 /// Schema versions, applied in order. Never edit a shipped step; add a new one.
 const MIGRATIONS: &[&str] = &[
@@ -68,6 +69,23 @@ const MIGRATIONS: &[&str] = &[
         bytes_out INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (account_id, site, day)
      );",
+    // 3: linking (SPEC §6): pairs of accounts a node's user chose to keep apart (asked no
+    // more on that node; account_a < account_b), and the accounts merged into another, so
+    // reports can say what an account now includes.
+    "CREATE TABLE node_kept_apart (
+        node_id INTEGER NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
+        account_a INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        account_b INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (node_id, account_a, account_b),
+        CHECK (account_a < account_b)
+     );
+     CREATE TABLE account_merges (
+        merged_name TEXT NOT NULL,
+        into_account INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        at INTEGER NOT NULL
+     );
+     CREATE INDEX account_merges_into ON account_merges(into_account);",
 ];
 
 pub struct SqliteStore {
@@ -388,6 +406,46 @@ impl Store for SqliteStore {
         })
     }
 
+    fn note_node_account(
+        &self,
+        node: &IdHash,
+        account: &str,
+        at: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        self.with(|c| links::note_node_account(c, node, account, at))
+    }
+
+    fn link_candidates(&self, node: &IdHash, account: &str) -> Result<Vec<String>, StoreError> {
+        self.with(|c| links::link_candidates(c, node, account))
+    }
+
+    fn keep_apart(
+        &self,
+        node: &IdHash,
+        account: &str,
+        others: &[String],
+        at: i64,
+    ) -> Result<(), StoreError> {
+        self.with(|c| links::keep_apart(c, node, account, others, at))
+    }
+
+    fn account_login(&self, account: &str) -> Result<Option<String>, StoreError> {
+        self.with(|c| links::account_login(c, account))
+    }
+
+    fn merge_accounts(
+        &self,
+        keep: &str,
+        gone: &str,
+        at: i64,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        self.with(|c| links::merge_accounts(c, keep, gone, at, next_revision))
+    }
+
+    fn merged_into(&self, account: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        self.with(|c| links::merged_into(c, account))
+    }
+
     fn secret(&self, name: &str) -> Result<[u8; 32], StoreError> {
         self.with(|c| {
             let fresh = crate::crypto::random_bytes::<32>();
@@ -628,6 +686,194 @@ mod tests {
         let bob = s.user("bob").unwrap().unwrap();
         assert_eq!((bob.account.as_str(), bob.temporary_until), ("bob", None));
         assert!(s.record_site_access("bob", "app", 1).unwrap());
+    }
+
+    fn node(n: u8) -> IdHash {
+        IdHash([n; 32])
+    }
+
+    fn usage_row(s: &SqliteStore, account: &str, site: &str, day: &str, n: i64) {
+        s.with(|c| {
+            c.execute(
+                "INSERT INTO usage (account_id, site, day, requests, bytes_in, bytes_out)
+                 SELECT id, ?2, ?3, ?4, ?4 * 10, ?4 * 100 FROM accounts WHERE name = ?1",
+                params![account, site, day, n],
+            )?;
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    fn usage_of(s: &SqliteStore, account: &str) -> Vec<(String, String, i64, i64, i64)> {
+        s.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT u.site, u.day, u.requests, u.bytes_in, u.bytes_out FROM usage u
+                 JOIN accounts a ON a.id = u.account_id WHERE a.name = ?1 ORDER BY u.site, u.day",
+            )?;
+            let rows = stmt.query_map([account], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .unwrap()
+    }
+
+    fn count(s: &SqliteStore, sql: &str) -> i64 {
+        s.with(|c| Ok(c.query_row(sql, [], |r| r.get(0))?)).unwrap()
+    }
+
+    /// A node is registered once; each account signed in on it is noted, and the others
+    /// seen there are the candidates for linking, until kept apart (either way round).
+    #[test]
+    fn nodes_note_accounts_and_offer_the_others() {
+        let s = SqliteStore::in_memory().unwrap();
+        for u in ["alice", "bob", "carol"] {
+            s.add_user(&user(u)).unwrap();
+        }
+        assert!(
+            s.note_node_account(&node(1), "alice", 10)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            s.note_node_account(&node(1), "alice", 11)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(s.note_node_account(&node(2), "bob", 12).unwrap().is_empty());
+        assert_eq!(s.note_node_account(&node(1), "bob", 13).unwrap(), ["alice"]);
+        assert_eq!(count(&s, "SELECT count(*) FROM nodes"), 2);
+        assert_eq!(count(&s, "SELECT count(*) FROM node_accounts"), 3);
+        assert_eq!(
+            count(&s, "SELECT last_seen FROM nodes WHERE id = 1"),
+            13,
+            "seen again"
+        );
+        assert!(
+            s.note_node_account(&node(3), "nobody", 14)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            count(&s, "SELECT count(*) FROM nodes"),
+            2,
+            "no account, no node"
+        );
+
+        s.note_node_account(&node(1), "carol", 15).unwrap();
+        assert_eq!(
+            s.link_candidates(&node(1), "alice").unwrap(),
+            ["carol", "bob"]
+        );
+        s.keep_apart(&node(1), "bob", &["alice".into(), "bob".into()], 16)
+            .unwrap();
+        assert_eq!(s.link_candidates(&node(1), "alice").unwrap(), ["carol"]);
+        assert_eq!(s.link_candidates(&node(1), "bob").unwrap(), ["carol"]);
+        assert_eq!(s.link_candidates(&node(2), "carol").unwrap(), ["bob"]);
+        assert!(s.link_candidates(&node(9), "alice").unwrap().is_empty());
+    }
+
+    /// A merge moves users, sites, usage (summed per site and day) and nodes into the kept
+    /// account, records itself, and deletes the other account; a second merge carries the
+    /// record along.
+    #[test]
+    fn merge_moves_everything_in_one_go() {
+        let s = SqliteStore::in_memory().unwrap();
+        for u in ["alice", "bob", "carol"] {
+            s.add_user(&user(u)).unwrap();
+        }
+        s.record_site_access("alice", "app", 200).unwrap();
+        s.record_site_access("bob", "app", 100).unwrap();
+        s.record_site_access("bob", "wiki", 300).unwrap();
+        usage_row(&s, "alice", "app", "2026-11-25", 1);
+        usage_row(&s, "bob", "app", "2026-11-25", 2);
+        usage_row(&s, "bob", "app", "2026-11-26", 4);
+        s.note_node_account(&node(1), "alice", 10).unwrap();
+        s.note_node_account(&node(1), "bob", 20).unwrap();
+        s.note_node_account(&node(2), "bob", 30).unwrap();
+        s.note_node_account(&node(1), "carol", 40).unwrap();
+        s.keep_apart(&node(1), "bob", &["carol".into()], 41)
+            .unwrap();
+        let (_, rev) = s.users_changed_since(0).unwrap();
+
+        assert_eq!(
+            s.merge_accounts("alice", "bob", 50).unwrap(),
+            Some(vec!["bob".to_string()])
+        );
+        assert_eq!(s.user("bob").unwrap().unwrap().account, "alice");
+        assert_eq!(s.users_changed_since(rev).unwrap().0, ["bob"]);
+        assert_eq!(count(&s, "SELECT count(*) FROM accounts"), 2);
+        assert_eq!(
+            s.account_sites("alice").unwrap(),
+            [("app".to_string(), 100), ("wiki".to_string(), 300)]
+        );
+        assert_eq!(
+            usage_of(&s, "alice"),
+            [
+                ("app".into(), "2026-11-25".into(), 3, 30, 300),
+                ("app".into(), "2026-11-26".into(), 4, 40, 400)
+            ]
+        );
+        assert_eq!(count(&s, "SELECT count(*) FROM usage"), 2);
+        assert_eq!(
+            count(
+                &s,
+                "SELECT count(*) FROM node_accounts WHERE account_id = 1"
+            ),
+            2
+        );
+        assert_eq!(
+            count(
+                &s,
+                "SELECT first_seen FROM node_accounts WHERE account_id = 1 AND node_id = 1"
+            ),
+            10
+        );
+        assert!(
+            s.link_candidates(&node(1), "alice").unwrap().is_empty(),
+            "bob's choice to keep carol apart carries over"
+        );
+        assert_eq!(s.merged_into("alice").unwrap(), [("bob".to_string(), 50)]);
+        assert_eq!(s.account_login("alice").unwrap().as_deref(), Some("alice"));
+
+        // Merging alice (with bob) into carol moves both users and the merge history.
+        assert_eq!(
+            s.merge_accounts("carol", "alice", 60).unwrap(),
+            Some(vec!["alice".to_string(), "bob".to_string()])
+        );
+        assert_eq!(
+            s.merged_into("carol").unwrap(),
+            [("bob".to_string(), 50), ("alice".to_string(), 60)]
+        );
+        assert_eq!(usage_of(&s, "carol").len(), 2);
+        assert_eq!(count(&s, "SELECT count(*) FROM accounts"), 1);
+    }
+
+    /// Nothing happens for unknown accounts or an account merged with itself.
+    #[test]
+    fn merge_refuses_unknown_or_same() {
+        let s = SqliteStore::in_memory().unwrap();
+        s.add_user(&user("alice")).unwrap();
+        let (_, rev) = s.users_changed_since(0).unwrap();
+        assert_eq!(s.merge_accounts("alice", "alice", 1).unwrap(), None);
+        assert_eq!(s.merge_accounts("alice", "nobody", 1).unwrap(), None);
+        assert_eq!(s.merge_accounts("nobody", "alice", 1).unwrap(), None);
+        assert_eq!(s.users_changed_since(rev).unwrap().1, rev);
+        assert_eq!(count(&s, "SELECT count(*) FROM account_merges"), 0);
+        assert_eq!(s.account_login("nobody").unwrap(), None);
+    }
+
+    /// An account whose namesake user was removed is proven by its oldest user.
+    #[test]
+    fn account_login_falls_back_to_oldest_user() {
+        let s = SqliteStore::in_memory().unwrap();
+        for u in ["alice", "bob", "zed"] {
+            s.add_user(&user(u)).unwrap();
+        }
+        s.merge_accounts("alice", "zed", 1).unwrap();
+        s.merge_accounts("alice", "bob", 2).unwrap();
+        s.remove_user("alice").unwrap();
+        assert_eq!(s.account_login("alice").unwrap().as_deref(), Some("bob"));
     }
 
     /// Secrets are created once and then stable.
