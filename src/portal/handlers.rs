@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use zeroize::Zeroizing;
 
 use super::pages::{self, Handoff, Notice};
-use super::{Attempt, Portal, password, register};
+use super::{Attempt, Portal, account, password, register};
 use crate::crypto::{IdHash, Identifier, ct_eq};
 use crate::http::body::Body;
 use crate::http::cookies::{self, Found};
@@ -30,7 +30,8 @@ pub(super) async fn route(
 ) -> Response<Body> {
     let path = req.uri().path().to_string();
     let result = match (req.method().clone(), path.as_str()) {
-        (Method::GET | Method::HEAD, "/") => account(portal, &req),
+        (Method::GET | Method::HEAD, "/") => account::show(portal, &req).await,
+        (Method::POST, "/") => account::submit(portal, req).await,
         (Method::GET | Method::HEAD, "/login") => login_page(portal, &req),
         (Method::POST, "/login") => login_submit(portal, req, peer).await,
         (Method::GET | Method::HEAD, "/logout") => logout_page(portal, &req),
@@ -373,25 +374,4 @@ async fn logout_submit(
     res.headers_mut()
         .append(SET_COOKIE, cookies::clear(cookies::PORTAL));
     Ok(res)
-}
-
-fn account(portal: &Portal, req: &Request<Incoming>) -> Result<Response<Body>, HttpError> {
-    let cookie = portal_cookie(req)?;
-    let Some((c, user)) = cookie
-        .as_ref()
-        .and_then(|c| portal.sessions.user(c).map(|u| (c, u)))
-    else {
-        return Ok(page::redirect(StatusCode::FOUND, "/login"));
-    };
-    let sites: Vec<(String, String)> = portal
-        .view
-        .load()
-        .sites
-        .iter()
-        .map(|s| (s.id.0.clone(), s.origin.clone()))
-        .collect();
-    Ok(portal.page(
-        StatusCode::OK,
-        pages::account(&user, &portal.csrf_token(c), &sites),
-    ))
 }

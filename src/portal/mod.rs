@@ -4,6 +4,7 @@
 //! and serves the sign-in form, the hand-off to sites, sign-out everywhere and the account
 //! page. Gates reach it only through `central::Central`.
 
+mod account;
 mod handlers;
 pub mod mail;
 mod pages;
@@ -119,6 +120,8 @@ pub struct Portal {
     temporary_password_ttl: Duration,
     /// Browsers that signed in with a temporary password and must now choose their own.
     pending: password::PendingChanges,
+    /// The range of idle timeouts users may choose on the account page.
+    own_idle: account::OwnIdle,
 }
 
 impl Portal {
@@ -148,6 +151,11 @@ impl Portal {
             mailer: Arc::new(mail::Mailer::new(&p.mail, &p.host)),
             temporary_password_ttl: p.temporary_password_ttl,
             pending: password::PendingChanges::default(),
+            own_idle: account::OwnIdle {
+                default: p.idle_timeout,
+                max: p.max_idle_timeout,
+                allow_none: p.allow_no_idle_limit,
+            },
         })
     }
 
