@@ -226,7 +226,11 @@ fn login_page(portal: &Portal, req: &Request<Incoming>) -> Result<Response<Body>
         &username,
         portal.registration_open(handoff.as_ref()),
     );
-    let mut res = portal.page(StatusCode::OK, html);
+    let mut res = portal.branded_page(
+        handoff.as_ref().map(|h| h.site.as_str()),
+        StatusCode::OK,
+        html,
+    );
     if let Some(sc) = set_cookie {
         res.headers_mut().append(SET_COOKIE, sc);
     }
@@ -275,7 +279,7 @@ async fn login_submit(
             &username,
             portal.registration_open(handoff.as_ref()),
         );
-        portal.page(status, html)
+        portal.branded_page(handoff.as_ref().map(|h| h.site.as_str()), status, html)
     };
     let record = match attempt {
         Attempt::Accepted(record) => record,
