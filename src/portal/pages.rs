@@ -1,6 +1,7 @@
-//! The portal's HTML: sign-in, sign-out and account pages. Plain, accessible forms (labels
-//! tied to inputs, autocomplete hints, one heading each), styled by the shared stylesheet,
-//! with the site's branding where the visit came from a branded site.
+//! The portal's HTML: sign-in, registration, password and sign-out pages (the account
+//! page's is in `account/view.rs`). Plain, accessible forms (labels tied to inputs,
+//! autocomplete hints, one heading each), styled by the shared stylesheet, with the site's
+//! branding where the visit came from a branded site.
 
 use crate::http::page::{Look, STYLESHEET_PATH, document, escape};
 

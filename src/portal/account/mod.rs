@@ -119,28 +119,45 @@ pub(super) async fn show(
     let Some((cookie, user)) = signed_in(portal, portal_cookie(req)?) else {
         return Ok(page::redirect(StatusCode::FOUND, "/login"));
     };
+    let saved = notice(query(req).get("saved").map(String::as_str));
+    render(portal, &cookie, &user, saved, None).await
+}
+
+/// The page for `user`, with a notice after a post, or the idle timeout form's error
+/// (then answered with 400).
+async fn render(
+    portal: &Portal,
+    cookie: &IdHash,
+    user: &UserRecord,
+    notice: Option<&'static str>,
+    error: Option<&str>,
+) -> Result<Response<Body>, HttpError> {
     let account = user.account.clone();
     let reached = portal
         .store_call(move |s| s.account_sites(&account))
         .await
         .map_err(|e| HttpError::Internal(Box::new(e)))?;
     let devices = devices::load(portal, &user.account).await?;
-    let csrf = portal.csrf_token(&cookie);
+    let csrf = portal.csrf_token(cookie);
     let view = AccountView {
-        user: &user,
+        user,
         csrf: &csrf,
-        sites: site_rows(portal, &user, &reached),
-        sessions: session_rows(portal, &user, &cookie),
+        sites: site_rows(portal, user, &reached),
+        sessions: session_rows(portal, user, cookie),
         devices: devices::section(&devices, &csrf),
         idle: IdleView {
             current: user.idle_timeout.unwrap_or(portal.own_idle.default),
             chosen: user.idle_timeout.is_some(),
             own: portal.own_idle,
         },
-        notice: notice(query(req).get("saved").map(String::as_str)),
-        error: None,
+        notice,
+        error,
     };
-    Ok(portal.page(StatusCode::OK, view::render(&view)))
+    let status = match error {
+        Some(_) => StatusCode::BAD_REQUEST,
+        None => StatusCode::OK,
+    };
+    Ok(portal.page(status, view::render(&view)))
 }
 
 fn signed_in(
@@ -233,7 +250,7 @@ async fn set_idle_timeout(
     let typed = form.get("idle_timeout").map_or("", String::as_str);
     let chosen = match portal.own_idle.parse(typed) {
         Ok(d) => d,
-        Err(error) => return refused(portal, cookie, user, error).await,
+        Err(error) => return render(portal, cookie, user, None, Some(&error)).await,
     };
     let name = user.name.clone();
     let stored = portal
@@ -255,37 +272,6 @@ async fn set_idle_timeout(
         StatusCode::SEE_OTHER,
         "/?saved=idle_timeout",
     ))
-}
-
-/// The page again, with the form's error and a 400.
-async fn refused(
-    portal: &Portal,
-    cookie: &IdHash,
-    user: &UserRecord,
-    error: String,
-) -> Result<Response<Body>, HttpError> {
-    let account = user.account.clone();
-    let reached = portal
-        .store_call(move |s| s.account_sites(&account))
-        .await
-        .map_err(|e| HttpError::Internal(Box::new(e)))?;
-    let devices = devices::load(portal, &user.account).await?;
-    let csrf = portal.csrf_token(cookie);
-    let view = AccountView {
-        user,
-        csrf: &csrf,
-        sites: site_rows(portal, user, &reached),
-        sessions: session_rows(portal, user, cookie),
-        devices: devices::section(&devices, &csrf),
-        idle: IdleView {
-            current: user.idle_timeout.unwrap_or(portal.own_idle.default),
-            chosen: user.idle_timeout.is_some(),
-            own: portal.own_idle,
-        },
-        notice: None,
-        error: Some(&error),
-    };
-    Ok(portal.page(StatusCode::BAD_REQUEST, view::render(&view)))
 }
 
 /// "Sign out this session": end one of the user's sessions on every site. Ending the one
