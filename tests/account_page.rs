@@ -233,16 +233,28 @@ async fn posts_need_token_and_same_origin() {
         post_action(&alice, &gw, &forged, &set, &[]).await.status,
         403
     );
-    for header in [
-        ("origin", "https://app.localhost"),
-        ("origin", "null"),
-        ("sec-fetch-site", "cross-site"),
-        ("sec-fetch-site", "same-site"),
+    for headers in [
+        &[("origin", "https://app.localhost")][..],
+        &[("origin", "null"), ("sec-fetch-site", "cross-site")],
+        &[("sec-fetch-site", "cross-site")],
+        &[("sec-fetch-site", "same-site")],
     ] {
-        let res = post_action(&alice, &gw, &page.body, &set, &[header]).await;
-        assert_eq!(res.status, 403, "{header:?}");
+        let res = post_action(&alice, &gw, &page.body, &set, headers).await;
+        assert_eq!(res.status, 403, "{headers:?}");
     }
     assert_eq!(stored_idle(&gw, "alice"), None, "nothing changed");
+    // What Chromium sends with our no-referrer pages' own posts.
+    let browser_like = [("origin", "null"), ("sec-fetch-site", "same-origin")];
+    let res = post_action(
+        &alice,
+        &gw,
+        &page.body,
+        &[("action", "idle_timeout"), ("idle_timeout", "7")],
+        &browser_like,
+    )
+    .await;
+    assert_eq!(res.status, 303, "{res:?}");
+    assert_eq!(stored_idle(&gw, "alice"), Some(420));
     let origin = gw.url("auth.localhost", "");
     let ok = post_action(
         &alice,

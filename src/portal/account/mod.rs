@@ -71,15 +71,17 @@ impl OwnIdle {
 
 /// Does this post come from another origin? Browsers say so in `Sec-Fetch-Site` and
 /// `Origin`; either one naming anything but the portal itself refuses the post (the CSRF
-/// token is the main defence; this one holds even if a token leaked). Clients that send
-/// neither (old browsers, scripts) rely on the token alone.
+/// token is the main defence; this one holds even if a token leaked). `Origin: null` says
+/// nothing: our pages' `Referrer-Policy: no-referrer` makes browsers send it on their own
+/// same-origin posts (`Sec-Fetch-Site` still tells). Clients that send neither header
+/// (old browsers, scripts) rely on the token alone.
 fn cross_origin(headers: &HeaderMap, portal_origin: &str) -> bool {
     let fetch_site = headers
         .get("sec-fetch-site")
         .is_some_and(|v| !matches!(v.as_bytes(), b"same-origin" | b"none"));
     let origin = headers
         .get(http::header::ORIGIN)
-        .is_some_and(|v| v.as_bytes() != portal_origin.as_bytes());
+        .is_some_and(|v| v.as_bytes() != b"null" && v.as_bytes() != portal_origin.as_bytes());
     fetch_site || origin
 }
 
@@ -375,7 +377,15 @@ mod tests {
             &h(&[("origin", "https://app.localhost:8443")]),
             portal
         ));
-        assert!(cross_origin(&h(&[("origin", "null")]), portal));
+        assert!(!cross_origin(&h(&[("origin", "null")]), portal));
+        assert!(!cross_origin(
+            &h(&[("origin", "null"), ("sec-fetch-site", "same-origin")]),
+            portal
+        ));
+        assert!(cross_origin(
+            &h(&[("origin", "null"), ("sec-fetch-site", "cross-site")]),
+            portal
+        ));
     }
 
     /// Instants in the past become the wall-clock second they happened at.
