@@ -131,3 +131,81 @@ async fn browser_sign_in_sso_and_sign_out() {
 
     browser.quit().await;
 }
+
+/// Wait until the page holds `text`.
+async fn wait_text(browser: &Session<'_>, text: &str) {
+    let deadline = std::time::Instant::now() + common::webdriver::WAIT;
+    while !browser.source().await.contains(text) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {text:?} in:\n{}",
+            browser.source().await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// The account page's forms work in a real browser, which sends `Origin` and
+/// `Sec-Fetch-Site` with them (the page refuses posts from other origins): choose an idle
+/// timeout, then sign this session out; no CSP violation on the way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_account_page_forms() {
+    let driver = Driver::start().await;
+    let gw = Gateway::builder()
+        .user("alice", "alice-pw", 3)
+        .site("app", "builtin:echo")
+        .start()
+        .await;
+    let browser = driver.session().await;
+    browser.goto(&gw.url("app.localhost", "/")).await;
+    browser.wait_url(&gw.url("auth.localhost", "/login?")).await;
+    browser
+        .find("input[name=username]")
+        .await
+        .send_keys("alice")
+        .await;
+    browser
+        .find("input[name=password]")
+        .await
+        .send_keys("alice-pw")
+        .await;
+    browser
+        .find("form[action='/login'] button[type=submit]")
+        .await
+        .click()
+        .await;
+    browser.wait_url(&gw.url("app.localhost", "/")).await;
+
+    browser.goto(&gw.url("auth.localhost", "/")).await;
+    wait_text(&browser, "(this session)").await;
+    let field = browser.find("input[name=idle_timeout]").await;
+    field.clear().await;
+    field.send_keys("5").await;
+    browser
+        .find("form:has(input[name=idle_timeout]) button[type=submit]")
+        .await
+        .click()
+        .await;
+    browser
+        .wait_url(&gw.url("auth.localhost", "/?saved=idle_timeout"))
+        .await;
+    wait_text(&browser, "<strong>5 minutes</strong> without activity.").await;
+
+    browser
+        .find("form:has(input[name=session]) button[type=submit]")
+        .await
+        .click()
+        .await;
+    wait_text(&browser, "You are signed out of every site.").await;
+    browser.goto(&gw.url("app.localhost", "/")).await;
+    browser.wait_url(&gw.url("auth.localhost", "/login?")).await;
+
+    let console = browser.console().await;
+    assert!(
+        !console
+            .iter()
+            .any(|m| m.contains("Content Security Policy")),
+        "CSP violations: {console:#?}"
+    );
+    browser.quit().await;
+}

@@ -60,6 +60,9 @@ pub struct SyncReply {
     pub cursor: u64,
     /// Entries the gate must drop.
     pub revoked: Vec<IdHash>,
+    /// Entries whose user chose a new idle timeout (SPEC §6 "Own idle timeout"): the gate
+    /// recomputes their expiry from it (zero: no idle limit). Applied before `revoked`.
+    pub idle_timeouts: Vec<(IdHash, Duration)>,
     /// The gate's cursor fell off the portal's revocation log: it must drop its whole table.
     pub reset: bool,
 }

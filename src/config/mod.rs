@@ -5,6 +5,7 @@
 //! reported as a [`ConfigError`] naming file, line, column and key.
 
 mod backend_auth;
+pub mod branding;
 mod error;
 mod raw;
 mod validate;

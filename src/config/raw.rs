@@ -162,9 +162,9 @@ pub struct RawBackendAuth {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawBranding {
-    pub title: Option<String>,
-    pub logo: Option<String>,
-    pub stylesheet: Option<String>,
+    pub title: Option<Str>,
+    pub logo: Option<Str>,
+    pub stylesheet: Option<Str>,
 }
 
 // Internal: edge/portal roles are not built yet; validation accepts only "standalone".

@@ -588,11 +588,10 @@ fn check_sites(c: &mut Checker, raw: &[RawSite], portal: &Portal) -> Vec<Site> {
             rules,
             backend_auth,
             registration: s.registration,
-            branding: s.branding.as_ref().map(|b| Branding {
-                title: b.title.clone(),
-                logo: b.logo.clone(),
-                stylesheet: b.stylesheet.clone(),
-            }),
+            branding: s
+                .branding
+                .as_ref()
+                .map(|b| super::branding::check(c, b, &key("branding"))),
             tls,
             connect_timeout: c.duration(
                 &s.connect_timeout,

@@ -59,7 +59,7 @@ pub struct Gate {
     /// Keys Basic credentials in the table, so the table never holds a password.
     basic_key: Key,
     pub urls: Urls,
-    cache_margin: std::time::Duration,
+    pub(crate) cache_margin: std::time::Duration,
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 

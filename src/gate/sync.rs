@@ -40,6 +40,9 @@ pub async fn once(gate: &Gate, cursor: u64, unsent: &mut Vec<crate::crypto::IdHa
                 tracing::warn!("revocation log moved past this gate; dropping the whole table");
                 gate.table.clear();
             }
+            for (key, idle) in &reply.idle_timeouts {
+                gate.table.set_idle_timeout(key, *idle, gate.cache_margin);
+            }
             for key in &reply.revoked {
                 gate.table.remove(key);
             }

@@ -50,11 +50,7 @@ impl Entry {
             None => None,
         };
         let now = Instant::now();
-        let ttl = if a.idle_timeout.is_zero() {
-            a.remaining
-        } else {
-            a.idle_timeout.saturating_sub(cache_margin)
-        };
+        let ttl = entry_ttl(a.idle_timeout, a.remaining, cache_margin);
         let user = HeaderValue::from_str(&a.user).ok()?;
         // Most accounts are named after their user: share the value (one allocation, one
         // reference count touched per request instead of two).
@@ -89,6 +85,35 @@ impl Entry {
 
     fn life_from(&self, now: Instant) -> Duration {
         self.ttl.min(self.deadline.saturating_duration_since(now))
+    }
+
+    /// The same entry for a user who chose another idle timeout (SPEC §6): it then lives
+    /// the new timeout minus `cache_margin` from now. Not marked used (a fresh mark, so
+    /// the next use is reported).
+    fn with_idle_timeout(&self, idle_timeout: Duration, cache_margin: Duration) -> Entry {
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        Entry {
+            site: self.site,
+            level: self.level,
+            user: self.user.clone(),
+            account: self.account.clone(),
+            backend_authorization: self.backend_authorization.clone(),
+            ttl: entry_ttl(idle_timeout, remaining, cache_margin),
+            deadline: self.deadline,
+            used: AtomicBool::new(false),
+        }
+    }
+}
+
+/// How long an entry lives after its last use: the user's idle timeout minus the margin
+/// (the portal has the last word), or, with no idle limit, until the session's end. An idle
+/// timeout not longer than the margin makes an entry that lives for no time: the gate then
+/// asks the portal at every request.
+fn entry_ttl(idle_timeout: Duration, remaining: Duration, cache_margin: Duration) -> Duration {
+    if idle_timeout.is_zero() {
+        remaining
+    } else {
+        idle_timeout.saturating_sub(cache_margin)
     }
 }
 
@@ -174,6 +199,22 @@ impl Table {
 
     pub fn remove(&self, key: &IdHash) {
         self.cache.invalidate(key);
+    }
+
+    /// The user of this entry chose a new idle timeout: recompute its expiry (from now),
+    /// keeping everything else. Atomic per key, so an entry removed or replaced meanwhile
+    /// is left alone rather than brought back.
+    pub fn set_idle_timeout(&self, key: &IdHash, idle_timeout: Duration, cache_margin: Duration) {
+        use moka::ops::compute::Op;
+        let _ = self
+            .cache
+            .entry(*key)
+            .and_compute_with(|current| match current {
+                Some(e) => Op::Put(Arc::new(
+                    e.into_value().with_idle_timeout(idle_timeout, cache_margin),
+                )),
+                None => Op::Nop,
+            });
     }
 
     pub fn clear(&self) {
@@ -311,6 +352,32 @@ mod tests {
         let debug = format!("{e:?} {a:?}");
         assert!(!debug.contains(sp.expose()), "{debug}");
         assert!(!debug.contains(h.to_str().unwrap()), "{debug}");
+    }
+
+    /// A new idle timeout recomputes an entry's expiry: a long-lived entry becomes a short
+    /// one (and the reverse), keeping its identity.
+    #[test]
+    fn idle_timeout_recomputes_expiry() {
+        let t = Table::new(100);
+        let k = IdHash([4; 32]);
+        let margin = Duration::from_secs(1);
+        t.insert(k, Entry::new(0, &admission(900, 3600), margin).unwrap());
+        t.set_idle_timeout(&k, Duration::from_millis(1200), margin);
+        let e = t.cache.get(&k).expect("kept, not revoked");
+        assert_eq!(e.ttl, Duration::from_millis(200));
+        assert_eq!(e.user.as_bytes(), b"alice");
+        std::thread::sleep(Duration::from_millis(350));
+        assert!(t.get(&k).is_none(), "expired on the new schedule");
+
+        t.insert(
+            k,
+            Entry::new(0, &admission(1, 3600), Duration::ZERO).unwrap(),
+        );
+        t.set_idle_timeout(&k, Duration::from_secs(900), margin);
+        std::thread::sleep(Duration::from_millis(1100));
+        assert!(t.get(&k).is_some(), "lengthened too");
+        t.set_idle_timeout(&IdHash([5; 32]), Duration::from_secs(9), margin);
+        assert!(t.cache.get(&IdHash([5; 32])).is_none(), "no entry made up");
     }
 
     /// User names that cannot be header values are refused, not mangled.

@@ -139,7 +139,7 @@ header .logo { height: 28px; }
 main { max-width: 28rem; margin: 2rem auto; background: var(--card); padding: 1.5rem 1.75rem; border-radius: 10px; box-shadow: 0 1px 3px rgba(0,0,0,.12); }
 h1 { font-size: 1.35rem; margin: 0 0 1rem; }
 label { display:block; margin: .8rem 0 .25rem; font-weight: 600; }
-input[type=text], input[type=password], input[type=email] { width:100%; padding:.55rem .6rem; font-size:1rem; border:1px solid var(--muted); border-radius:6px; background:var(--bg); color:var(--fg); }
+input[type=text], input[type=password], input[type=email], input[type=number] { width:100%; padding:.55rem .6rem; font-size:1rem; border:1px solid var(--muted); border-radius:6px; background:var(--bg); color:var(--fg); }
 input:focus, button:focus { outline: 3px solid var(--accent); outline-offset: 1px; }
 .check { display:flex; gap:.5rem; align-items:center; font-weight: normal; }
 button { margin-top: 1.1rem; padding: .6rem 1.1rem; font-size: 1rem; border:0; border-radius:6px; background: var(--accent); color:#fff; cursor:pointer; }
@@ -147,4 +147,8 @@ button { margin-top: 1.1rem; padding: .6rem 1.1rem; font-size: 1rem; border:0; b
 .muted { color: var(--muted); font-size: .9rem; }
 dl { display:grid; grid-template-columns: max-content 1fr; gap: .3rem 1rem; }
 dt { font-weight:600; }
+h2 { font-size: 1.05rem; margin: 1.5rem 0 .5rem; }
+.items { list-style: none; padding: 0; margin: 0; }
+.items li { padding: .6rem 0; border-top: 1px solid rgba(127,127,127,.3); }
+.items form button { margin-top: .4rem; padding: .35rem .8rem; font-size: .9rem; }
 "#;

@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use zeroize::Zeroizing;
 
 use super::pages::{self, Handoff, Notice};
-use super::{Attempt, Portal, link, password, register};
+use super::{Attempt, Portal, account, link, password, register};
 use crate::crypto::{IdHash, Identifier, ct_eq};
 use crate::http::body::Body;
 use crate::http::cookies::{self, Found};
@@ -30,7 +30,8 @@ pub(super) async fn route(
 ) -> Response<Body> {
     let path = req.uri().path().to_string();
     let result = match (req.method().clone(), path.as_str()) {
-        (Method::GET | Method::HEAD, "/") => account(portal, &req),
+        (Method::GET | Method::HEAD, "/") => account::show(portal, &req).await,
+        (Method::POST, "/") => account::submit(portal, req).await,
         (Method::GET | Method::HEAD, "/login") => login_page(portal, &req),
         (Method::POST, "/login") => login_submit(portal, req, peer).await,
         (Method::GET | Method::HEAD, "/logout") => logout_page(portal, &req),
@@ -234,7 +235,11 @@ fn login_page(portal: &Portal, req: &Request<Incoming>) -> Result<Response<Body>
         &username,
         portal.registration_open(handoff.as_ref()),
     );
-    let mut res = portal.page(StatusCode::OK, html);
+    let mut res = portal.branded_page(
+        handoff.as_ref().map(|h| h.site.as_str()),
+        StatusCode::OK,
+        html,
+    );
     if let Some(sc) = set_cookie {
         res.headers_mut().append(SET_COOKIE, sc);
     }
@@ -288,7 +293,7 @@ async fn login_submit(
             &username,
             portal.registration_open(handoff.as_ref()),
         );
-        portal.page(status, html)
+        portal.branded_page(handoff.as_ref().map(|h| h.site.as_str()), status, html)
     };
     let record = match attempt {
         Attempt::Accepted(record) => record,
@@ -407,25 +412,4 @@ async fn logout_submit(
         );
     }
     Ok(res)
-}
-
-fn account(portal: &Portal, req: &Request<Incoming>) -> Result<Response<Body>, HttpError> {
-    let cookie = portal_cookie(req)?;
-    let Some((c, user)) = cookie
-        .as_ref()
-        .and_then(|c| portal.sessions.user(c).map(|u| (c, u)))
-    else {
-        return Ok(page::redirect(StatusCode::FOUND, "/login"));
-    };
-    let sites: Vec<(String, String)> = portal
-        .view
-        .load()
-        .sites
-        .iter()
-        .map(|s| (s.id.0.clone(), s.origin.clone()))
-        .collect();
-    Ok(portal.page(
-        StatusCode::OK,
-        pages::account(&user, &portal.csrf_token(c), &sites),
-    ))
 }

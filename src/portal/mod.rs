@@ -4,6 +4,7 @@
 //! and serves the sign-in form, the hand-off to sites, sign-out everywhere and the account
 //! page. Gates reach it only through `central::Central`.
 
+mod account;
 mod handlers;
 mod link;
 pub mod mail;
@@ -61,6 +62,9 @@ pub struct PortalSite {
     pub derive_id: Option<String>,
     /// New users may register themselves from this site's sign-in page (SPEC §6).
     pub registration: bool,
+    /// CSP of the portal pages reached from this site: the portal's, plus the origins of
+    /// its branding's logo and stylesheet, and nothing more.
+    pub csp: HeaderValue,
 }
 
 /// The portal's view of the configured sites.
@@ -72,10 +76,17 @@ struct View {
 
 impl View {
     fn new(config: &Config, urls: &Urls) -> Self {
+        let base = HeaderValue::from_str(&portal_csp(urls, None))
+            .unwrap_or_else(|_| crate::http::page::default_csp());
         let sites = config
             .sites
             .iter()
             .map(|s| {
+                let csp = s
+                    .branding
+                    .as_ref()
+                    .and_then(|b| HeaderValue::from_str(&portal_csp(urls, Some(b))).ok())
+                    .unwrap_or_else(|| base.clone());
                 Arc::new(PortalSite {
                     id: s.id.clone(),
                     origin: urls.origin(&s.host),
@@ -86,18 +97,35 @@ impl View {
                     }),
                     derive_id: s.derive_id().map(str::to_string),
                     registration: s.registration,
+                    csp,
                 })
             })
             .collect();
-        let csp = format!(
-            "default-src 'none'; style-src 'self' https:; img-src 'self' https: data:; form-action 'self' {}; frame-ancestors 'none'; base-uri 'none'",
-            urls.all_origins().join(" ")
-        );
-        View {
-            sites,
-            csp: HeaderValue::from_str(&csp).unwrap_or_else(|_| crate::http::page::default_csp()),
-        }
+        View { sites, csp: base }
     }
+}
+
+/// The CSP of portal pages: our own styles and images only, forms that post to the portal
+/// (which then redirects to a site); with a site's branding, also its logo's origin for
+/// images and its stylesheet's origin for styles, the images and fonts that stylesheet
+/// loads. Branding URLs were checked at load (`config::branding`): https origins of plain
+/// hosts, or paths on the portal, which `'self'` covers.
+fn portal_csp(urls: &Urls, branding: Option<&crate::config::Branding>) -> String {
+    use crate::config::branding::asset_origin;
+    let origin = |u: &Option<String>| u.as_deref().and_then(asset_origin);
+    let (logo, sheet) = branding.map_or((None, None), |b| (origin(&b.logo), origin(&b.stylesheet)));
+    let join = |list: &[&Option<String>]| {
+        list.iter()
+            .filter_map(|o| o.as_deref())
+            .fold(String::new(), |acc, o| acc + " " + o)
+    };
+    format!(
+        "default-src 'none'; style-src 'self'{styles}; img-src 'self' data:{images}; font-src 'self'{fonts}; form-action 'self' {sites}; frame-ancestors 'none'; base-uri 'none'",
+        styles = join(&[&sheet]),
+        images = join(&[&logo, &sheet]),
+        fonts = join(&[&sheet]),
+        sites = urls.all_origins().join(" "),
+    )
 }
 
 pub struct Portal {
@@ -120,6 +148,8 @@ pub struct Portal {
     temporary_password_ttl: Duration,
     /// Browsers that signed in with a temporary password and must now choose their own.
     pending: password::PendingChanges,
+    /// The range of idle timeouts users may choose on the account page.
+    own_idle: account::OwnIdle,
 }
 
 impl Portal {
@@ -149,6 +179,11 @@ impl Portal {
             mailer: Arc::new(mail::Mailer::new(&p.mail, &p.host)),
             temporary_password_ttl: p.temporary_password_ttl,
             pending: password::PendingChanges::default(),
+            own_idle: account::OwnIdle {
+                default: p.idle_timeout,
+                max: p.max_idle_timeout,
+                allow_none: p.allow_no_idle_limit,
+            },
         })
     }
 
@@ -160,6 +195,20 @@ impl Portal {
 
     pub(crate) fn csp(&self) -> HeaderValue {
         self.view.load().csp.clone()
+    }
+
+    /// A page reached from `site` (the hand-off's), in its look: with its CSP, which allows
+    /// its branding's origins. Unknown or no site: the portal's own.
+    pub(super) fn branded_page(
+        &self,
+        site: Option<&str>,
+        status: http::StatusCode,
+        html: String,
+    ) -> Response<Body> {
+        let csp = site
+            .and_then(|id| self.site(id))
+            .map_or_else(|| self.csp(), |s| s.csp.clone());
+        crate::http::page::html(status, html, &csp)
     }
 
     /// Create or update the users of `[[users]]` in the store.

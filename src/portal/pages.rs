@@ -1,9 +1,9 @@
-//! The portal's HTML: sign-in, sign-out and account pages. Plain, accessible forms (labels
-//! tied to inputs, autocomplete hints, one heading each), styled by the shared stylesheet,
-//! with the site's branding where the visit came from a branded site.
+//! The portal's HTML: sign-in, registration, password and sign-out pages (the account
+//! page's is in `account/view.rs`). Plain, accessible forms (labels tied to inputs,
+//! autocomplete hints, one heading each), styled by the shared stylesheet, with the site's
+//! branding where the visit came from a branded site.
 
 use crate::http::page::{Look, STYLESHEET_PATH, document, escape};
-use crate::store::UserRecord;
 
 /// Hidden fields that carry the hand-off through a form post.
 #[derive(Debug, Clone, Default)]
@@ -205,31 +205,6 @@ pub fn signed_out(back: Option<&str>) -> String {
         .unwrap_or_default();
     let main = format!("<p>You are signed out of every site.</p>{link}");
     document("Signed out", &main, &Look::default(), STYLESHEET_PATH)
-}
-
-pub fn account(user: &UserRecord, csrf: &str, sites: &[(String, String)]) -> String {
-    let levels: String = sites
-        .iter()
-        .map(|(id, origin)| {
-            format!(
-                "<dt><a href=\"{}/\">{}</a></dt><dd>level {}</dd>",
-                escape(origin),
-                escape(id),
-                user.level_on(id)
-            )
-        })
-        .collect();
-    let main = format!(
-        "<dl><dt>User</dt><dd>{name}</dd><dt>Account</dt><dd>{account}</dd><dt>Level</dt><dd>{level}</dd></dl>\
-<h2>Sites</h2><dl>{levels}</dl>\
-<p><a href=\"/password\">Change your password</a></p>\
-<form method=\"post\" action=\"/logout\">{csrf}<button type=\"submit\">Sign out of every site</button></form>",
-        name = escape(&user.name),
-        account = escape(&user.account),
-        level = user.level,
-        csrf = hidden("csrf", csrf),
-    );
-    document("Your account", &main, &Look::default(), STYLESHEET_PATH)
 }
 
 /// The offer to link accounts (`/link`): the accounts seen on this browser, one to choose,

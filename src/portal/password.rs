@@ -158,7 +158,7 @@ fn change_form(
         error,
         MIN_PASSWORD_CHARS,
     );
-    portal.page(status, html)
+    portal.branded_page(handoff.map(|h| h.site.as_str()), status, html)
 }
 
 /// GET /password: the change form for a pending change or a signed-in user.

@@ -68,7 +68,11 @@ pub(super) fn form(portal: &Portal, req: &Request<Incoming>) -> Result<Response<
         None,
         "",
     );
-    let mut res = portal.page(StatusCode::OK, html);
+    let mut res = portal.branded_page(
+        handoff.as_ref().map(|h| h.site.as_str()),
+        StatusCode::OK,
+        html,
+    );
     if let Some(sc) = set_cookie {
         res.headers_mut().append(SET_COOKIE, sc);
     }
@@ -109,7 +113,11 @@ pub(super) async fn submit(
             Some("Enter one e-mail address, like name@example.org."),
             &shown,
         );
-        return Ok(portal.page(StatusCode::BAD_REQUEST, html));
+        return Ok(portal.branded_page(
+            handoff.as_ref().map(|h| h.site.as_str()),
+            StatusCode::BAD_REQUEST,
+            html,
+        ));
     }
 
     // Hashed whether or not the address is known, so the answer takes as long either way.
@@ -158,7 +166,12 @@ pub(super) async fn submit(
         ));
     }
     let login = login_url(handoff.as_ref());
-    Ok(portal.page(StatusCode::OK, pages::registered(&look, &email, &login)))
+    let html = pages::registered(&look, &email, &login);
+    Ok(portal.branded_page(
+        handoff.as_ref().map(|h| h.site.as_str()),
+        StatusCode::OK,
+        html,
+    ))
 }
 
 async fn send(

@@ -17,7 +17,8 @@ use crate::crypto::derived::SitePassword;
 use crate::crypto::{IdHash, Identifier, ct_eq};
 use crate::store::UserRecord;
 
-/// Revocations kept for gates that sync late; one that falls further behind drops its table.
+/// Changes (revocations, new idle timeouts) kept for gates that sync late; one that falls
+/// further behind drops its table.
 const REVOCATION_LOG_CAP: usize = 100_000;
 
 /// Most sessions one reap looks at, so the table's lock is never held for long; the rest
@@ -49,7 +50,9 @@ struct Inner {
     sessions: HashMap<IdHash, Session>,
     bindings: HashMap<IdHash, Binding>,
     codes: HashMap<IdHash, Code>,
-    log: VecDeque<(u64, IdHash)>,
+    /// What gates must learn at their next sync, in order: the sequence number is the
+    /// gates' cursor.
+    log: VecDeque<(u64, Change)>,
     last_seq: u64,
     /// When each session should next be looked at by the reaper: its end as of when it was
     /// scheduled. Touching a session does not reschedule it (that would cost a tree update
@@ -72,6 +75,28 @@ struct Session {
 struct Binding {
     session: IdHash,
     site: SiteId,
+}
+
+/// One change a gate learns at sync.
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    /// Drop this entry.
+    Revoked(IdHash),
+    /// This entry's user now has this idle timeout (zero: no idle limit).
+    IdleTimeout(IdHash, Duration),
+}
+
+/// One live session of a user, as the account page shows it.
+#[derive(Debug, Clone)]
+pub struct SessionView {
+    /// The session's key (hash of its portal cookie, or of an API client's credential).
+    pub id: IdHash,
+    pub started: Instant,
+    pub last_active: Instant,
+    /// The sites it was handed to, in order, without repeats.
+    pub sites: Vec<SiteId>,
+    /// An API client's Basic session rather than a browser's.
+    pub basic: bool,
 }
 
 struct Code {
@@ -136,12 +161,16 @@ impl Inner {
     }
 
     fn revoke(&mut self, hash: IdHash, revoked: &mut Vec<IdHash>) {
+        self.log_change(Change::Revoked(hash));
+        revoked.push(hash);
+    }
+
+    fn log_change(&mut self, change: Change) {
         self.last_seq += 1;
-        self.log.push_back((self.last_seq, hash));
+        self.log.push_back((self.last_seq, change));
         if self.log.len() > REVOCATION_LOG_CAP {
             self.log.pop_front();
         }
-        revoked.push(hash);
     }
 
     /// The live session behind a site binding, touched as used.
@@ -380,7 +409,10 @@ impl SessionTable {
     }
 
     /// A user changed in the store. Disabled, removed or re-passworded users lose every
-    /// session; other changes (levels, timeout) keep sessions but make gates ask again.
+    /// session; other changes (levels, account) keep sessions but make gates ask again. A
+    /// change of the idle timeout alone keeps the gates' entries and sends them the new
+    /// value at their next sync, so they recompute their expiry (SPEC §6); the portal's
+    /// own idle limit changes at once. An unchanged record changes nothing.
     pub fn user_changed(&self, name: &str, now_stored: Option<UserRecord>) {
         let mut revoked = Vec::new();
         {
@@ -405,13 +437,25 @@ impl SessionTable {
                 let (Some(new), Some(s)) = (&now_stored, inner.sessions.get_mut(&id)) else {
                     continue;
                 };
+                if *s.user == *new {
+                    continue;
+                }
+                let timeout_only = UserRecord {
+                    idle_timeout: s.user.idle_timeout,
+                    ..new.clone()
+                } == *s.user;
                 s.user = Arc::new(new.clone());
                 // The user's idle timeout may have shortened.
                 let ends_at = s.ends_at(&self.timeouts);
+                let idle = s.idle_limit(&self.timeouts);
                 let bindings = s.bindings.clone();
                 inner.due.insert((ends_at, id));
                 for b in bindings {
-                    inner.revoke(b, &mut revoked);
+                    if timeout_only {
+                        inner.log_change(Change::IdleTimeout(b, idle));
+                    } else {
+                        inner.revoke(b, &mut revoked);
+                    }
                 }
             }
         }
@@ -430,19 +474,19 @@ impl SessionTable {
             .front()
             .map_or(inner.last_seq + 1, |(seq, _)| *seq);
         let reset = report.cursor + 1 < oldest || report.cursor > inner.last_seq;
-        let revoked = if reset {
-            Vec::new()
-        } else {
-            inner
-                .log
-                .iter()
-                .filter(|(seq, _)| *seq > report.cursor)
-                .map(|(_, h)| *h)
-                .collect()
-        };
+        let (mut revoked, mut idle_timeouts) = (Vec::new(), Vec::new());
+        if !reset {
+            for (_, change) in inner.log.iter().filter(|(seq, _)| *seq > report.cursor) {
+                match *change {
+                    Change::Revoked(h) => revoked.push(h),
+                    Change::IdleTimeout(h, d) => idle_timeouts.push((h, d)),
+                }
+            }
+        }
         SyncReply {
             cursor: inner.last_seq,
             revoked,
+            idle_timeouts,
             reset,
         }
     }
@@ -478,6 +522,53 @@ impl SessionTable {
 
     pub fn len(&self) -> usize {
         self.lock().sessions.len()
+    }
+
+    /// The live sessions of one user (the account page), oldest first.
+    pub fn sessions_of(&self, name: &str) -> Vec<SessionView> {
+        let now = Instant::now();
+        let inner = self.lock();
+        let mut list: Vec<SessionView> = inner
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.user.name == name && s.alive(&self.timeouts, now))
+            .map(|(id, s)| {
+                let mut sites: Vec<SiteId> = Vec::new();
+                for b in &s.bindings {
+                    if let Some(binding) = inner.bindings.get(b)
+                        && !sites.contains(&binding.site)
+                    {
+                        sites.push(binding.site.clone());
+                    }
+                }
+                SessionView {
+                    id: *id,
+                    started: s.created,
+                    last_active: s.last_active,
+                    sites,
+                    // A Basic session is its own single binding.
+                    basic: s.bindings.len() == 1 && s.bindings[0] == *id,
+                }
+            })
+            .collect();
+        list.sort_by_key(|v| v.started);
+        list
+    }
+
+    /// End one session of `name` (the account page's "sign out this session"), on every
+    /// site. False when it is not a live session of that user.
+    pub fn end_session_of(&self, name: &str, id: &IdHash) -> bool {
+        let mut revoked = Vec::new();
+        let ended = {
+            let mut inner = self.lock();
+            let theirs = inner.sessions.get(id).is_some_and(|s| s.user.name == name);
+            if theirs {
+                inner.end(id, &mut revoked);
+            }
+            theirs
+        };
+        self.notify(&revoked);
+        ended
     }
 
     pub fn is_empty(&self) -> bool {

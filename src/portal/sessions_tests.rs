@@ -296,3 +296,73 @@ fn roaming_carries_over_to_the_same_user_only() {
     assert!(!t.is_roaming(&other), "another user: a fresh start");
     assert!(!t.is_roaming(&new), "ended");
 }
+
+/// A change of the idle timeout alone keeps the gates' entries: the next sync tells them
+/// the new value for each binding, revokes nothing, and the portal's own limit follows at
+/// once. The same record again changes nothing.
+#[test]
+fn idle_timeout_change_reaches_gates_without_revoking() {
+    let t = table();
+    let s = signed_in(&t);
+    let (a, w) = (Identifier::new().hash(), Identifier::new().hash());
+    let code = t.mint_code(&s, &site("app"), a).unwrap();
+    t.redeem(code.as_str(), a, &site("app")).unwrap();
+    let code = t.mint_code(&s, &site("wiki"), w).unwrap();
+    t.redeem(code.as_str(), w, &site("wiki")).unwrap();
+    let cursor = t.sync(SyncReport::default()).cursor;
+
+    let mut changed = alice();
+    changed.idle_timeout = Some(Duration::from_secs(60));
+    t.user_changed("alice", Some(changed.clone()));
+    let reply = t.sync(SyncReport {
+        cursor,
+        used: vec![],
+    });
+    assert!(reply.revoked.is_empty(), "{reply:?}");
+    let mut updates = reply.idle_timeouts.clone();
+    updates.sort();
+    let mut expected = vec![(a, Duration::from_secs(60)), (w, Duration::from_secs(60))];
+    expected.sort();
+    assert_eq!(updates, expected);
+    assert_eq!(
+        t.check(a, &site("app")).unwrap().idle_timeout,
+        Duration::from_secs(60)
+    );
+
+    t.user_changed("alice", Some(changed.clone()));
+    let again = t.sync(SyncReport {
+        cursor: reply.cursor,
+        used: vec![],
+    });
+    assert!(again.revoked.is_empty() && again.idle_timeouts.is_empty());
+
+    // Back to the default: the default's value is sent.
+    changed.idle_timeout = None;
+    t.user_changed("alice", Some(changed));
+    let back = t.sync(SyncReport {
+        cursor: again.cursor,
+        used: vec![],
+    });
+    assert!(back.idle_timeouts.contains(&(a, Duration::from_secs(900))));
+}
+
+/// The account page's view of a user's sessions, and ending one of them only.
+#[test]
+fn sessions_of_a_user() {
+    let t = table();
+    let s1 = signed_in(&t);
+    std::thread::sleep(Duration::from_millis(2)); // listed oldest first
+    let s2 = signed_in(&t);
+    let c = Identifier::new().hash();
+    let code = t.mint_code(&s2, &site("wiki"), c).unwrap();
+    t.redeem(code.as_str(), c, &site("wiki")).unwrap();
+    let list = t.sessions_of("alice");
+    assert_eq!(list.iter().map(|v| v.id).collect::<Vec<_>>(), vec![s1, s2]);
+    assert_eq!(list[1].sites, vec![site("wiki")]);
+    assert!(!list[0].basic && list[0].sites.is_empty());
+    assert!(t.sessions_of("bob").is_empty());
+    assert!(!t.end_session_of("bob", &s2), "not bob's");
+    assert!(t.end_session_of("alice", &s2));
+    assert!(t.check(c, &site("wiki")).is_none());
+    assert_eq!(t.sessions_of("alice").len(), 1);
+}

@@ -80,6 +80,16 @@ pub struct NewUser {
     pub disabled: bool,
 }
 
+/// A node (browser) an account was used on, as the account page lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountNode {
+    /// The node's row id: names it in "forget this device" (only with its account).
+    pub node: i64,
+    /// Unix times the account was first and last seen on the node.
+    pub first_seen: i64,
+    pub last_seen: i64,
+}
+
 pub trait Store: Send + Sync + 'static {
     fn user(&self, name: &str) -> Result<Option<UserRecord>, StoreError>;
     fn list_users(&self) -> Result<Vec<UserRecord>, StoreError>;
@@ -112,6 +122,14 @@ pub trait Store: Send + Sync + 'static {
         site_levels: Option<&BTreeMap<String, Level>>,
     ) -> Result<bool, StoreError>;
     fn set_disabled(&self, name: &str, disabled: bool) -> Result<bool, StoreError>;
+    /// The user's own idle timeout (`None`: the portal default; zero: no idle limit).
+    /// False when there is no such user.
+    fn set_idle_timeout(&self, name: &str, idle: Option<Duration>) -> Result<bool, StoreError>;
+    /// The nodes `account` was used on, most recently seen first.
+    fn account_nodes(&self, account: &str) -> Result<Vec<AccountNode>, StoreError>;
+    /// Forget that `account` was used on `node` ("forget this device"). False when the
+    /// account has no such node.
+    fn forget_node(&self, account: &str, node: i64) -> Result<bool, StoreError>;
     fn remove_user(&self, name: &str) -> Result<bool, StoreError>;
     /// Users changed after `revision`, and the newest revision. Lets a running portal learn
     /// of changes made by `gatehouse user …` from another process.

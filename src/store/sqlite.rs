@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{NewUser, Store, StoreError, UserRecord, links};
+use super::{AccountNode, NewUser, Store, StoreError, UserRecord, links};
 use crate::config::Level;
 use crate::crypto::IdHash;
 
@@ -346,6 +346,39 @@ impl Store for SqliteStore {
 
     fn set_disabled(&self, name: &str, disabled: bool) -> Result<bool, StoreError> {
         self.update(name, "disabled = ?3", &[&disabled])
+    }
+
+    fn set_idle_timeout(&self, name: &str, idle: Option<Duration>) -> Result<bool, StoreError> {
+        let secs = idle.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        self.update(name, "idle_timeout_secs = ?3", &[&secs])
+    }
+
+    fn account_nodes(&self, account: &str) -> Result<Vec<AccountNode>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT n.node_id, n.first_seen, n.last_seen FROM node_accounts n JOIN accounts a ON a.id = n.account_id
+                 WHERE a.name = ?1 ORDER BY n.last_seen DESC, n.node_id",
+            )?;
+            let rows = stmt.query_map([account], |r| {
+                Ok(AccountNode {
+                    node: r.get(0)?,
+                    first_seen: r.get(1)?,
+                    last_seen: r.get(2)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    fn forget_node(&self, account: &str, node: i64) -> Result<bool, StoreError> {
+        self.with(|c| {
+            let n = c.execute(
+                "DELETE FROM node_accounts WHERE node_id = ?2
+                 AND account_id = (SELECT id FROM accounts WHERE name = ?1)",
+                params![account, node],
+            )?;
+            Ok(n > 0)
+        })
     }
 
     fn remove_user(&self, name: &str) -> Result<bool, StoreError> {
@@ -877,6 +910,70 @@ mod tests {
     }
 
     /// Secrets are created once and then stable.
+    /// An own idle timeout is stored, read back and reset to the default; it bumps the
+    /// revision, so running portals learn of it.
+    #[test]
+    fn own_idle_timeout() {
+        let s = SqliteStore::in_memory().unwrap();
+        s.add_user(&user("alice")).unwrap();
+        let (_, rev) = s.users_changed_since(0).unwrap();
+        assert!(
+            s.set_idle_timeout("alice", Some(Duration::from_secs(60)))
+                .unwrap()
+        );
+        assert_eq!(
+            s.user("alice").unwrap().unwrap().idle_timeout,
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            s.users_changed_since(rev).unwrap().0,
+            vec!["alice".to_string()]
+        );
+        assert!(s.set_idle_timeout("alice", Some(Duration::ZERO)).unwrap());
+        assert_eq!(
+            s.user("alice").unwrap().unwrap().idle_timeout,
+            Some(Duration::ZERO)
+        );
+        assert!(s.set_idle_timeout("alice", None).unwrap());
+        assert_eq!(s.user("alice").unwrap().unwrap().idle_timeout, None);
+        assert!(!s.set_idle_timeout("nobody", None).unwrap());
+    }
+
+    /// Nodes are listed per account, and forgetting one touches only that account's row.
+    #[test]
+    fn account_nodes_and_forgetting() {
+        let s = SqliteStore::in_memory().unwrap();
+        s.add_user(&user("alice")).unwrap();
+        s.add_user(&user("bob")).unwrap();
+        s.with(|c| {
+            c.execute_batch(
+                "INSERT INTO nodes (id, cookie_hash, created_at, last_seen) VALUES (7, x'01', 100, 300), (8, x'02', 100, 200);
+                 INSERT INTO node_accounts (node_id, account_id, first_seen, last_seen)
+                   SELECT 7, id, 100, 300 FROM accounts WHERE name = 'alice';
+                 INSERT INTO node_accounts (node_id, account_id, first_seen, last_seen)
+                   SELECT 8, id, 150, 200 FROM accounts WHERE name = 'alice';
+                 INSERT INTO node_accounts (node_id, account_id, first_seen, last_seen)
+                   SELECT 7, id, 110, 250 FROM accounts WHERE name = 'bob';",
+            )?;
+            Ok(())
+        })
+        .unwrap();
+        let nodes = s.account_nodes("alice").unwrap();
+        assert_eq!(
+            nodes
+                .iter()
+                .map(|n| (n.node, n.first_seen, n.last_seen))
+                .collect::<Vec<_>>(),
+            vec![(7, 100, 300), (8, 150, 200)],
+            "most recent first"
+        );
+        assert!(!s.forget_node("alice", 9).unwrap(), "not alice's");
+        assert!(s.forget_node("alice", 7).unwrap());
+        assert!(!s.forget_node("alice", 7).unwrap(), "already forgotten");
+        assert_eq!(s.account_nodes("alice").unwrap().len(), 1);
+        assert_eq!(s.account_nodes("bob").unwrap().len(), 1, "bob keeps node 7");
+    }
+
     #[test]
     fn secrets_are_stable() {
         let s = SqliteStore::in_memory().unwrap();

@@ -304,6 +304,11 @@ impl Element<'_> {
         self.post("click", json!({})).await;
     }
 
+    /// Empty a text input.
+    pub async fn clear(&self) {
+        self.post("clear", json!({})).await;
+    }
+
     pub async fn text(&self) -> String {
         self.session
             .string(&format!("/element/{}/text", self.id))
