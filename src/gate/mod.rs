@@ -212,7 +212,7 @@ impl Gate {
         &self,
         site: &SiteRuntime,
         incoming: Routed,
-        entry: &Entry,
+        entry: &Arc<Entry>,
         target: PathAndQuery,
     ) -> Result<Response<Body>, HttpError> {
         let Routed {
@@ -250,7 +250,10 @@ impl Gate {
             authorization,
         };
         headers::inject(h, &site.config.headers, &identity, &peer_ip, &host);
-        site.upstream.forward(req, target, upgrade).await
+        // Usage (SPEC §6): every admitted request passed on counts, whatever the backend
+        // answers; the bodies count their bytes as they stream.
+        entry.count_request();
+        site.upstream.forward(req, target, upgrade, entry).await
     }
 }
 
