@@ -315,3 +315,25 @@ fn usage_is_attributed() {
     );
     assert_eq!((rows[0].site.as_str(), rows[0].usage), ("app", u(3)));
 }
+
+/// An API client's traffic (its session known by its Basic key) goes to its account and
+/// the one site it was verified for.
+#[test]
+fn basic_usage_is_attributed() {
+    use crate::central::Usage;
+    let t = table();
+    let key = Identifier::new().hash();
+    t.start_basic(key, alice(), &site("wiki"), None);
+    let u = Usage {
+        requests: 2,
+        bytes_in: 0,
+        bytes_out: 7,
+    };
+    let (rows, missing) = t.attribute(&[(key, u)]);
+    assert_eq!(missing, 0);
+    let got: Vec<(&str, &str, Usage)> = rows
+        .iter()
+        .map(|r| (r.account.as_str(), r.site.as_str(), r.usage))
+        .collect();
+    assert_eq!(got, [("alice", "wiki", u)]);
+}
