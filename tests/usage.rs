@@ -289,3 +289,30 @@ async fn report_parameters_are_checked() {
         assert!(err.contains(wanted), "{err}");
     }
 }
+
+/// An API client that sends one request (admitted on a table miss, never seen again)
+/// still has it counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_api_request_counts() {
+    let backend = Backend::start().await;
+    let gw = Gateway::builder()
+        .portal("sync_interval = \"300ms\"")
+        .user("alice", "alice-pw", 3)
+        .site_with("api", &backend.url(), "allow_basic = true\n")
+        .start()
+        .await;
+    let client = gw.client();
+    let auth = common::basic("alice", "alice-pw");
+    let res = client
+        .request(
+            Method::POST,
+            &gw.url("api.localhost", "/upload"),
+            &[("authorization", &auth)],
+            Bytes::from_static(b"hello"),
+        )
+        .await;
+    let mut api = Counted::default();
+    api.add(5, &res);
+    let report = report_when(&gw, "alice", 1).await;
+    assert_eq!(report[0]["sites"]["api"], api.json(), "{report}");
+}

@@ -155,7 +155,14 @@ impl Gate {
             return Ok((entry.site == site.index).then_some(entry));
         }
         match self.central.check(key, &site.config.id).await {
-            Ok(Some(admission)) => Ok(self.admit(site, key, &admission)),
+            Ok(Some(admission)) => {
+                let entry = self.admit(site, key, &admission);
+                // This request's traffic counts on the new entry: report it at the next sync.
+                if let Some(e) = &entry {
+                    self.table.mark_used(&key, e);
+                }
+                Ok(entry)
+            }
             Ok(None) => Ok(None),
             Err(e) => Err(HttpError::PortalDown(e)),
         }

@@ -209,11 +209,18 @@ impl Table {
     /// Look up and renew an entry, marking it used.
     pub fn get(&self, key: &IdHash) -> Option<Arc<Entry>> {
         let e = self.cache.get(key)?;
+        self.mark_used(key, &e);
+        Some(e)
+    }
+
+    /// Mark an entry used: the next sync reports it (and takes its traffic). For an entry
+    /// admitted to serve the request at hand (a table miss), whose traffic would otherwise
+    /// go unreported if the client sent nothing more.
+    pub fn mark_used(&self, key: &IdHash, e: &Arc<Entry>) {
         // A plain load first: the common case (already marked) writes nothing.
         if !e.used.load(Ordering::Relaxed) && !e.used.swap(true, Ordering::Relaxed) {
             self.used_list().used.push((*key, e.clone()));
         }
-        Some(e)
     }
 
     pub fn insert(&self, key: IdHash, entry: Entry) -> Arc<Entry> {
