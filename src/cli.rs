@@ -49,6 +49,22 @@ enum Command {
     },
     /// Exit 0 when the running gateway's admin listener answers /healthz (for containers)
     Healthcheck,
+    /// Usage per account across all sites (requests, request and response body bytes),
+    /// read from the store: one line (CSV) or object (JSON) per account
+    Report {
+        /// Only this account
+        #[arg(long)]
+        account: Option<String>,
+        /// First day included, YYYY-MM-DD (UTC)
+        #[arg(long, value_name = "DATE")]
+        from: Option<String>,
+        /// Last day included, YYYY-MM-DD (UTC)
+        #[arg(long, value_name = "DATE")]
+        to: Option<String>,
+        /// csv (a header line, then one line per account) or json (an array)
+        #[arg(long, default_value = "csv")]
+        format: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -123,6 +139,12 @@ pub fn main() -> ExitCode {
         Command::User(cmd) => user(&path, cmd),
         Command::Derive { site, user } => derive(&path, &site, &user),
         Command::Healthcheck => healthcheck(&path),
+        Command::Report {
+            account,
+            from,
+            to,
+            format,
+        } => report(&path, account, from, to, &format),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -491,6 +513,34 @@ fn check_idle_timeout(config: &Config, d: Duration) -> Result<(), Failure> {
 }
 
 /// GET http://<server.admin>/healthz, so container health checks need no curl in the image.
+fn report(
+    path: &std::path::Path,
+    account: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    format: &str,
+) -> Result<(), Failure> {
+    let query = crate::portal::usage::Query::new(
+        account.as_deref(),
+        from.as_deref(),
+        to.as_deref(),
+        Some(format),
+    )
+    .map_err(|e| Failure(format!("bad report option: {e}")))?;
+    let config = load(path)?;
+    let store = SqliteStore::open(&config.portal.store)?;
+    let accounts = query.run(&store)?;
+    if let (true, Some(name)) = (accounts.is_empty(), &query.account) {
+        return Err(Failure(format!(
+            "there is no account {name:?} in {}",
+            config.portal.store.display()
+        )));
+    }
+    let (text, _) = query.render(&accounts);
+    std::io::stdout().write_all(text.as_bytes())?;
+    Ok(())
+}
+
 fn healthcheck(path: &std::path::Path) -> Result<(), Failure> {
     let config = load(path)?;
     let Some(mut addr) = config.server.admin else {

@@ -13,9 +13,9 @@
 //!   decide → inject identity (and, on `backend_auth` sites, the backend credential).
 //! - [`proxy`]: the pooled backend client, streaming bodies, WebSocket upgrades.
 //! - [`portal`]: the central authentication server: sign-in, hand-off codes, the session
-//!   table, sign-out everywhere, the account page.
+//!   table, sign-out everywhere, the account page, usage reports.
 //! - [`central`]: the seam between gate and portal (in-process today; a network one later).
-//! - [`store`]: users and accounts on SQLite, behind one interface.
+//! - [`store`]: users, accounts and usage on SQLite, behind one interface.
 //! - [`crypto`]: identifiers, hashes, argon2id passwords, derived site passwords (SPEC §5),
 //!   hashes imported from htpasswd, keyed MACs.
 //! - [`config`]: `config.toml`, raw → validated, with errors naming file:line:column.

@@ -59,6 +59,6 @@ impl Central for LocalCentral {
     }
 
     fn sync(&self, report: SyncReport) -> BoxFuture<'_, Result<SyncReply, CentralError>> {
-        Box::pin(async move { Ok(self.portal.sessions.sync(report)) })
+        Box::pin(async move { Ok(self.portal.sync(report).await) })
     }
 }

@@ -46,6 +46,29 @@ pub enum BasicVerdict {
     Throttled(Duration),
 }
 
+/// Traffic through one table entry (SPEC §6 usage): admitted requests passed on to the
+/// backend, and body bytes in each direction (request bodies the backend read, response
+/// bodies sent to the client; headers and TLS are not counted).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub requests: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+impl Usage {
+    pub fn is_zero(&self) -> bool {
+        *self == Usage::default()
+    }
+
+    /// Add `other` (saturating: a counter never wraps round to a small number).
+    pub fn add(&mut self, other: &Usage) {
+        self.requests = self.requests.saturating_add(other.requests);
+        self.bytes_in = self.bytes_in.saturating_add(other.bytes_in);
+        self.bytes_out = self.bytes_out.saturating_add(other.bytes_out);
+    }
+}
+
 /// What a gate reports at each sync.
 #[derive(Debug, Clone, Default)]
 pub struct SyncReport {
@@ -53,6 +76,9 @@ pub struct SyncReport {
     pub cursor: u64,
     /// Entries used since the last report (hashes of site cookies / Basic keys).
     pub used: Vec<IdHash>,
+    /// Traffic since the last report, per entry (each key at most once, never zero). Plain
+    /// data, so a networked [`Central`] can carry it as it is.
+    pub usage: Vec<(IdHash, Usage)>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -65,6 +91,9 @@ pub struct SyncReply {
     pub idle_timeouts: Vec<(IdHash, Duration)>,
     /// The gate's cursor fell off the portal's revocation log: it must drop its whole table.
     pub reset: bool,
+    /// The portal could not record the reported usage: the gate sends it again with the
+    /// next sync (revocations are applied all the same).
+    pub usage_refused: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -87,9 +87,14 @@ impl Gate {
             .verify_basic(&site.config.id, &c.user, &c.password, key, peer)
             .await
         {
-            Ok(BasicVerdict::Admitted(admission)) => self
-                .admit(site, key, &admission)
-                .ok_or(HttpError::Forbidden),
+            Ok(BasicVerdict::Admitted(admission)) => {
+                let entry = self
+                    .admit(site, key, &admission)
+                    .ok_or(HttpError::Forbidden)?;
+                // This request's traffic counts on the new entry: report it at the next sync.
+                self.table.mark_used(&key, &entry);
+                Ok(entry)
+            }
             Ok(BasicVerdict::Refused) => {
                 let user: String = c.user.chars().take(64).collect();
                 tracing::info!(site = %site.config.id, peer = %peer, user = %user, "basic credentials refused");

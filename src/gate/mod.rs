@@ -155,7 +155,14 @@ impl Gate {
             return Ok((entry.site == site.index).then_some(entry));
         }
         match self.central.check(key, &site.config.id).await {
-            Ok(Some(admission)) => Ok(self.admit(site, key, &admission)),
+            Ok(Some(admission)) => {
+                let entry = self.admit(site, key, &admission);
+                // This request's traffic counts on the new entry: report it at the next sync.
+                if let Some(e) = &entry {
+                    self.table.mark_used(&key, e);
+                }
+                Ok(entry)
+            }
             Ok(None) => Ok(None),
             Err(e) => Err(HttpError::PortalDown(e)),
         }
@@ -212,7 +219,7 @@ impl Gate {
         &self,
         site: &SiteRuntime,
         incoming: Routed,
-        entry: &Entry,
+        entry: &Arc<Entry>,
         target: PathAndQuery,
     ) -> Result<Response<Body>, HttpError> {
         let Routed {
@@ -251,7 +258,10 @@ impl Gate {
             authorization,
         };
         headers::inject(h, &site.config.headers, &identity, &peer_ip, &host);
-        site.upstream.forward(req, target, upgrade).await
+        // Usage (SPEC §6): every admitted request passed on counts, whatever the backend
+        // answers; the bodies count their bytes as they stream.
+        entry.count_request();
+        site.upstream.forward(req, target, upgrade, entry).await
     }
 }
 

@@ -13,6 +13,7 @@ mod password;
 mod register;
 pub mod sessions;
 pub mod throttle;
+pub mod usage;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

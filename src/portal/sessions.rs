@@ -11,15 +11,20 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::central::{Admission, SyncReply, SyncReport};
+use crate::central::{Admission, SyncReply, SyncReport, Usage};
 use crate::config::SiteId;
 use crate::crypto::derived::SitePassword;
 use crate::crypto::{IdHash, Identifier, ct_eq};
-use crate::store::UserRecord;
+use crate::store::{UsageRow, UserRecord};
 
 /// Changes (revocations, new idle timeouts) kept for gates that sync late; one that falls
 /// further behind drops its table.
 const REVOCATION_LOG_CAP: usize = 100_000;
+
+/// How long the bindings of an ended session are remembered, so that the traffic a gate
+/// counted before the end (reported at its next sync) still reaches the right account.
+/// Several sync intervals; usage reported later than this is dropped (and logged).
+const RETIRED_KEEP: Duration = Duration::from_secs(15 * 60);
 
 /// Most sessions one reap looks at, so the table's lock is never held for long; the rest
 /// wait for the next reap.
@@ -59,6 +64,16 @@ struct Inner {
     /// per request); the reaper finds it still alive and schedules it again. Entries of
     /// sessions already ended are skipped when they come due.
     due: BTreeSet<(Instant, IdHash)>,
+    /// Bindings of ended sessions, for [`RETIRED_KEEP`]: whose traffic they carried.
+    retired: HashMap<IdHash, Retired>,
+    /// The same, oldest first, so forgetting them costs only what is forgotten.
+    retired_order: VecDeque<(Instant, IdHash)>,
+}
+
+struct Retired {
+    user: Arc<UserRecord>,
+    site: SiteId,
+    at: Instant,
 }
 
 struct Session {
@@ -152,8 +167,17 @@ impl Inner {
     /// Remove a session and log every binding it had as revoked.
     fn end(&mut self, id: &IdHash, revoked: &mut Vec<IdHash>) {
         if let Some(s) = self.sessions.remove(id) {
+            let now = Instant::now();
             for b in s.bindings {
-                self.bindings.remove(&b);
+                if let Some(binding) = self.bindings.remove(&b) {
+                    let retired = Retired {
+                        user: s.user.clone(),
+                        site: binding.site,
+                        at: now,
+                    };
+                    self.retired.insert(b, retired);
+                    self.retired_order.push_back((now, b));
+                }
                 self.revoke(b, revoked);
             }
             self.codes.retain(|_, c| c.session != *id);
@@ -170,6 +194,20 @@ impl Inner {
         self.log.push_back((self.last_seq, change));
         if self.log.len() > REVOCATION_LOG_CAP {
             self.log.pop_front();
+        }
+    }
+
+    /// Forget the bindings ended more than [`RETIRED_KEEP`] ago.
+    fn forget_retired(&mut self, now: Instant) {
+        while let Some(&(at, key)) = self.retired_order.front() {
+            if now.saturating_duration_since(at) < RETIRED_KEEP {
+                break;
+            }
+            self.retired_order.pop_front();
+            // Unless the key was retired again since (its newer record stays).
+            if self.retired.get(&key).is_some_and(|r| r.at == at) {
+                self.retired.remove(&key);
+            }
         }
     }
 
@@ -488,7 +526,43 @@ impl SessionTable {
             revoked,
             idle_timeouts,
             reset,
+            usage_refused: false,
         }
+    }
+
+    /// Whose traffic a gate reported: each entry's account (by its session's user, or the
+    /// user of a session that ended since) and site, added up per (account, site). Entries
+    /// nobody knows (ended longer than [`RETIRED_KEEP`] ago) are left out and counted in
+    /// the second value.
+    pub fn attribute(&self, usage: &[(IdHash, Usage)]) -> (Vec<UsageRow>, usize) {
+        let mut sums: BTreeMap<(String, String), Usage> = BTreeMap::new();
+        let mut unknown = 0;
+        let inner = self.lock();
+        for (key, u) in usage {
+            let owner = match inner.bindings.get(key) {
+                Some(b) => inner
+                    .sessions
+                    .get(&b.session)
+                    .map(|s| (&s.user.account, &b.site)),
+                None => inner.retired.get(key).map(|r| (&r.user.account, &r.site)),
+            };
+            match owner {
+                Some((account, site)) => sums
+                    .entry((account.clone(), site.0.clone()))
+                    .or_default()
+                    .add(u),
+                None => unknown += 1,
+            }
+        }
+        let rows = sums
+            .into_iter()
+            .map(|((account, site), usage)| UsageRow {
+                account,
+                site,
+                usage,
+            })
+            .collect();
+        (rows, unknown)
     }
 
     /// End sessions past their idle or absolute limit, and drop stale codes.
@@ -516,6 +590,7 @@ impl SessionTable {
                 }
             }
             inner.codes.retain(|_, c| c.expires > now);
+            inner.forget_retired(now);
         }
         self.notify(&revoked);
     }

@@ -15,6 +15,7 @@ use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
 
 use crate::config::{Backend, Site};
+use crate::gate::table::Entry;
 use crate::http::body::Body;
 use crate::http::error::HttpError;
 use crate::http::headers;
@@ -51,14 +52,24 @@ impl Upstream {
 
     /// Send a request whose headers are already scrubbed and injected. `target` is the
     /// exact normalised path that was authorised; `upgrade` says it is a WebSocket upgrade.
+    /// Body bytes in both directions are counted on `meter` (the client's table entry) as
+    /// they stream; a WebSocket tunnel's traffic is not.
     pub async fn forward(
         &self,
         mut req: Request<Incoming>,
         target: PathAndQuery,
         upgrade: bool,
+        meter: &Arc<Entry>,
     ) -> Result<Response<Body>, HttpError> {
         let (pool, timeout, max_body) = match self {
-            Upstream::Echo => return Ok(echo::answer(&req, target.as_str())),
+            Upstream::Echo => {
+                // The echo answer is made whole here; it reads no request body.
+                let res = echo::answer(&req, target.as_str());
+                if let Body::Full(Some(b)) = res.body() {
+                    meter.count_out(b.len());
+                }
+                return Ok(res);
+            }
             Upstream::Http {
                 pool,
                 response_timeout,
@@ -72,7 +83,7 @@ impl Upstream {
         // The response timeout counts from the end of the upload: a slow upload is the
         // client's pace, not a slow backend.
         let (parts, body) = req.into_parts();
-        let (body, sent) = Outgoing::new(body, max_body);
+        let (body, sent) = Outgoing::new(body, max_body, meter);
         let req = Request::from_parts(parts, body);
         let backend_late = async move {
             sent.await;
@@ -105,7 +116,7 @@ impl Upstream {
         headers::scrub_response(&mut parts.headers);
         Ok(Response::from_parts(
             parts,
-            Body::Upstream(UpstreamBody::new(body, lease)),
+            Body::Upstream(UpstreamBody::new(body, lease, meter)),
         ))
     }
 }

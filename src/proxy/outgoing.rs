@@ -1,16 +1,20 @@
 //! The request body on its way to the backend. It streams the browser's body through
 //! untouched and says when it has been sent in full, so that the response timeout counts
 //! from there: a slow upload is the client's pace, not a slow backend. A body that grows
-//! past the site's limit is cut off with [`BodyTooLarge`].
+//! past the site's limit is cut off with [`BodyTooLarge`]. The bytes it passes on count as
+//! the client's usage (`bytes_in`).
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
+
+use crate::gate::table::Entry;
 
 /// The request body passed the site's `max_body`.
 #[derive(Debug, thiserror::Error)]
@@ -25,17 +29,24 @@ pub struct Outgoing {
     /// Fired when the last frame has been read (or the body failed); `None` once fired, or
     /// from the start for an empty body.
     sent: Option<oneshot::Sender<()>>,
+    /// The client's table entry, counting the bytes passed on; `None` for an empty body
+    /// (most requests), which then costs no reference count.
+    meter: Option<Arc<Entry>>,
 }
 
 impl Outgoing {
     /// Wrap a body of at most `limit` bytes; the future resolves when it has been sent in
     /// full (or failed).
-    pub fn new(inner: Incoming, limit: u64) -> (Outgoing, impl Future<Output = ()> + Send) {
-        let (tx, rx) = if inner.is_end_stream() {
-            (None, None)
+    pub fn new(
+        inner: Incoming,
+        limit: u64,
+        meter: &Arc<Entry>,
+    ) -> (Outgoing, impl Future<Output = ()> + Send) {
+        let (tx, rx, meter) = if inner.is_end_stream() {
+            (None, None, None)
         } else {
             let (tx, rx) = oneshot::channel();
-            (Some(tx), Some(rx))
+            (Some(tx), Some(rx), Some(meter.clone()))
         };
         let sent = async move {
             if let Some(rx) = rx {
@@ -48,6 +59,7 @@ impl Outgoing {
                 inner: Some(inner),
                 left: limit,
                 sent: tx,
+                meter,
             },
             sent,
         )
@@ -73,7 +85,12 @@ impl http_body::Body for Outgoing {
             && let Some(data) = frame.data_ref()
         {
             match self.left.checked_sub(data.len() as u64) {
-                Some(left) => self.left = left,
+                Some(left) => {
+                    self.left = left;
+                    if let Some(m) = &self.meter {
+                        m.count_in(data.len());
+                    }
+                }
                 None => {
                     // The client gets its 413 while the rest of its upload is read away.
                     if let Some(rest) = self.inner.take() {

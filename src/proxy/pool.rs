@@ -16,6 +16,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::outgoing::Outgoing;
+use crate::gate::table::Entry;
 
 /// Idle connections kept per backend; more are closed when their response ends.
 const MAX_IDLE: usize = 256;
@@ -186,17 +187,22 @@ impl Pool {
 
 /// A backend's response body on its way to the browser; at its end the connection goes
 /// back to the pool. Dropped early (the browser went away), the connection is not reused.
+/// Its bytes count as the client's usage (`bytes_out`) as they pass.
 pub struct UpstreamBody {
     inner: Incoming,
     lease: Option<Lease>,
+    /// The client's table entry; `None` for an empty body (no reference count taken).
+    meter: Option<Arc<Entry>>,
 }
 
 impl UpstreamBody {
-    pub fn new(inner: Incoming, lease: Lease) -> Self {
+    pub fn new(inner: Incoming, lease: Lease, meter: &Arc<Entry>) -> Self {
         use http_body::Body as _;
+        let meter = (!inner.is_end_stream()).then(|| meter.clone());
         let mut body = UpstreamBody {
             inner,
             lease: Some(lease),
+            meter,
         };
         if body.inner.is_end_stream() {
             body.finish();
@@ -220,6 +226,11 @@ impl http_body::Body for UpstreamBody {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, hyper::Error>>> {
         let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Ok(frame))) = &polled
+            && let (Some(data), Some(m)) = (frame.data_ref(), &self.meter)
+        {
+            m.count_out(data.len());
+        }
         match &polled {
             std::task::Poll::Ready(None) => self.finish(),
             std::task::Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.finish(),

@@ -287,8 +287,8 @@ pub async fn run(
     let acceptor = TlsAcceptor::from(tls_config);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(crate::gate::sync::run(
-        gate,
+    let sync_task = tokio::spawn(crate::gate::sync::run(
+        gate.clone(),
         config.portal.sync_interval,
         stop_rx.clone(),
     ));
@@ -296,7 +296,7 @@ pub async fn run(
     tokio::spawn(reload_on_sighup(app.clone(), stop_rx.clone()));
     let graceful = GracefulShutdown::new();
     if let Some(l) = listeners.admin {
-        tracing::info!(addr = %l.local_addr()?, "admin listener (healthz, readyz, metrics)");
+        tracing::info!(addr = %l.local_addr()?, "admin listener (healthz, readyz, metrics, report)");
         tokio::spawn(serve_plain(l, app.clone(), Plain::Admin, stop_rx.clone()));
     }
     if let Some(l) = listeners.http_redirect {
@@ -375,6 +375,10 @@ pub async fn run(
         Err(_) => {
             tracing::warn!(grace = ?config.server.shutdown_grace, "grace period over; cutting remaining connections")
         }
+    }
+    // A last sync: the traffic counted since the previous one reaches the accounts' usage.
+    if let Ok(mut state) = sync_task.await {
+        crate::gate::sync::once(&gate, &mut state).await;
     }
     Ok(())
 }
@@ -534,7 +538,7 @@ async fn serve_plain(
                 let app = app.clone();
                 async move {
                     Ok::<_, std::convert::Infallible>(match kind {
-                        Plain::Admin => admin::handle(&app, &req),
+                        Plain::Admin => admin::handle(&app, &req).await,
                         Plain::Redirect => redirect_to_https(&app, &req),
                     })
                 }

@@ -6,6 +6,7 @@
 
 mod links;
 pub mod sqlite;
+pub mod usage;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use crate::config::Level;
 use crate::crypto::IdHash;
 
 pub use sqlite::SqliteStore;
+pub use usage::{AccountUsage, UsageRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -175,4 +177,16 @@ pub trait Store: Send + Sync + 'static {
     fn merged_into(&self, account: &str) -> Result<Vec<(String, i64)>, StoreError>;
     /// A named 256-bit secret, created on first use and kept across restarts.
     fn secret(&self, name: &str) -> Result<[u8; 32], StoreError>;
+    /// Add traffic to accounts' usage on `day` (`YYYY-MM-DD`, UTC), every row in one
+    /// transaction (all or nothing). Rows of accounts no longer in the store are skipped.
+    fn add_usage(&self, day: &str, rows: &[UsageRow]) -> Result<(), StoreError>;
+    /// Usage per account and site over the days `from..=to` (either end open), of one
+    /// account or of all, by account name; every account asked for appears, even without
+    /// traffic (none: `account` names no account).
+    fn usage_report(
+        &self,
+        account: Option<&str>,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Result<Vec<AccountUsage>, StoreError>;
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{AccountNode, NewUser, Store, StoreError, UserRecord, links};
+use super::{AccountNode, AccountUsage, NewUser, Store, StoreError, UsageRow, UserRecord, links};
 use crate::config::Level;
 use crate::crypto::IdHash;
 
@@ -495,6 +495,18 @@ impl Store for SqliteStore {
             })
         })
     }
+    fn add_usage(&self, day: &str, rows: &[UsageRow]) -> Result<(), StoreError> {
+        self.with(|c| super::usage::add(c, day, rows))
+    }
+
+    fn usage_report(
+        &self,
+        account: Option<&str>,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Result<Vec<AccountUsage>, StoreError> {
+        self.with(|c| super::usage::report(c, account, from, to))
+    }
 }
 
 impl SqliteStore {
@@ -907,6 +919,78 @@ mod tests {
         s.merge_accounts("alice", "bob", 2).unwrap();
         s.remove_user("alice").unwrap();
         assert_eq!(s.account_login("alice").unwrap().as_deref(), Some("bob"));
+    }
+
+    /// Usage adds up per account, site and day; a report sums the days of its range, per
+    /// site, for every account (one without traffic too), or for the one asked for.
+    #[test]
+    fn usage_adds_up_over_a_range() {
+        use crate::central::Usage;
+        let s = SqliteStore::in_memory().unwrap();
+        s.upsert_user(&user("alice")).unwrap();
+        s.upsert_user(&user("bob")).unwrap();
+        s.upsert_user(&user("carol")).unwrap();
+        let u = |requests, bytes_in, bytes_out| Usage {
+            requests,
+            bytes_in,
+            bytes_out,
+        };
+        let row = |account: &str, site: &str, usage| UsageRow {
+            account: account.into(),
+            site: site.into(),
+            usage,
+        };
+        s.add_usage("2026-11-24", &[row("alice", "app", u(1, 10, 100))])
+            .unwrap();
+        s.add_usage(
+            "2026-11-25",
+            &[
+                row("alice", "app", u(2, 20, 200)),
+                row("alice", "wiki", u(3, 0, 300)),
+                row("bob", "app", u(4, 40, 400)),
+                // Removed meanwhile: skipped, the rest still recorded.
+                row("nobody", "app", u(9, 9, 9)),
+            ],
+        )
+        .unwrap();
+        s.add_usage("2026-11-25", &[row("alice", "app", u(5, 50, 500))])
+            .unwrap();
+        s.add_usage("2026-11-26", &[row("bob", "wiki", u(6, 60, 600))])
+            .unwrap();
+
+        let all = s.usage_report(None, None, None).unwrap();
+        let names: Vec<&str> = all.iter().map(|a| a.account.as_str()).collect();
+        assert_eq!(names, ["alice", "bob", "carol"]);
+        assert_eq!(all[0].sites["app"], u(8, 80, 800));
+        assert_eq!(all[0].sites["wiki"], u(3, 0, 300));
+        assert_eq!(all[0].total(), u(11, 80, 1100));
+        assert_eq!(all[1].total(), u(10, 100, 1000));
+        assert!(all[2].sites.is_empty(), "no traffic, still one row");
+
+        // Both ends of the range are included.
+        let day = s
+            .usage_report(Some("alice"), Some("2026-11-25"), Some("2026-11-25"))
+            .unwrap();
+        assert_eq!(day.len(), 1);
+        assert_eq!(day[0].sites["app"], u(7, 70, 700));
+        assert_eq!(day[0].total(), u(10, 70, 1000));
+        let from = s
+            .usage_report(Some("bob"), Some("2026-11-26"), None)
+            .unwrap();
+        assert_eq!(from[0].sites.keys().collect::<Vec<_>>(), ["wiki"]);
+        let to = s
+            .usage_report(Some("bob"), None, Some("2026-11-25"))
+            .unwrap();
+        assert_eq!(to[0].sites.keys().collect::<Vec<_>>(), ["app"]);
+        let none = s
+            .usage_report(Some("alice"), Some("2026-12-01"), None)
+            .unwrap();
+        assert!(none[0].sites.is_empty());
+        assert!(
+            s.usage_report(Some("nobody"), None, None)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     /// Secrets are created once and then stable.
