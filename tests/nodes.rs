@@ -367,6 +367,18 @@ async fn link_with_right_password_merges_accounts() {
         2,
         "one per node"
     );
+    // The usage report shows the merge: bob's traffic under alice, and bob named.
+    let (status, report) = gw
+        .admin_get("/report?account=alice&from=2026-11-25&to=2026-11-26&format=json")
+        .await;
+    assert_eq!(status, 200, "{report}");
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report[0]["merged"], serde_json::json!(["bob"]), "{report}");
+    assert_eq!(report[0]["total"]["requests"], 7, "{report}");
+    let (_, csv) = gw
+        .admin_get("/report?account=alice&from=2026-11-25&to=2026-11-26")
+        .await;
+    assert!(csv.contains("\nalice,bob,7,70,700,"), "{csv}");
 
     // Nothing left to offer on this browser.
     sign_out(&browser, &gw).await;

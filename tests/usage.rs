@@ -157,12 +157,12 @@ async fn traffic_on_two_sites_is_reported_exactly() {
         report,
         serde_json::json!([
             {
-                "account": "alice", "from": null, "to": null,
+                "account": "alice", "merged": [], "from": null, "to": null,
                 "total": alice_total.json(),
                 "sites": {"app": app.json(), "wiki": wiki.json()},
             },
             {
-                "account": "bob", "from": null, "to": null,
+                "account": "bob", "merged": [], "from": null, "to": null,
                 "total": bob_app.json(),
                 "sites": {"app": bob_app.json()},
             },
@@ -177,8 +177,8 @@ async fn traffic_on_two_sites_is_reported_exactly() {
     assert_eq!(
         csv,
         format!(
-            "account,requests,bytes_in,bytes_out,app.requests,app.bytes_in,app.bytes_out,wiki.requests,wiki.bytes_in,wiki.bytes_out\n\
-             alice,{},{},{}\nbob,{},{},{}\n",
+            "account,merged,requests,bytes_in,bytes_out,app.requests,app.bytes_in,app.bytes_out,wiki.requests,wiki.bytes_in,wiki.bytes_out\n\
+             alice,,{},{},{}\nbob,,{},{},{}\n",
             alice_total.csv(),
             app.csv(),
             wiki.csv(),
@@ -266,7 +266,7 @@ async fn report_parameters_are_checked() {
     let (status, body) = gw.admin_get("/report").await;
     assert_eq!(status, 200);
     assert!(
-        body.starts_with("account,requests,bytes_in,bytes_out\n"),
+        body.starts_with("account,merged,requests,bytes_in,bytes_out\n"),
         "{body}"
     );
 

@@ -199,14 +199,15 @@ fn values(u: &Usage) -> [u64; 3] {
     [u.requests, u.bytes_in, u.bytes_out]
 }
 
-/// One line per account: its totals, then each site's (every site that appears in the
+/// One line per account: the accounts merged into it (space-separated), its totals, then
+/// each site's (every site that appears in the
 /// report gets its three columns, `SITE.requests`…, zero where the account had none).
 fn csv(accounts: &[AccountUsage]) -> String {
     let sites: BTreeSet<&str> = accounts
         .iter()
         .flat_map(|a| a.sites.keys().map(String::as_str))
         .collect();
-    let mut out = String::from("account");
+    let mut out = String::from("account,merged");
     for f in FIELDS {
         let _ = write!(out, ",{f}");
     }
@@ -218,6 +219,8 @@ fn csv(accounts: &[AccountUsage]) -> String {
     out.push('\n');
     for a in accounts {
         out.push_str(&csv_field(&a.account));
+        out.push(',');
+        out.push_str(&csv_field(&a.merged.join(" ")));
         let mut row: Vec<u64> = values(&a.total()).to_vec();
         for site in &sites {
             row.extend(values(&a.sites.get(*site).copied().unwrap_or_default()));
@@ -245,7 +248,7 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-/// An array, one object per account: `account`, `from`, `to` (null when open), `total`
+/// An array, one object per account: `account`, `merged` (accounts merged into it), `from`, `to` (null when open), `total`
 /// and `sites` (by site id), each usage as `{requests, bytes_in, bytes_out}`.
 fn json(q: &Query, accounts: &[AccountUsage]) -> String {
     let usage = |u: &Usage| serde_json::json!({"requests": u.requests, "bytes_in": u.bytes_in, "bytes_out": u.bytes_out});
@@ -256,6 +259,7 @@ fn json(q: &Query, accounts: &[AccountUsage]) -> String {
                 a.sites.iter().map(|(s, u)| (s.clone(), usage(u))).collect();
             serde_json::json!({
                 "account": a.account,
+                "merged": a.merged,
                 "from": q.from.map(|d| d.to_string()),
                 "to": q.to.map(|d| d.to_string()),
                 "total": usage(&a.total()),
@@ -345,14 +349,17 @@ mod tests {
         vec![
             AccountUsage {
                 account: "alice".into(),
+                merged: vec!["ann".into(), "al".into()],
                 sites: BTreeMap::from([("app".into(), u(2, 10, 20)), ("wiki".into(), u(1, 0, 5))]),
             },
             AccountUsage {
                 account: "=cmd, \"x\"".into(),
+                merged: vec![],
                 sites: BTreeMap::from([("wiki".into(), u(4, 4, 4))]),
             },
             AccountUsage {
                 account: "carol".into(),
+                merged: vec![],
                 sites: BTreeMap::new(),
             },
         ]
@@ -365,10 +372,10 @@ mod tests {
         assert_eq!(media, "text/csv; charset=utf-8");
         assert_eq!(
             text,
-            "account,requests,bytes_in,bytes_out,app.requests,app.bytes_in,app.bytes_out,wiki.requests,wiki.bytes_in,wiki.bytes_out\n\
-             alice,3,10,25,2,10,20,1,0,5\n\
-             \"'=cmd, \"\"x\"\"\",4,4,4,0,0,0,4,4,4\n\
-             carol,0,0,0,0,0,0,0,0,0\n"
+            "account,merged,requests,bytes_in,bytes_out,app.requests,app.bytes_in,app.bytes_out,wiki.requests,wiki.bytes_in,wiki.bytes_out\n\
+             alice,ann al,3,10,25,2,10,20,1,0,5\n\
+             \"'=cmd, \"\"x\"\"\",,4,4,4,0,0,0,4,4,4\n\
+             carol,,0,0,0,0,0,0,0,0,0\n"
         );
     }
 

@@ -21,6 +21,9 @@ pub struct UsageRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountUsage {
     pub account: String,
+    /// Accounts merged into this one (SPEC §6 linking), oldest merge first: their usage is
+    /// part of this account's.
+    pub merged: Vec<String>,
     /// Only sites with traffic in the range.
     pub sites: BTreeMap<String, Usage>,
 }
@@ -102,6 +105,7 @@ pub(super) fn report(
         if out.last().is_none_or(|a| a.account != name) {
             out.push(AccountUsage {
                 account: name,
+                merged: Vec::new(),
                 sites: BTreeMap::new(),
             });
         }
@@ -119,6 +123,21 @@ pub(super) fn report(
                 bytes_out: count(bytes_out, "usage.bytes_out")?,
             },
         );
+    }
+    drop(stmt);
+    let mut merges = conn.prepare(
+        "SELECT a.name, m.merged_name FROM account_merges m JOIN accounts a ON a.id = m.into_account
+         WHERE ?1 IS NULL OR a.name = ?1
+         ORDER BY a.name, m.at, m.merged_name",
+    )?;
+    let merged = merges.query_map(params![account], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
+    for row in merged {
+        let (into, name) = row?;
+        if let Ok(i) = out.binary_search_by(|a| a.account.as_str().cmp(&into)) {
+            out[i].merged.push(name);
+        }
     }
     Ok(out)
 }
