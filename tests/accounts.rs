@@ -511,7 +511,9 @@ async fn temporary_password_works_once() {
 /// the same answer, one welcome mail and notices for the rest.
 #[tokio::test]
 async fn concurrent_registrations_make_one_account() {
-    let (_backend, gw) = gateway("max_concurrent_hashes = 8").await;
+    // The race needs more requests for one address than the registration limit allows.
+    let (_backend, gw) =
+        gateway("max_concurrent_hashes = 8\nregistration_limit = { per_address = 100 }").await;
     const N: usize = 8;
     let mut ready = Vec::new();
     for _ in 0..N {
@@ -911,4 +913,47 @@ async fn node_cookie_after_temporary_password() {
         );
         assert_eq!(noted, i64::from(!shared), "{email}");
     }
+}
+
+/// Registration requests are limited per address and per client, whether or not the address
+/// is registered (the same 429 for both, so the limit tells nothing), and nothing is sent
+/// or created past the limit.
+#[tokio::test]
+async fn registration_is_rate_limited() {
+    let (_backend, gw) = gateway("registration_limit = { per_address = 2, per_client = 5 }").await;
+    let browser = gw.client();
+    let form = registration_form(&browser, &gw, "app.localhost", "/").await;
+    // A known address (notices) and a new one (a welcome, then notices): two mails each.
+    for address in ["bob@example.org", "new@example.org"] {
+        for _ in 0..2 {
+            let res = post_registration(&browser, &gw, &form.body, address).await;
+            assert_eq!(res.status, 200, "{res:?}");
+        }
+    }
+    assert_eq!(outbox(&gw).len(), 4);
+    let mut refused = Vec::new();
+    for address in ["bob@example.org", "new@example.org"] {
+        let res = post_registration(&browser, &gw, &form.body, address).await;
+        assert_eq!(res.status, 429, "{res:?}");
+        assert_eq!(res.header("retry-after"), Some("3600"));
+        refused.push(res.body);
+    }
+    assert_eq!(
+        refused[0], refused[1],
+        "known and new addresses look the same"
+    );
+    assert_eq!(outbox(&gw).len(), 4, "nothing sent past the limit");
+
+    // Every request counts against the client's budget (refused ones too): past it, a
+    // fresh address is refused as well.
+    let res = post_registration(&browser, &gw, &form.body, "third@example.org").await;
+    assert_eq!(res.status, 429, "{res:?}");
+    assert_eq!(
+        count(
+            &gw,
+            "SELECT COUNT(*) FROM users WHERE name = ?1",
+            "third@example.org"
+        ),
+        0
+    );
 }

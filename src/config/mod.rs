@@ -92,6 +92,24 @@ pub struct Portal {
     pub temporary_password_ttl: Duration,
     pub mail: Mail,
     pub signin_throttle: SigninThrottle,
+    pub registration_limit: RegistrationLimit,
+}
+
+/// `[portal.registration_limit]`: registration requests allowed per e-mail address and
+/// per client address in an hour (see `portal::register_limit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegistrationLimit {
+    pub per_address: u32,
+    pub per_client: u32,
+}
+
+impl Default for RegistrationLimit {
+    fn default() -> Self {
+        RegistrationLimit {
+            per_address: 3,
+            per_client: 20,
+        }
+    }
 }
 
 /// `[portal.signin_throttle]`: after this many failed sign-ins, each further attempt waits

@@ -72,6 +72,15 @@ pub struct RawPortal {
     pub mail: Option<RawMail>,
     /// Back-off after failed sign-ins (see `portal::throttle`).
     pub signin_throttle: Option<RawSigninThrottle>,
+    /// Registration requests allowed per hour (see `portal::register_limit`).
+    pub registration_limit: Option<RawRegistrationLimit>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegistrationLimit {
+    pub per_address: Option<Spanned<u32>>,
+    pub per_client: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -412,6 +412,7 @@ fn check_portal(c: &mut Checker, p: &RawPortal) -> Portal {
         },
     };
     let signin_throttle = check_signin_throttle(c, p.signin_throttle.as_ref());
+    let registration_limit = check_registration_limit(c, p.registration_limit.as_ref());
     Portal {
         host,
         public_port: p.public_port.as_ref().map(|p| *p.get_ref()),
@@ -427,6 +428,35 @@ fn check_portal(c: &mut Checker, p: &RawPortal) -> Portal {
         temporary_password_ttl,
         mail,
         signin_throttle,
+        registration_limit,
+    }
+}
+
+fn check_registration_limit(
+    c: &mut Checker,
+    t: Option<&RawRegistrationLimit>,
+) -> RegistrationLimit {
+    let defaults = RegistrationLimit::default();
+    let Some(t) = t else { return defaults };
+    let mut count = |v: &Option<Spanned<u32>>, key: &str, default: u32| match v {
+        Some(n) if !(1..=MAX_FREE_FAILURES).contains(n.get_ref()) => {
+            c.error(n, key, format!("must be between 1 and {MAX_FREE_FAILURES}"));
+            default
+        }
+        Some(n) => *n.get_ref(),
+        None => default,
+    };
+    RegistrationLimit {
+        per_address: count(
+            &t.per_address,
+            "portal.registration_limit.per_address",
+            defaults.per_address,
+        ),
+        per_client: count(
+            &t.per_client,
+            "portal.registration_limit.per_client",
+            defaults.per_client,
+        ),
     }
 }
 

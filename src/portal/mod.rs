@@ -11,6 +11,7 @@ pub mod mail;
 mod pages;
 mod password;
 mod register;
+mod register_limit;
 pub mod sessions;
 pub mod throttle;
 pub mod usage;
@@ -135,6 +136,7 @@ pub struct Portal {
     pub(crate) verifier: Verifier,
     /// Back-off after failed sign-ins, checked before any hashing.
     throttle: Throttle,
+    registration_limit: register_limit::RegistrationLimit,
     /// Binds CSRF tokens to the portal cookie; kept in the store so restarts keep forms valid.
     csrf_key: Key,
     /// What the config says of the sites; replaced whole on reload.
@@ -171,6 +173,7 @@ impl Portal {
             }),
             verifier: Verifier::new(p.max_concurrent_hashes),
             throttle: Throttle::new(&p.signin_throttle),
+            registration_limit: register_limit::RegistrationLimit::new(p.registration_limit),
             csrf_key,
             view: ArcSwap::from_pointee(View::new(config, &urls)),
             urls,

@@ -120,6 +120,20 @@ pub(super) async fn submit(
         ));
     }
 
+    if !portal.registration_limit.allow(&email, peer.ip()) {
+        tracing::info!(peer = %peer.ip(), user = %email, "registration refused: too many requests for this address or from this client");
+        let mut res = page::message(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many requests",
+            "Too many registration requests for this address or from your network. Please try again in an hour.",
+        );
+        res.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from(super::register_limit::WINDOW.as_secs()),
+        );
+        return Ok(res);
+    }
+
     // Hashed whether or not the address is known, so the answer takes as long either way.
     let temporary = temporary_password();
     let hash = portal

@@ -106,7 +106,7 @@ impl Keys {
 }
 
 /// The part of an address one client controls: IPv4 whole, IPv6 by its /64.
-fn address_bytes(ip: IpAddr) -> Vec<u8> {
+pub(super) fn address_bytes(ip: IpAddr) -> Vec<u8> {
     match ip {
         IpAddr::V4(v4) => v4.octets().to_vec(),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -231,6 +231,14 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         ),
         ("portal.cache_margin", po.cache_margin != pn.cache_margin),
         ("portal.sync_interval", po.sync_interval != pn.sync_interval),
+        (
+            "portal.signin_throttle",
+            po.signin_throttle != pn.signin_throttle,
+        ),
+        (
+            "portal.registration_limit",
+            po.registration_limit != pn.registration_limit,
+        ),
     ]
     .into_iter()
     .filter_map(|(key, changed)| changed.then_some(key))
