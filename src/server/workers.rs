@@ -66,6 +66,8 @@ where
 {
     tokio::pin!(conn);
     tokio::select! {
+        // The connection first, and no random choice of branch on every wake-up.
+        biased;
         done = conn.as_mut() => return done,
         _ = watcher.0.changed() => {}
     }
