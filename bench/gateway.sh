@@ -13,6 +13,7 @@ cat > "$conf" <<TOML
 [server]
 listen = "127.0.0.1:$BENCH_PORT"
 log = "warn"            # no per-request logging (there is none at info either)
+${BENCH_SERVER_EXTRA:-}
 
 [tls]
 cert = "$BENCH_CERT"

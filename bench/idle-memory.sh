@@ -7,7 +7,10 @@ ulimit -n 20000
 N=${N:-10000}
 make_cert; start_backend
 start_nginx_tls "" "worker_rlimit_nofile 20000; events { worker_connections 19000; }" "keepalive_timeout 300s;"
-start_gatehouse
+# Idle keep-alive connections must outlive the run on both sides: nginx gets
+# keepalive_timeout 300s above; gatehouse's equivalent is header_read_timeout (default 15 s,
+# shorter than a 10 000-connection run on a busy machine, which would close the first ones).
+BENCH_SERVER_EXTRA='header_read_timeout = "300s"' start_gatehouse
 rss() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
 echo "gatehouse idle RSS: $(rss "$gw") kB"
 echo "nginx-tls idle RSS (master+worker): $(( $(rss "$nginx_master") + $(rss "$nginx_worker") )) kB"

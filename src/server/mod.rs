@@ -23,8 +23,6 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -302,7 +300,7 @@ pub async fn run(
     ));
     tokio::spawn(portal.maintain(stop_rx.clone()));
     tokio::spawn(reload_on_sighup(app.clone(), stop_rx.clone()));
-    let graceful = GracefulShutdown::new();
+    let graceful = workers::Drain::new();
     if let Some(l) = listeners.admin {
         tracing::info!(addr = %l.local_addr()?, "admin listener (healthz, readyz, metrics, report)");
         tokio::spawn(serve_plain(l, app.clone(), Plain::Admin, stop_rx.clone()));
@@ -318,9 +316,8 @@ pub async fn run(
     }
     tracing::info!(addr = %https_addr, portal = %app.urls.portal_origin(), sites = app.sites_by_host.load().len(), "gatehouse serving");
 
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
         .timer(TokioTimer::new())
         // Also bounds a keep-alive connection's wait for its next request.
         .header_read_timeout(config.server.header_read_timeout)
@@ -329,15 +326,16 @@ pub async fn run(
         // Flatten head and body into one buffer: over TLS, every separate write becomes a
         // TLS record of its own (more sealing, more bytes); one buffer is one record.
         .writev(false);
-    builder
-        .http2()
+    let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    http2
         .timer(TokioTimer::new())
         .max_concurrent_streams(256)
         .max_header_list_size(MAX_HEAD_BYTES as u32);
     let shared = Arc::new(workers::Shared {
         acceptor,
         app: app.clone(),
-        builder,
+        http1,
+        http2,
     });
     let mut workers =
         workers::Workers::start(config.server.workers, shared, config.server.shutdown_grace)?;

@@ -8,14 +8,16 @@
 //! shared.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::HeaderValue;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::Watcher;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_rustls::TlsAcceptor;
@@ -26,7 +28,51 @@ use super::{App, HANDSHAKE_TIMEOUT};
 pub struct Shared {
     pub acceptor: TlsAcceptor,
     pub app: Arc<App>,
-    pub builder: auto::Builder<TokioExecutor>,
+    pub http1: http1::Builder,
+    pub http2: http2::Builder<TokioExecutor>,
+}
+
+/// Graceful shutdown of the connections (hyper-util's `GracefulShutdown` cannot watch
+/// hyper's HTTP/1 connection with upgrades): `shutdown` asks every watched connection to
+/// finish its in-flight requests and close, then waits until all have.
+pub struct Drain(tokio::sync::watch::Sender<()>);
+
+/// One connection's side of [`Drain`]; held until the connection is done.
+pub struct Watcher(tokio::sync::watch::Receiver<()>);
+
+impl Drain {
+    pub fn new() -> Drain {
+        Drain(tokio::sync::watch::channel(()).0)
+    }
+
+    pub fn watcher(&self) -> Watcher {
+        Watcher(self.0.subscribe())
+    }
+
+    pub async fn shutdown(self) {
+        let _ = self.0.send(());
+        self.0.closed().await;
+    }
+}
+
+/// Run `conn` to its end; on shutdown, call `graceful` on it and let it finish.
+async fn watched<C, E>(
+    conn: C,
+    mut watcher: Watcher,
+    graceful: impl FnOnce(Pin<&mut C>),
+) -> Result<(), E>
+where
+    C: std::future::Future<Output = Result<(), E>>,
+{
+    tokio::pin!(conn);
+    tokio::select! {
+        // The connection first, and no random choice of branch on every wake-up.
+        biased;
+        done = conn.as_mut() => return done,
+        _ = watcher.0.changed() => {}
+    }
+    graceful(conn.as_mut());
+    conn.await
 }
 
 /// TLS handshake, then HTTP/1.1 or HTTP/2 until the connection ends or shutdown drains it.
@@ -65,11 +111,84 @@ pub async fn serve_tls(
             Ok::<_, std::convert::Infallible>(app.serve(req, peer, &peer_ip, sni.as_deref()).await)
         }
     });
-    let conn = shared
-        .builder
-        .serve_connection_with_upgrades(TokioIo::new(tls), service);
-    if let Err(e) = watcher.watch(conn).await {
+    // The protocol is the one agreed by ALPN (RFC 9113 §3.3: over TLS, HTTP/2 only through
+    // ALPN), so hyper-util's auto builder, which sniffs the first 24 bytes for the HTTP/2
+    // preface, is not needed. It cost memory on every HTTP/1 connection: the sniffed bytes,
+    // handed back first and alone, left hyper's read buffer 24 bytes short of the 8 KiB it
+    // reserves per read, so it doubled to 16 KiB and kept that for the connection's life
+    // (heaptrack; bench/README.md "Memory and idle connections").
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let result = if h2 {
+        let conn = shared.http2.serve_connection(TokioIo::new(tls), service);
+        watched(conn, watcher, |c| c.graceful_shutdown()).await
+    } else {
+        let io = TokioIo::new(CappedReads(tls));
+        let conn = shared.http1.serve_connection(io, service).with_upgrades();
+        watched(conn, watcher, |c| c.graceful_shutdown()).await
+    };
+    if let Err(e) = result {
         tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Most bytes handed to hyper's HTTP/1 reader per read, when it offers more.
+const READ_CAP: usize = 8 * 1024;
+
+/// The TLS stream for hyper's HTTP/1 side, handing over at most [`READ_CAP`] bytes per
+/// read. hyper checks `max_buf_size` (431 for a head over `MAX_HEAD_BYTES`) only between
+/// reads, and reads into all the spare room of its buffer, which it grows by doubling: a
+/// client sending a large head quickly could get up to twice the limit parsed in one read.
+/// (Through hyper-util's auto builder the buffer's sizes happened to land on the limit.)
+/// With reads capped, a head is refused once it passes the limit by at most `READ_CAP`.
+/// Requests that fit in the buffer (all the usual ones) are read exactly as before.
+struct CappedReads<T>(T);
+
+impl<T: AsyncRead + Unpin> AsyncRead for CappedReads<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if buf.remaining() <= READ_CAP {
+            return Pin::new(&mut self.0).poll_read(cx, buf);
+        }
+        // Zeroes at most READ_CAP bytes (a safe `ReadBuf` over part of `buf`), only when
+        // hyper's buffer has grown past its usual 8 KiB.
+        let mut limited = ReadBuf::new(buf.initialize_unfilled_to(READ_CAP));
+        std::task::ready!(Pin::new(&mut self.0).poll_read(cx, &mut limited))?;
+        let n = limited.filled().len();
+        buf.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for CappedReads<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
 
