@@ -739,50 +739,99 @@ type Received = std::sync::Arc<std::sync::Mutex<Vec<(Vec<String>, String)>>>;
 /// An SMTP sink on 127.0.0.1:0: greets 220, answers 250 to commands and 354 to DATA, and
 /// keeps each message up to `\r\n.\r\n`.
 async fn smtp_sink() -> (u16, Received) {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    smtp_sink_with(None).await
+}
+
+/// A relay speaking SMTP over TLS from the first byte (`smtps://`), with the test
+/// certificate for `localhost` (signed by the dev CA).
+async fn smtps_sink() -> (u16, Received) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("certs");
+    let chain = CertificateDer::pem_file_iter(certs.join("localhost.crt"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(certs.join("localhost.key")).unwrap();
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    smtp_sink_with(Some(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(
+        config,
+    ))))
+    .await
+}
+
+async fn smtp_sink_with(tls: Option<tokio_rustls::TlsAcceptor>) -> (u16, Received) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let received = Received::default();
     let store = received.clone();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let store = store.clone();
+            let (store, tls) = (store.clone(), tls.clone());
             tokio::spawn(async move {
-                let (read, mut write) = stream.into_split();
-                let mut lines = BufReader::new(read).lines();
-                write.write_all(b"220 sink\r\n").await.unwrap();
-                let mut rcpt = Vec::new();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let upper = line.to_ascii_uppercase();
-                    if upper.starts_with("DATA") {
-                        write.write_all(b"354 go on\r\n").await.unwrap();
-                        let mut data = String::new();
-                        while let Ok(Some(l)) = lines.next_line().await {
-                            if l == "." {
-                                break;
-                            }
-                            data.push_str(&l);
-                            data.push('\n');
+                match tls {
+                    // A client that does not trust the certificate ends here.
+                    Some(acceptor) => {
+                        if let Ok(stream) = acceptor.accept(stream).await {
+                            smtp_dialogue(stream, store).await;
                         }
-                        store
-                            .lock()
-                            .unwrap()
-                            .push((std::mem::take(&mut rcpt), data));
-                        write.write_all(b"250 queued\r\n").await.unwrap();
-                    } else if upper.starts_with("QUIT") {
-                        let _ = write.write_all(b"221 bye\r\n").await;
-                        break;
-                    } else {
-                        if upper.starts_with("RCPT TO:") {
-                            rcpt.push(line[8..].trim().to_string());
-                        }
-                        write.write_all(b"250 ok\r\n").await.unwrap();
                     }
+                    None => smtp_dialogue(stream, store).await,
                 }
             });
         }
     });
     (port, received)
+}
+
+async fn smtp_dialogue<S>(stream: S, store: Received)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let (read, mut write) = tokio::io::split(stream);
+    let mut lines = BufReader::new(read).lines();
+    write.write_all(b"220 sink\r\n").await.unwrap();
+    let mut rcpt = Vec::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let upper = line.to_ascii_uppercase();
+        if upper.starts_with("DATA") {
+            write.write_all(b"354 go on\r\n").await.unwrap();
+            let mut data = String::new();
+            while let Ok(Some(l)) = lines.next_line().await {
+                if l == "." {
+                    break;
+                }
+                data.push_str(&l);
+                data.push('\n');
+            }
+            store
+                .lock()
+                .unwrap()
+                .push((std::mem::take(&mut rcpt), data));
+            write.write_all(b"250 queued\r\n").await.unwrap();
+        } else if upper.starts_with("QUIT") {
+            let _ = write.write_all(b"221 bye\r\n").await;
+            break;
+        } else if upper.starts_with("EHLO") {
+            write
+                .write_all(b"250-sink\r\n250 AUTH PLAIN\r\n")
+                .await
+                .unwrap();
+        } else if upper.starts_with("AUTH ") {
+            // Kept with the message's envelope lines, for the test to read.
+            rcpt.push(line.clone());
+            write.write_all(b"235 welcome\r\n").await.unwrap();
+        } else {
+            if upper.starts_with("RCPT TO:") {
+                rcpt.push(line[8..].trim().to_string());
+            }
+            write.write_all(b"250 ok\r\n").await.unwrap();
+        }
+    }
 }
 
 /// With `[portal.mail] smtp`, the temporary password goes to the relay (nothing to the
@@ -861,6 +910,40 @@ fn bad_mail_settings_are_refused() {
         assert!(err.contains(key), "missing {key} in:\n{err}");
     }
     assert!(err.contains("loopback"), "{err}");
+
+    // A login, or extra roots, only with TLS; a password from nowhere is refused too.
+    for (mail, key, says) in [
+        (
+            "smtp = \"smtp://127.0.0.1:25\"\nuser = \"portal\"\npassword_env = \"X\"",
+            "portal.mail.user",
+            "only sent over TLS",
+        ),
+        (
+            "smtp = \"smtp://127.0.0.1:25\"\nca_file = \"ca.pem\"",
+            "portal.mail.ca_file",
+            "smtps",
+        ),
+        (
+            "smtp = \"smtps://mail.example.org\"\nuser = \"portal\"",
+            "portal.mail.user",
+            "password_env",
+        ),
+        (
+            "smtp = \"smtps://mail.example.org\"\nca_file = \"missing.pem\"",
+            "portal.mail.ca_file",
+            "cannot be read",
+        ),
+    ] {
+        let body = format!(
+            "[portal]\nhost = \"auth.localhost\"\nstore = \"g.db\"\n\n[portal.mail]\n{mail}\n\n\
+             [[sites]]\nid = \"app\"\nhost = \"app.localhost\"\nbackend = \"builtin:echo\"\n"
+        );
+        let path = write_config(dir.path(), &body);
+        let err = gatehouse::config::Config::load(&path)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(key) && err.contains(says), "{mail}:\n{err}");
+    }
 }
 
 /// The first real sign-in after a temporary password gets the node cookie like any other
@@ -953,6 +1036,58 @@ async fn registration_is_rate_limited() {
             &gw,
             "SELECT COUNT(*) FROM users WHERE name = ?1",
             "third@example.org"
+        ),
+        0
+    );
+}
+
+/// Mail to a relay over TLS (`smtps://`): the relay's certificate is checked against the
+/// roots in `ca_file` for the host name in the URL; a relay the portal cannot verify gets
+/// nothing (the registration answers 503 and takes the new user back).
+#[tokio::test]
+async fn registration_over_smtps() {
+    let (port, received) = smtps_sink().await;
+    let ca = ca_file();
+    let secrets = tempfile::tempdir().unwrap();
+    let password_file = secrets.path().join("relay.pw");
+    std::fs::write(&password_file, "relay secret\n").unwrap();
+    let (_backend, gw) = gateway(&format!(
+        "[portal.mail]\nsmtp = \"smtps://127.0.0.1:{port}\"\nca_file = \"{}\"\nuser = \"portal\"\npassword_file = \"{}\"\nfrom = \"noreply@auth.localhost\"",
+        ca.display(),
+        password_file.display()
+    ))
+    .await;
+    let browser = gw.client();
+    let form = registration_form(&browser, &gw, "app.localhost", "/").await;
+    let done = post_registration(&browser, &gw, &form.body, "tls@example.org").await;
+    assert_eq!(done.status, 200, "{done:?}");
+    let (rcpt, data) = received.lock().unwrap().pop().expect("one message relayed");
+    // AUTH PLAIN base64("\0portal\0relay secret"), sent only inside TLS.
+    assert_eq!(
+        rcpt,
+        vec![
+            "AUTH PLAIN AHBvcnRhbAByZWxheSBzZWNyZXQ=".to_string(),
+            "<tls@example.org>".to_string()
+        ]
+    );
+    assert!(!temporary_password(&data).is_empty());
+
+    // Without the dev CA among its roots the portal refuses the relay's certificate.
+    let (port, received) = smtps_sink().await;
+    let (_backend, gw) = gateway(&format!(
+        "[portal.mail]\nsmtp = \"smtps://127.0.0.1:{port}\"\nfrom = \"noreply@auth.localhost\""
+    ))
+    .await;
+    let browser = gw.client();
+    let form = registration_form(&browser, &gw, "app.localhost", "/").await;
+    let done = post_registration(&browser, &gw, &form.body, "tls@example.org").await;
+    assert_eq!(done.status, 503, "{done:?}");
+    assert!(received.lock().unwrap().is_empty());
+    assert_eq!(
+        count(
+            &gw,
+            "SELECT COUNT(*) FROM users WHERE name = ?1",
+            "tls@example.org"
         ),
         0
     );

@@ -98,7 +98,7 @@ pub(super) fn check(c: &mut Checker, a: &RawBackendAuth, key: &str) -> Option<Ba
 }
 
 /// The service password from an environment variable; the error names the variable.
-fn from_env(c: &mut Checker, var: &Str, key: &str) -> Option<Zeroizing<String>> {
+pub(super) fn from_env(c: &mut Checker, var: &Str, key: &str) -> Option<Zeroizing<String>> {
     let name = var.get_ref();
     let value = match std::env::var(name) {
         Ok(v) => Zeroizing::new(v),
@@ -119,7 +119,7 @@ fn from_env(c: &mut Checker, var: &Str, key: &str) -> Option<Zeroizing<String>> 
 }
 
 /// The service password from a file (relative to the config's folder): its first line.
-fn from_file(c: &mut Checker, file: &Str, key: &str) -> Option<Zeroizing<String>> {
+pub(super) fn from_file(c: &mut Checker, file: &Str, key: &str) -> Option<Zeroizing<String>> {
     let path = c.base.join(file.get_ref());
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => Zeroizing::new(t),

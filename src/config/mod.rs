@@ -135,12 +135,32 @@ impl Default for SigninThrottle {
     }
 }
 
+/// User name and password for the mail relay (from the environment or a file).
+#[derive(Clone)]
+pub struct SmtpLogin {
+    pub user: String,
+    pub password: zeroize::Zeroizing<String>,
+}
+
+impl std::fmt::Debug for SmtpLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpLogin")
+            .field("user", &self.user)
+            .field("password", &"[redacted]")
+            .finish()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Mail {
     /// Where messages go as `.eml` files when there is no SMTP server.
     pub outbox: PathBuf,
     /// Set: messages go to this relay instead of the outbox.
     pub smtp: Option<crate::portal::mail::SmtpRelay>,
+    /// Extra roots (PEM) trusted for the relay's TLS certificate, from `ca_file`.
+    pub ca_pem: Option<Vec<u8>>,
+    /// The login at the relay, if it wants one.
+    pub login: Option<SmtpLogin>,
     /// The sender address; checked to be one address without CR/LF.
     pub from: String,
 }

@@ -97,6 +97,13 @@ pub struct RawSigninThrottle {
 pub struct RawMail {
     pub outbox: Option<Str>,
     pub smtp: Option<Str>,
+    /// Extra roots (PEM) trusted for the relay's certificate.
+    pub ca_file: Option<Str>,
+    /// SMTP login at the relay (TLS only): `user` and one of `password_env` /
+    /// `password_file`, never the password itself.
+    pub user: Option<Str>,
+    pub password_env: Option<Str>,
+    pub password_file: Option<Str>,
     pub from: Option<Str>,
 }
 

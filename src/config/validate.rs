@@ -384,7 +384,7 @@ fn check_portal(c: &mut Checker, p: &RawPortal) -> Portal {
             "must be one e-mail address (local@domain, no spaces or line breaks)",
         );
     }
-    let mail = match &p.mail {
+    let mut mail = match &p.mail {
         Some(m) => Mail {
             outbox: c.base.join(
                 m.outbox
@@ -400,6 +400,8 @@ fn check_portal(c: &mut Checker, p: &RawPortal) -> Portal {
                     }
                 }
             }),
+            ca_pem: None,
+            login: None,
             from: m
                 .from
                 .as_ref()
@@ -408,9 +410,12 @@ fn check_portal(c: &mut Checker, p: &RawPortal) -> Portal {
         None => Mail {
             outbox: c.base.join("data/outbox"),
             smtp: None,
+            ca_pem: None,
+            login: None,
             from: format!("gatehouse@{host}"),
         },
     };
+    check_smtp_tls(c, p.mail.as_ref(), &mut mail, &host);
     let signin_throttle = check_signin_throttle(c, p.signin_throttle.as_ref());
     let registration_limit = check_registration_limit(c, p.registration_limit.as_ref());
     Portal {
@@ -458,6 +463,94 @@ fn check_registration_limit(
             defaults.per_client,
         ),
     }
+}
+
+/// `[portal.mail] ca_file`: read its roots, and make the relay's client once, so that a
+/// bad file or TLS setting is refused now rather than at the first registration.
+fn check_smtp_tls(c: &mut Checker, raw: Option<&RawMail>, mail: &mut Mail, host: &str) {
+    use crate::portal::mail::{SmtpSecurity, smtp_transport};
+    let Some(raw) = raw else { return };
+    if let Some(file) = &raw.ca_file {
+        let key = "portal.mail.ca_file";
+        match &mail.smtp {
+            Some(relay) if relay.security != SmtpSecurity::Plain => {
+                match std::fs::read(c.base.join(file.get_ref())) {
+                    Ok(pem) => mail.ca_pem = Some(pem),
+                    Err(e) => c.error(file, key, format!("cannot be read: {e}")),
+                }
+            }
+            _ => c.error(
+                file,
+                key,
+                "needs smtp = \"smtps://…\" or \"smtp+starttls://…\"",
+            ),
+        }
+    }
+    mail.login = check_smtp_login(c, raw, mail);
+    if let (Some(relay), Some(url)) = (&mail.smtp, &raw.smtp)
+        && let Err(why) = smtp_transport(relay, mail.ca_pem.as_deref(), mail.login.as_ref(), host)
+    {
+        let (span, key) = match &raw.ca_file {
+            Some(f) => (f, "portal.mail.ca_file"),
+            None => (url, "portal.mail.smtp"),
+        };
+        c.error(span, key, why);
+    }
+}
+
+/// `[portal.mail] user` with `password_env` or `password_file`: a login at the relay, only
+/// over TLS (a password must not cross the network in clear, loopback included: a local
+/// relay has no need of one).
+fn check_smtp_login(c: &mut Checker, raw: &RawMail, mail: &Mail) -> Option<SmtpLogin> {
+    use crate::portal::mail::SmtpSecurity;
+    let secret = raw.password_env.as_ref().or(raw.password_file.as_ref());
+    let Some(user) = &raw.user else {
+        if let Some(s) = secret {
+            c.error(s, "portal.mail.user", "a relay password needs its user");
+        }
+        return None;
+    };
+    let key = "portal.mail.user";
+    if !mail
+        .smtp
+        .as_ref()
+        .is_some_and(|r| r.security != SmtpSecurity::Plain)
+    {
+        c.error(
+            user,
+            key,
+            "needs smtp = \"smtps://…\" or \"smtp+starttls://…\": a password is only sent over TLS",
+        );
+        return None;
+    }
+    if user.get_ref().is_empty() || user.get_ref().chars().any(char::is_control) {
+        c.error(
+            user,
+            key,
+            "must be a non-empty name without control characters",
+        );
+        return None;
+    }
+    let password = match (&raw.password_env, &raw.password_file) {
+        (Some(env), None) => super::backend_auth::from_env(c, env, "portal.mail.password_env")?,
+        (None, Some(file)) => super::backend_auth::from_file(c, file, "portal.mail.password_file")?,
+        (Some(_), Some(file)) => {
+            c.error(
+                file,
+                "portal.mail.password_file",
+                "give password_env or password_file, not both",
+            );
+            return None;
+        }
+        (None, None) => {
+            c.error(user, key, "needs password_env (an environment variable) or password_file (a file) holding the relay password");
+            return None;
+        }
+    };
+    Some(SmtpLogin {
+        user: user.get_ref().clone(),
+        password,
+    })
 }
 
 /// Most failures a throttle counter may allow; more would mean no throttle at all.

@@ -42,6 +42,8 @@ pub enum MailError {
     Smtp(#[source] lettre::transport::smtp::Error),
     #[error("refusing a header value holding a line break or a bad address")]
     BadHeader,
+    #[error("the SMTP relay's settings are unusable: {0}")]
+    Setup(String),
 }
 
 /// Longest wait for the SMTP relay, per connection step.
@@ -79,36 +81,71 @@ pub fn is_address(s: &str) -> bool {
     local_ok && domain_ok && labels_ok
 }
 
-/// A relay on this machine, from `[portal.mail] smtp = "smtp://host[:port]"`.
+/// How the portal talks to its relay (`[portal.mail] smtp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// `smtp://`: plain SMTP, to a relay on this machine only.
+    Plain,
+    /// `smtps://`: TLS from the first byte (port 465 by default).
+    Tls,
+    /// `smtp+starttls://`: STARTTLS, required (port 587 by default).
+    StartTls,
+}
+
+/// The relay from `[portal.mail] smtp`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SmtpRelay {
     pub host: String,
     pub port: u16,
+    pub security: SmtpSecurity,
 }
 
-/// Parse `smtp://host[:port]` (port 25 by default). Plain SMTP carries temporary passwords
-/// in clear text, and this build has no TLS for SMTP, so only a loopback relay is accepted
-/// (a local MTA, which may then use TLS onwards).
+const SMTP_URL_FORMS: &str = "must be smtps://host[:port], smtp+starttls://host[:port], or smtp://host[:port] for a relay on this machine";
+
+/// Parse `smtps://host[:port]` (TLS, port 465 by default), `smtp+starttls://host[:port]`
+/// (STARTTLS required, port 587) or `smtp://host[:port]` (port 25). Plain SMTP would carry
+/// temporary passwords in clear text, so it is accepted only for a relay on loopback (a
+/// local MTA, which may then use TLS onwards). With TLS the relay's certificate is checked
+/// against the system's roots (and `ca_file`), for the host name given here.
 pub fn parse_smtp_url(url: &str) -> Result<SmtpRelay, &'static str> {
-    let Some(rest) = url.strip_prefix("smtp://") else {
-        return Err(
-            "must be smtp://host[:port] (smtps and STARTTLS are not supported by this build)",
-        );
+    let (security, rest, default_port) = if let Some(rest) = url.strip_prefix("smtps://") {
+        (SmtpSecurity::Tls, rest, 465)
+    } else if let Some(rest) = url.strip_prefix("smtp+starttls://") {
+        (SmtpSecurity::StartTls, rest, 587)
+    } else if let Some(rest) = url.strip_prefix("smtp://") {
+        (SmtpSecurity::Plain, rest, 25)
+    } else {
+        return Err(SMTP_URL_FORMS);
     };
     if rest.is_empty() || rest.contains(['/', '@', '?', '#']) {
-        return Err("must be smtp://host[:port], without user, path or query");
+        return Err("must be a host and an optional port, without user, path or query");
     }
     let (host, port) = match rest.rsplit_once(':') {
         Some((h, p)) if !h.ends_with(':') && !p.contains(']') => {
             let port = p.parse::<u16>().ok().filter(|p| *p != 0);
             (h, port.ok_or("has a bad port")?)
         }
-        _ => (rest, 25),
+        _ => (rest, default_port),
     };
     let host = host
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_ascii_lowercase();
+    if host.is_empty()
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:".contains(&b))
+    {
+        return Err("has a bad host name");
+    }
+    if security != SmtpSecurity::Plain {
+        // The name the certificate must carry: kept as written.
+        return Ok(SmtpRelay {
+            host,
+            port,
+            security,
+        });
+    }
     let loopback = host == "localhost"
         || host.ends_with(".localhost")
         || host
@@ -116,7 +153,7 @@ pub fn parse_smtp_url(url: &str) -> Result<SmtpRelay, &'static str> {
             .is_ok_and(|ip| ip.is_loopback());
     if !loopback {
         return Err(
-            "must be a relay on this machine (loopback): this build sends plain SMTP, which would carry temporary passwords in clear text",
+            "plain smtp:// is only for a relay on this machine (loopback), since it would carry temporary passwords in clear text: use smtps:// or smtp+starttls://",
         );
     }
     // Names under .localhost are loopback whatever the resolver says (RFC 6761).
@@ -125,26 +162,78 @@ pub fn parse_smtp_url(url: &str) -> Result<SmtpRelay, &'static str> {
     } else {
         "127.0.0.1".to_string()
     };
-    Ok(SmtpRelay { host, port })
+    Ok(SmtpRelay {
+        host,
+        port,
+        security,
+    })
+}
+
+/// The SMTP client for `relay`, trusting the system's roots and the certificates in
+/// `ca_pem` (from `[portal.mail] ca_file`) for TLS. Also run by the config check, so a bad
+/// `ca_file` is refused at start, not at the first registration.
+pub fn smtp_transport(
+    relay: &SmtpRelay,
+    ca_pem: Option<&[u8]>,
+    login: Option<&crate::config::SmtpLogin>,
+    hello: &str,
+) -> Result<lettre::SmtpTransport, String> {
+    use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+    let tls = match relay.security {
+        SmtpSecurity::Plain => Tls::None,
+        SmtpSecurity::Tls | SmtpSecurity::StartTls => {
+            let mut params = TlsParameters::builder(relay.host.clone());
+            if let Some(pem) = ca_pem {
+                let certs = Certificate::from_pem(pem)
+                    .map_err(|e| format!("cannot read its certificates: {e}"))?;
+                params = params.add_root_certificate(certs);
+            }
+            let params = params
+                .build_rustls()
+                .map_err(|e| format!("cannot set up TLS: {e}"))?;
+            if relay.security == SmtpSecurity::Tls {
+                Tls::Wrapper(params)
+            } else {
+                Tls::Required(params)
+            }
+        }
+    };
+    let mut builder = lettre::SmtpTransport::builder_dangerous(relay.host.as_str());
+    if let Some(login) = login {
+        builder = builder.credentials(lettre::transport::smtp::authentication::Credentials::new(
+            login.user.clone(),
+            login.password.to_string(),
+        ));
+    }
+    Ok(builder
+        .port(relay.port)
+        .tls(tls)
+        .hello_name(lettre::transport::smtp::extension::ClientId::Domain(
+            hello.to_string(),
+        ))
+        .timeout(Some(SMTP_TIMEOUT))
+        .build())
 }
 
 /// How messages leave the portal: SMTP to a relay when configured, else the outbox.
 pub struct Mailer {
     outbox: PathBuf,
     from: String,
-    smtp: Option<lettre::SmtpTransport>,
+    /// `Err`: the relay's TLS settings could not be made (the config check makes the same
+    /// transport, so this is not expected); every message then fails, nothing goes out in
+    /// clear.
+    smtp: Option<Result<lettre::SmtpTransport, String>>,
 }
 
 impl Mailer {
     pub fn new(config: &crate::config::Mail, portal_host: &str) -> Self {
         let smtp = config.smtp.as_ref().map(|relay| {
-            lettre::SmtpTransport::builder_dangerous(relay.host.as_str())
-                .port(relay.port)
-                .hello_name(lettre::transport::smtp::extension::ClientId::Domain(
-                    portal_host.to_string(),
-                ))
-                .timeout(Some(SMTP_TIMEOUT))
-                .build()
+            smtp_transport(
+                relay,
+                config.ca_pem.as_deref(),
+                config.login.as_ref(),
+                portal_host,
+            )
         });
         Mailer {
             outbox: config.outbox.clone(),
@@ -157,7 +246,8 @@ impl Mailer {
     pub fn send(&self, message: &Message) -> Result<(), MailError> {
         let text = self.render(message, now_secs())?;
         match &self.smtp {
-            Some(transport) => {
+            Some(Err(why)) => Err(MailError::Setup(why.clone())),
+            Some(Ok(transport)) => {
                 use lettre::Transport;
                 let parse = |a: &str| {
                     a.parse::<lettre::Address>()
@@ -319,24 +409,45 @@ mod tests {
     /// Only plain SMTP to a loopback relay is accepted.
     #[test]
     fn smtp_urls() {
-        let relay = |host: &str, port| {
+        let plain = |host: &str, port| {
             Ok(SmtpRelay {
                 host: host.into(),
                 port,
+                security: SmtpSecurity::Plain,
             })
         };
         assert_eq!(
             parse_smtp_url("smtp://127.0.0.1:2525"),
-            relay("127.0.0.1", 2525)
+            plain("127.0.0.1", 2525)
         );
-        assert_eq!(parse_smtp_url("smtp://localhost"), relay("127.0.0.1", 25));
+        assert_eq!(parse_smtp_url("smtp://localhost"), plain("127.0.0.1", 25));
         assert_eq!(
             parse_smtp_url("smtp://mail.localhost:26"),
-            relay("127.0.0.1", 26)
+            plain("127.0.0.1", 26)
         );
-        assert_eq!(parse_smtp_url("smtp://[::1]:25"), relay("::1", 25));
+        assert_eq!(parse_smtp_url("smtp://[::1]:25"), plain("::1", 25));
+        // With TLS any relay will do; the name is kept for the certificate check.
+        assert_eq!(
+            parse_smtp_url("smtps://Mail.Example.org"),
+            Ok(SmtpRelay {
+                host: "mail.example.org".into(),
+                port: 465,
+                security: SmtpSecurity::Tls,
+            })
+        );
+        assert_eq!(
+            parse_smtp_url("smtp+starttls://mail.example.org:2587"),
+            Ok(SmtpRelay {
+                host: "mail.example.org".into(),
+                port: 2587,
+                security: SmtpSecurity::StartTls,
+            })
+        );
+        assert_eq!(
+            parse_smtp_url("smtp+starttls://mail.example.org").map(|r| r.port),
+            Ok(587)
+        );
         for bad in [
-            "smtps://127.0.0.1",
             "smtp://mail.example.org",
             "smtp://10.0.0.1:25",
             "smtp://user@127.0.0.1",
@@ -344,6 +455,11 @@ mod tests {
             "smtp://127.0.0.1:99999",
             "smtp://127.0.0.1/x",
             "smtp://",
+            "smtps://",
+            "smtps://user:pw@mail.example.org",
+            "smtps://mail example.org",
+            "smtp+starttls://mail.example.org/x",
+            "smtp+tls://mail.example.org",
             "127.0.0.1:25",
         ] {
             assert!(parse_smtp_url(bad).is_err(), "{bad}");
