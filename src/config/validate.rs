@@ -443,14 +443,7 @@ fn check_registration_limit(
 ) -> RegistrationLimit {
     let defaults = RegistrationLimit::default();
     let Some(t) = t else { return defaults };
-    let mut count = |v: &Option<Spanned<u32>>, key: &str, default: u32| match v {
-        Some(n) if !(1..=MAX_FREE_FAILURES).contains(n.get_ref()) => {
-            c.error(n, key, format!("must be between 1 and {MAX_FREE_FAILURES}"));
-            default
-        }
-        Some(n) => *n.get_ref(),
-        None => default,
-    };
+    let mut count = |v: &Option<Spanned<u32>>, key: &str, default: u32| count(c, v, key, default);
     RegistrationLimit {
         per_address: count(
             &t.per_address,
@@ -556,17 +549,23 @@ fn check_smtp_login(c: &mut Checker, raw: &RawMail, mail: &Mail) -> Option<SmtpL
 /// Most failures a throttle counter may allow; more would mean no throttle at all.
 const MAX_FREE_FAILURES: u32 = 1_000_000;
 
-fn check_signin_throttle(c: &mut Checker, t: Option<&RawSigninThrottle>) -> SigninThrottle {
-    let defaults = SigninThrottle::default();
-    let Some(t) = t else { return defaults };
-    let mut count = |v: &Option<Spanned<u32>>, key: &str, default: u32| match v {
+/// A counter's setting (throttle, registration limit): 1 to [`MAX_FREE_FAILURES`], or
+/// `default` when unset (or refused).
+fn count(c: &mut Checker, v: &Option<Spanned<u32>>, key: &str, default: u32) -> u32 {
+    match v {
         Some(n) if !(1..=MAX_FREE_FAILURES).contains(n.get_ref()) => {
             c.error(n, key, format!("must be between 1 and {MAX_FREE_FAILURES}"));
             default
         }
         Some(n) => *n.get_ref(),
         None => default,
-    };
+    }
+}
+
+fn check_signin_throttle(c: &mut Checker, t: Option<&RawSigninThrottle>) -> SigninThrottle {
+    let defaults = SigninThrottle::default();
+    let Some(t) = t else { return defaults };
+    let mut count = |v: &Option<Spanned<u32>>, key: &str, default: u32| count(c, v, key, default);
     let failures = count(
         &t.failures,
         "portal.signin_throttle.failures",

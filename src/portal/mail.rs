@@ -321,20 +321,13 @@ fn rfc5322_date(unix: i64) -> String {
     ];
     let days = unix.div_euclid(86_400);
     let secs = unix.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let date = super::usage::Day::of_unix(unix);
     format!(
-        "{}, {day:02} {} {year} {:02}:{:02}:{:02} +0000",
+        "{}, {:02} {} {} {:02}:{:02}:{:02} +0000",
         DAYS[days.rem_euclid(7) as usize],
-        MONTHS[(month - 1) as usize],
+        date.day(),
+        MONTHS[(date.month() - 1) as usize],
+        date.year(),
         secs / 3600,
         secs % 3600 / 60,
         secs % 60

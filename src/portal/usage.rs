@@ -62,6 +62,20 @@ impl Day {
         Day { year, month, day }
     }
 
+    pub fn year(&self) -> i64 {
+        self.year
+    }
+
+    /// 1–12.
+    pub fn month(&self) -> u32 {
+        self.month
+    }
+
+    /// 1–31.
+    pub fn day(&self) -> u32 {
+        self.day
+    }
+
     /// Parse `YYYY-MM-DD` exactly (a real date; years 0000–9999).
     pub fn parse(s: &str) -> Option<Day> {
         let b = s.as_bytes();
