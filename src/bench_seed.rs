@@ -51,7 +51,9 @@ pub async fn from_env(app: &App) -> Result<(), SeedError> {
     let name = var("GATEHOUSE_BENCH_SEED_USER")?;
     let password = var("GATEHOUSE_BENCH_SEED_PASSWORD")?;
     let cookie_file = var("GATEHOUSE_BENCH_SEED_COOKIES")?;
-    let portal = &app.portal;
+    let portal = app.portal.as_ref().ok_or_else(|| {
+        SeedError::Setup("seeding needs the portal in this process (standalone)".into())
+    })?;
     let gate = &app.gate;
     let site = gate
         .sites

@@ -30,6 +30,7 @@ pub struct Metrics {
     portal_sessions: Gauge,
     portal_reachable: Gauge,
     connections_refused: Counter,
+    sync_failures: Counter,
     ready: AtomicBool,
 }
 
@@ -84,6 +85,12 @@ impl Metrics {
             "Connections closed on arrival because a listener was at its connection limit",
             connections_refused.clone(),
         );
+        let sync_failures = Counter::default();
+        registry.register(
+            "sync_failures",
+            "Syncs with the portal that failed (portal unreachable or refusing)",
+            sync_failures.clone(),
+        );
         portal_reachable.set(1);
         Metrics {
             registry,
@@ -94,6 +101,7 @@ impl Metrics {
             portal_sessions,
             portal_reachable,
             connections_refused,
+            sync_failures,
             ready: AtomicBool::new(true),
         }
     }
@@ -122,6 +130,10 @@ impl Metrics {
         self.password_checks.inc();
     }
 
+    pub fn sync_failed(&self) {
+        self.sync_failures.inc();
+    }
+
     pub fn set_ready(&self, reachable: bool) {
         self.ready.store(reachable, Ordering::Relaxed);
         self.portal_reachable.set(i64::from(reachable));
@@ -132,9 +144,11 @@ impl Metrics {
     }
 
     /// The text exposition, with gauges refreshed from their sources.
-    pub fn render(&self, table_entries: u64, portal_sessions: usize) -> String {
+    /// `portal_sessions`: `None` on an edge (no portal in this process; the gauge stays 0).
+    pub fn render(&self, table_entries: u64, portal_sessions: Option<usize>) -> String {
         self.table_entries.set(table_entries as i64);
-        self.portal_sessions.set(portal_sessions as i64);
+        self.portal_sessions
+            .set(portal_sessions.unwrap_or(0) as i64);
         let mut out = String::new();
         // Encoding into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

@@ -4,7 +4,10 @@
 //! Single-node mode uses [`local::LocalCentral`], a direct call into the in-process portal.
 //! A networked implementation (edges talking HTTPS to a remote portal) plugs in here too.
 
+pub mod auth;
 pub mod local;
+pub mod remote;
+pub mod wire;
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -83,6 +86,9 @@ pub struct SyncReport {
 
 #[derive(Debug, Clone, Default)]
 pub struct SyncReply {
+    /// Chosen at random when the portal started: a different one means the portal has
+    /// restarted, forgetting the sessions the gate's entries came from (and its cursor).
+    pub epoch: u64,
     pub cursor: u64,
     /// Entries the gate must drop.
     pub revoked: Vec<IdHash>,

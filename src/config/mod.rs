@@ -244,9 +244,39 @@ pub struct Branding {
     pub stylesheet: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What this process runs (SPEC `[cluster]`).
+#[derive(Debug, Clone)]
 pub enum Role {
+    /// Gates and portal in one process.
     Standalone,
+    /// Gates only; the portal is reached over HTTPS.
+    Edge(EdgeLink),
+    /// The portal only, serving edges at its API (`/.gatehouse/api/`).
+    Portal {
+        secret: crate::central::auth::ClusterSecret,
+    },
+}
+
+impl Role {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Role::Standalone => "standalone",
+            Role::Edge(_) => "edge",
+            Role::Portal { .. } => "portal",
+        }
+    }
+}
+
+/// How an edge reaches the portal's API.
+#[derive(Debug, Clone)]
+pub struct EdgeLink {
+    /// `portal_url`'s host (the TLS name checked on the portal's certificate, and the Host
+    /// sent) and port.
+    pub host: String,
+    pub port: u16,
+    pub secret: crate::central::auth::ClusterSecret,
+    /// PEM roots from `ca_file`; `None`: the system's roots.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone)]

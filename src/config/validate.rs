@@ -161,7 +161,7 @@ pub(super) fn validate(file: &Path, text: &str) -> Result<Config, ConfigErrors> 
     let portal = check_portal(&mut c, &raw.portal);
     let sites = check_sites(&mut c, &raw.sites, &portal);
     let users = check_users(&mut c, &raw.users, &portal, &sites);
-    let cluster = check_cluster(&mut c, raw.cluster.as_ref());
+    let cluster = check_cluster(&mut c, raw.cluster.as_ref(), &raw.users, &raw.portal);
 
     if c.errors.is_empty() {
         Ok(Config {
@@ -836,28 +836,167 @@ fn check_users(c: &mut Checker, raw: &[RawUser], portal: &Portal, sites: &[Site]
     users
 }
 
-fn check_cluster(c: &mut Checker, raw: Option<&RawCluster>) -> Cluster {
-    if let Some(role) = raw.and_then(|r| r.role.as_ref()) {
-        match role.get_ref().as_str() {
-            "standalone" => {}
-            "edge" | "portal" => c.error(
-                role,
-                "cluster.role",
-                format!(
-                    "{:?} is not supported by this build yet; use \"standalone\"",
-                    role.get_ref()
-                ),
-            ),
-            other => c.error(
+/// `[cluster]`: the role, and what that role needs (and only that: a key another role
+/// would use is an error, so a config cannot look like it does something it does not).
+fn check_cluster(
+    c: &mut Checker,
+    raw: Option<&RawCluster>,
+    users: &[RawUser],
+    portal: &RawPortal,
+) -> Cluster {
+    let standalone = Cluster {
+        role: Role::Standalone,
+    };
+    let Some(raw) = raw else { return standalone };
+    let role = raw
+        .role
+        .as_ref()
+        .map_or("standalone", |r| r.get_ref().as_str());
+    let only_edge = |c: &mut Checker, v: &Option<Str>, key: &str| {
+        if let Some(v) = v {
+            c.error(
+                v,
+                key,
+                format!("is only for role = \"edge\" (this is {role:?})"),
+            );
+        }
+    };
+    match role {
+        "standalone" => {
+            only_edge(c, &raw.portal_url, "cluster.portal_url");
+            only_edge(c, &raw.ca_file, "cluster.ca_file");
+            if let Some(v) = &raw.secret_file {
+                c.error(v, "cluster.secret_file", "a standalone process talks to no other; set role = \"edge\" or \"portal\", or remove it");
+            }
+            standalone
+        }
+        "portal" => {
+            only_edge(c, &raw.portal_url, "cluster.portal_url");
+            only_edge(c, &raw.ca_file, "cluster.ca_file");
+            match cluster_secret(c, raw) {
+                Some(secret) => Cluster {
+                    role: Role::Portal { secret },
+                },
+                None => standalone,
+            }
+        }
+        "edge" => {
+            // An edge keeps no users: they live at the portal, and would be silently ignored.
+            if let Some(u) = users.first() {
+                c.error(&u.name, "users", "an edge keeps no users (they live at the portal); move [[users]] to the portal's config");
+            }
+            if let Some(smtp) = portal.mail.as_ref().and_then(|m| m.smtp.as_ref()) {
+                c.error(
+                    smtp,
+                    "portal.mail",
+                    "an edge sends no mail (the portal does); remove [portal.mail] here",
+                );
+            }
+            let secret = cluster_secret(c, raw);
+            let url = match &raw.portal_url {
+                Some(u) => edge_portal_url(c, u),
+                None => {
+                    c.error(raw.role.as_ref().expect("role is set"), "cluster.portal_url", "an edge needs portal_url = \"https://portal-host[:port]\", where the portal's API is");
+                    None
+                }
+            };
+            let ca_pem =
+                raw.ca_file
+                    .as_ref()
+                    .and_then(|f| match std::fs::read(c.base.join(f.get_ref())) {
+                        Ok(pem) if crate::central::remote::roots(Some(&pem)).is_ok() => Some(pem),
+                        Ok(_) => {
+                            c.error(f, "cluster.ca_file", "holds no usable PEM certificate");
+                            None
+                        }
+                        Err(e) => {
+                            c.error(f, "cluster.ca_file", format!("cannot be read: {e}"));
+                            None
+                        }
+                    });
+            match (secret, url) {
+                (Some(secret), Some((host, port))) => Cluster {
+                    role: Role::Edge(EdgeLink {
+                        host,
+                        port,
+                        secret,
+                        ca_pem,
+                    }),
+                },
+                _ => standalone,
+            }
+        }
+        other => {
+            let role = raw.role.as_ref().expect("role is set");
+            c.error(
                 role,
                 "cluster.role",
                 format!("{other:?} must be \"standalone\", \"edge\" or \"portal\""),
-            ),
+            );
+            standalone
         }
     }
-    Cluster {
-        role: Role::Standalone,
+}
+
+/// `secret_file`: at least [`MIN_SECRET_BYTES`](crate::central::auth::MIN_SECRET_BYTES)
+/// bytes once trailing white space is dropped.
+fn cluster_secret(
+    c: &mut Checker,
+    raw: &RawCluster,
+) -> Option<crate::central::auth::ClusterSecret> {
+    use crate::central::auth::{ClusterSecret, MIN_SECRET_BYTES};
+    let key = "cluster.secret_file";
+    let Some(file) = &raw.secret_file else {
+        let role = raw
+            .role
+            .as_ref()
+            .expect("only asked for edge and portal roles");
+        c.error(role, key, format!("role {:?} needs secret_file, the secret shared by the portal and its edges (e.g. `head -c 48 /dev/urandom | base64 > cluster.key`)", role.get_ref()));
+        return None;
+    };
+    let path = c.base.join(file.get_ref());
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => zeroize::Zeroizing::new(b),
+        Err(e) => {
+            c.error(file, key, format!("cannot read {}: {e}", path.display()));
+            return None;
+        }
+    };
+    let trimmed = bytes.trim_ascii_end();
+    if trimmed.len() < MIN_SECRET_BYTES {
+        c.error(file, key, format!("{} holds {} bytes; the secret must have at least {MIN_SECRET_BYTES} (e.g. `head -c 48 /dev/urandom | base64`)", path.display(), trimmed.len()));
+        return None;
     }
+    Some(ClusterSecret::new(trimmed.to_vec()))
+}
+
+/// `portal_url = "https://host[:port]"`: no path, query or credentials (the API's paths are
+/// fixed), and https only: the edge checks the portal's certificate.
+fn edge_portal_url(c: &mut Checker, url: &Str) -> Option<(String, u16)> {
+    let key = "cluster.portal_url";
+    let parsed = url.get_ref().parse::<http::Uri>().ok();
+    let origin = parsed.as_ref().filter(|u| {
+        u.scheme_str() == Some("https")
+            && u.path_and_query().is_none_or(|p| p.as_str() == "/")
+            && u.authority().is_some_and(|a| !a.as_str().contains('@'))
+    });
+    let Some(u) = origin else {
+        c.error(
+            url,
+            key,
+            format!(
+                "{:?} must be https://host[:port], without a path",
+                url.get_ref()
+            ),
+        );
+        return None;
+    };
+    let host = u.host().unwrap_or_default().to_ascii_lowercase();
+    if !is_host_name(&host) {
+        c.error(url, key, format!("{host:?} is not a host name"));
+        return None;
+    }
+    Some((host, u.port_u16().unwrap_or(443)))
 }
 
 #[cfg(test)]
@@ -898,6 +1037,143 @@ mod tests {
                 errors.to_string().contains("would never apply"),
                 "{bad}: {errors}"
             );
+        }
+    }
+}
+
+/// `[cluster]`: each role takes what it needs and refuses what it would ignore.
+#[cfg(test)]
+mod cluster_tests {
+    use std::path::Path;
+
+    use crate::config::Role;
+
+    /// The shipped config, in a folder holding a cluster secret and the dev CA, with
+    /// `[cluster]` set to `cluster` (and `[[users]]` dropped when `users` is false).
+    fn check(cluster: &str, users: bool) -> Result<Role, String> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("cluster.key"),
+            format!("{}\n", "k".repeat(40)),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("short.key"), "tooshort").unwrap();
+        let mut text = std::fs::read_to_string(root.join("config.toml")).unwrap();
+        let abs = |p: &str| root.join(p).display().to_string();
+        text = text
+            .replace("\"certs/", &format!("\"{}/", abs("certs")))
+            .replace("store = \"", "store = \"/nonexistent-never-opened/");
+        if !users {
+            let start = text.find("[[users]]").unwrap();
+            let end = text.find("[[sites]]").unwrap();
+            text.replace_range(start..end, "");
+        }
+        text.push_str(&format!("\n[cluster]\n{cluster}\n"));
+        let ca = abs("certs/dev-ca.crt");
+        let text = text.replace("CA_FILE", &ca);
+        let file = dir.path().join("config.toml");
+        super::validate(&file, &text)
+            .map(|c| c.cluster.role)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn coherent_roles_pass() {
+        assert!(matches!(
+            check("role = \"standalone\"", true),
+            Ok(Role::Standalone)
+        ));
+        assert!(matches!(
+            check("role = \"portal\"\nsecret_file = \"cluster.key\"", true),
+            Ok(Role::Portal { .. })
+        ));
+        let edge = check(
+            "role = \"edge\"\nportal_url = \"https://Auth.localhost:9443\"\nsecret_file = \"cluster.key\"\nca_file = \"CA_FILE\"",
+            false,
+        );
+        match edge {
+            Ok(Role::Edge(link)) => {
+                assert_eq!((link.host.as_str(), link.port), ("auth.localhost", 9443));
+                assert!(link.ca_pem.is_some());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn incoherent_roles_are_refused_with_the_key_named() {
+        let cases = [
+            (
+                "role = \"edge\"\nsecret_file = \"cluster.key\"",
+                false,
+                "cluster.portal_url",
+            ),
+            (
+                "role = \"edge\"\nportal_url = \"https://auth.localhost\"",
+                false,
+                "cluster.secret_file",
+            ),
+            (
+                "role = \"edge\"\nportal_url = \"https://auth.localhost\"\nsecret_file = \"cluster.key\"",
+                true,
+                "an edge keeps no users",
+            ),
+            (
+                "role = \"edge\"\nportal_url = \"http://auth.localhost\"\nsecret_file = \"cluster.key\"",
+                false,
+                "must be https://",
+            ),
+            (
+                "role = \"edge\"\nportal_url = \"https://auth.localhost/api\"\nsecret_file = \"cluster.key\"",
+                false,
+                "without a path",
+            ),
+            (
+                "role = \"edge\"\nportal_url = \"https://auth.localhost\"\nsecret_file = \"short.key\"",
+                false,
+                "at least 32",
+            ),
+            (
+                "role = \"edge\"\nportal_url = \"https://auth.localhost\"\nsecret_file = \"missing.key\"",
+                false,
+                "cannot read",
+            ),
+            (
+                "role = \"edge\"\nportal_url = \"https://auth.localhost\"\nsecret_file = \"cluster.key\"\nca_file = \"cluster.key\"",
+                false,
+                "no usable PEM",
+            ),
+            ("role = \"portal\"", true, "needs secret_file"),
+            (
+                "role = \"portal\"\nsecret_file = \"cluster.key\"\nportal_url = \"https://auth.localhost\"",
+                true,
+                "only for role = \"edge\"",
+            ),
+            (
+                "role = \"standalone\"\nsecret_file = \"cluster.key\"",
+                true,
+                "cluster.secret_file",
+            ),
+            (
+                "role = \"standalone\"\nca_file = \"CA_FILE\"",
+                true,
+                "cluster.ca_file",
+            ),
+            (
+                "role = \"primary\"",
+                true,
+                "must be \"standalone\", \"edge\" or \"portal\"",
+            ),
+        ];
+        for (cluster, users, expected) in cases {
+            match check(cluster, users) {
+                Ok(role) => panic!("accepted {cluster:?}: {role:?}"),
+                Err(e) => assert!(
+                    e.contains(expected),
+                    "{cluster:?}: expected {expected:?} in:\n{e}"
+                ),
+            }
         }
     }
 }

@@ -36,6 +36,25 @@ impl SitePassword {
     }
 }
 
+/// Sent to an edge inside an admission (`central::wire`), over TLS only.
+impl serde::Serialize for SitePassword {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+/// Only what [`SitePassword::derive`] makes: 40 lowercase hex digits.
+impl<'de> serde::Deserialize<'de> for SitePassword {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = Zeroizing::new(String::deserialize(d)?);
+        if s.len() == 40 && s.bytes().all(|b| HEX.contains(&b)) {
+            Ok(SitePassword(s))
+        } else {
+            Err(serde::de::Error::custom("not a site password"))
+        }
+    }
+}
+
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 impl std::fmt::Debug for SitePassword {

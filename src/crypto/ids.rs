@@ -140,6 +140,20 @@ impl IdHash {
     }
 }
 
+/// On the portal API (`central::wire`): base64url, as everywhere else.
+impl serde::Serialize for IdHash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_b64())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for IdHash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        IdHash::from_b64(&s).ok_or_else(|| serde::de::Error::custom("not an identifier hash"))
+    }
+}
+
 impl std::fmt::Debug for IdHash {
     /// A short prefix is enough to correlate log lines; the full hash is not needed there.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -20,7 +20,7 @@ use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use crate::central::{Admission, Central};
+use crate::central::{Admission, Central, CentralError};
 use crate::config::{BackendAuth, Level, Site};
 use crate::crypto::{IdHash, Identifier, Key};
 use crate::http::body::Body;
@@ -201,6 +201,13 @@ impl Gate {
             return Err(HttpError::Unauthorized {
                 basic: site.config.allow_basic,
             });
+        }
+        // An edge whose portal is down: a clear page now, rather than a redirect to a portal
+        // that will not answer.
+        if !self.metrics.is_ready() {
+            return Err(HttpError::PortalDown(CentralError::Unreachable(
+                "the last sync with the portal failed".into(),
+            )));
         }
         let cookie = Identifier::new();
         let query = form_urlencoded::Serializer::new(String::new())

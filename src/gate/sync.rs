@@ -2,6 +2,11 @@
 //! portal touches those sessions), with the traffic each carried (the portal adds it to
 //! the account's usage), and drops the entries the portal revoked since. One last sync
 //! runs at shutdown, after the drain, so the traffic of the final moments is not lost.
+//!
+//! When the portal cannot be reached (an edge whose portal is down), the gate goes on
+//! admitting the entries in its table until they expire, keeps what it could not report,
+//! and tries again sooner than `sync_interval` at first, then less and less often (1 s,
+//! doubling, at most `sync_interval`), so it catches up soon after the portal returns.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +20,12 @@ use crate::crypto::IdHash;
 pub struct SyncState {
     /// Revocations up to here were already received.
     cursor: u64,
+    /// The portal's epoch at the last sync: a new one means it restarted.
+    epoch: Option<u64>,
+    /// Syncs failed in a row.
+    failures: u32,
+    /// The configured pause between syncs.
+    interval: Duration,
     /// Activity the portal has not heard of yet (a sync failed): sent with the next one, so
     /// a portal outage does not make busy sessions look idle.
     unsent: Vec<IdHash>,
@@ -28,16 +39,28 @@ pub async fn run(
     interval: Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> SyncState {
-    let mut state = SyncState::default();
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut state = SyncState {
+        interval,
+        ..SyncState::default()
+    };
     loop {
+        once(&gate, &mut state).await;
+        let wait = next_wait(interval, state.failures);
         tokio::select! {
-            _ = ticker.tick() => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => return state,
         }
-        once(&gate, &mut state).await;
     }
+}
+
+/// The pause before the next sync: `interval`, or after failures 1 s doubling up to it.
+fn next_wait(interval: Duration, failures: u32) -> Duration {
+    if failures == 0 {
+        return interval;
+    }
+    Duration::from_secs(1)
+        .saturating_mul(1 << (failures - 1).min(16))
+        .min(interval)
 }
 
 /// One sync. On failure, `state` carries activity and traffic over to the next one.
@@ -55,10 +78,24 @@ pub async fn once(gate: &Gate, state: &mut SyncState) {
     };
     match gate.central.sync(report).await {
         Ok(reply) => {
-            if reply.reset {
+            if state.failures > 0 {
+                tracing::info!(
+                    failed_syncs = state.failures,
+                    "the portal is reachable again; activity and traffic since reported"
+                );
+            }
+            state.failures = 0;
+            if state.epoch.is_some_and(|e| e != reply.epoch) {
+                // Its sessions were in its memory: the entries here admit nobody it knows.
+                tracing::warn!(
+                    "the portal restarted; dropping the whole table (users sign in again)"
+                );
+                gate.table.clear();
+            } else if reply.reset {
                 tracing::warn!("revocation log moved past this gate; dropping the whole table");
                 gate.table.clear();
             }
+            state.epoch = Some(reply.epoch);
             for (key, idle) in &reply.idle_timeouts {
                 gate.table.set_idle_timeout(key, *idle, gate.cache_margin);
             }
@@ -74,7 +111,9 @@ pub async fn once(gate: &Gate, state: &mut SyncState) {
         }
         Err(e) => {
             gate.metrics.set_ready(false);
-            tracing::warn!(error = %crate::http::error::error_chain(&e), "sync with the portal failed; admitting only users already in the table");
+            gate.metrics.sync_failed();
+            state.failures = state.failures.saturating_add(1);
+            tracing::warn!(error = %crate::http::error::error_chain(&e), failed_syncs = state.failures, retry_in = ?next_wait(state.interval, state.failures), "sync with the portal failed; admitting only users already in the table");
         }
     }
 }
@@ -97,6 +136,18 @@ mod tests {
     use super::*;
 
     /// Traffic carried over a failed sync adds up with the next, one row per key.
+    #[test]
+    fn backoff_doubles_up_to_the_interval() {
+        let i = Duration::from_secs(30);
+        let waits: Vec<u64> = (0..8).map(|f| next_wait(i, f).as_secs()).collect();
+        assert_eq!(waits, [30, 1, 2, 4, 8, 16, 30, 30]);
+        assert_eq!(
+            next_wait(Duration::from_millis(500), 3),
+            Duration::from_millis(500)
+        );
+        assert_eq!(next_wait(i, u32::MAX), i);
+    }
+
     #[test]
     fn usage_rows_merge() {
         let (a, b) = (IdHash([1; 32]), IdHash([2; 32]));

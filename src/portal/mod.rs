@@ -5,6 +5,7 @@
 //! page. Gates reach it only through `central::Central`.
 
 mod account;
+pub mod api;
 mod handlers;
 mod link;
 pub mod mail;

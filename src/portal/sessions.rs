@@ -48,6 +48,9 @@ pub struct SessionTable {
     inner: Mutex<Inner>,
     timeouts: Timeouts,
     listeners: RwLock<Vec<Listener>>,
+    /// Sent with every sync answer ([`SyncReply::epoch`]): sessions live in this process's
+    /// memory, so a restart is a new epoch.
+    epoch: u64,
 }
 
 #[derive(Default)]
@@ -234,6 +237,7 @@ impl SessionTable {
             inner: Mutex::new(Inner::default()),
             timeouts,
             listeners: RwLock::new(Vec::new()),
+            epoch: u64::from_le_bytes(crate::crypto::ids::random_bytes()),
         }
     }
 
@@ -522,6 +526,7 @@ impl SessionTable {
             }
         }
         SyncReply {
+            epoch: self.epoch,
             cursor: inner.last_seq,
             revoked,
             idle_timeouts,

@@ -28,10 +28,10 @@ pub async fn handle<B>(app: &Arc<App>, req: &Request<B>) -> Response<Body> {
         ),
         (&Method::GET | &Method::HEAD, "/metrics") => {
             app.gate.table.run_pending_tasks();
-            let text = app
-                .gate
-                .metrics
-                .render(app.gate.table.len(), app.portal.sessions.len());
+            let text = app.gate.metrics.render(
+                app.gate.table.len(),
+                app.portal.as_ref().map(|p| p.sessions.len()),
+            );
             (
                 StatusCode::OK,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -56,7 +56,15 @@ async fn report(app: &App, query: Option<&str>) -> (StatusCode, &'static str, St
         Err(e) => return (StatusCode::BAD_REQUEST, TEXT, format!("bad request: {e}\n")),
     };
     let run = q.clone();
-    match app.portal.store_call(move |s| run.run(s)).await {
+    let Some(portal) = &app.portal else {
+        return (
+            StatusCode::NOT_FOUND,
+            TEXT,
+            "this is an edge; usage reports are served by the portal's admin listener\n"
+                .to_string(),
+        );
+    };
+    match portal.store_call(move |s| run.run(s)).await {
         Ok(accounts) if accounts.is_empty() && q.account.is_some() => {
             (StatusCode::NOT_FOUND, TEXT, "no such account\n".to_string())
         }

@@ -28,7 +28,8 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::central::Central;
 use crate::central::local::LocalCentral;
-use crate::config::Config;
+use crate::central::remote::RemoteCentral;
+use crate::config::{Config, Role};
 use crate::gate::{Gate, Routed, SiteRuntime};
 use crate::http::body::Body;
 use crate::http::error::HttpError;
@@ -96,6 +97,8 @@ pub enum RunError {
     Tls(#[from] tls::TlsError),
     #[error("listener failed")]
     Io(#[from] std::io::Error),
+    #[error("cannot set up the connection to the portal: {0}")]
+    Cluster(String),
     #[cfg(feature = "bench-seed")]
     #[error(transparent)]
     BenchSeed(#[from] crate::bench_seed::SeedError),
@@ -104,7 +107,10 @@ pub enum RunError {
 /// Everything a request needs, shared by all connections.
 pub struct App {
     pub gate: Arc<Gate>,
-    pub portal: Arc<Portal>,
+    /// `None` on an edge (`[cluster] role = "edge"`): its portal is another process.
+    pub portal: Option<Arc<Portal>>,
+    /// The API edges call (`role = "portal"` only).
+    api: Option<crate::portal::api::Api>,
     /// The sites by host; replaced whole when the config is reloaded (SIGHUP), read once
     /// per request without a lock.
     sites_by_host: ArcSwap<HashMap<String, Arc<SiteRuntime>>>,
@@ -136,7 +142,12 @@ fn site_runtimes(config: &Config, metrics: &Metrics) -> Vec<Arc<SiteRuntime>> {
         .collect()
 }
 
-fn by_host(sites: &[Arc<SiteRuntime>]) -> HashMap<String, Arc<SiteRuntime>> {
+/// The sites this process serves, by host: all of them, except on a portal-only process
+/// (which knows them for sign-in and levels, and leaves serving them to its edges).
+fn served(config: &Config, sites: &[Arc<SiteRuntime>]) -> HashMap<String, Arc<SiteRuntime>> {
+    if matches!(config.cluster.role, Role::Portal { .. }) {
+        return HashMap::new();
+    }
     sites
         .iter()
         .map(|s| (s.config.host.clone(), s.clone()))
@@ -169,11 +180,15 @@ impl App {
         let sites = site_runtimes(&new, &self.metrics);
         self.urls
             .set_site_hosts(new.sites.iter().map(|s| s.host.clone()));
-        self.portal.set_sites(&new);
-        self.sites_by_host.store(Arc::new(by_host(&sites)));
+        if let Some(portal) = &self.portal {
+            portal.set_sites(&new);
+        }
+        self.sites_by_host.store(Arc::new(served(&new, &sites)));
         // Entries were made for the old runtimes; the portal re-admits on the next request.
         self.gate.table.clear();
-        if let Err(e) = self.portal.provision(&new) {
+        if let Some(portal) = &self.portal
+            && let Err(e) = portal.provision(&new)
+        {
             tracing::error!(error = %crate::http::error::error_chain(&e), "reload: cannot update [[users]] in the store");
         }
         tracing::info!(sites = sites.len(), "config reloaded");
@@ -257,10 +272,30 @@ pub async fn run(
     );
     let metrics = Arc::new(Metrics::new());
 
-    let store = Arc::new(SqliteStore::open(&config.portal.store)?);
-    let portal = Arc::new(Portal::new(&config, store, urls.clone(), metrics.clone())?);
-    portal.provision(&config)?;
-    let central: Arc<dyn Central> = Arc::new(LocalCentral::new(portal.clone()));
+    // An edge runs no portal (and opens no store): its gates ask the portal's API.
+    let (portal, central): (Option<Arc<Portal>>, Arc<dyn Central>) = match &config.cluster.role {
+        Role::Edge(link) => {
+            let remote = RemoteCentral::new(link).map_err(RunError::Cluster)?;
+            tracing::info!(portal = %format!("https://{}:{}", link.host, link.port), "edge: gates only, asking the portal's API");
+            (None, Arc::new(remote))
+        }
+        Role::Standalone | Role::Portal { .. } => {
+            let store = Arc::new(SqliteStore::open(&config.portal.store)?);
+            let portal = Arc::new(Portal::new(&config, store, urls.clone(), metrics.clone())?);
+            portal.provision(&config)?;
+            (Some(portal.clone()), Arc::new(LocalCentral::new(portal)))
+        }
+    };
+    let api = match (&config.cluster.role, &portal) {
+        (Role::Portal { secret }, Some(portal)) => {
+            tracing::info!(
+                prefix = crate::central::wire::PREFIX,
+                "portal: serving the API for edges; no sites served here"
+            );
+            Some(crate::portal::api::Api::new(portal.clone(), secret.clone()))
+        }
+        _ => None,
+    };
 
     let sites = site_runtimes(&config, &metrics);
     let gate = Arc::new(Gate::new(
@@ -272,16 +307,19 @@ pub async fn run(
         metrics.clone(),
     ));
     // Single node: a sign-out reaches this process's gate at once, not at the next sync.
-    let table = gate.table.clone();
-    portal
-        .sessions
-        .subscribe(move |revoked| revoked.iter().for_each(|k| table.remove(k)));
+    if let Some(portal) = &portal {
+        let table = gate.table.clone();
+        portal
+            .sessions
+            .subscribe(move |revoked| revoked.iter().for_each(|k| table.remove(k)));
+    }
 
     let (tls_config, certs) = tls::server_config(&config)?;
     let app = Arc::new(App {
         gate: gate.clone(),
         portal: portal.clone(),
-        sites_by_host: ArcSwap::from_pointee(by_host(&sites)),
+        api,
+        sites_by_host: ArcSwap::from_pointee(served(&config, &sites)),
         portal_host: config.portal.host.clone(),
         urls,
         certs,
@@ -298,7 +336,9 @@ pub async fn run(
         config.portal.sync_interval,
         stop_rx.clone(),
     ));
-    tokio::spawn(portal.maintain(stop_rx.clone()));
+    if let Some(portal) = &portal {
+        tokio::spawn(portal.clone().maintain(stop_rx.clone()));
+    }
     tokio::spawn(reload_on_sighup(app.clone(), stop_rx.clone()));
     let graceful = workers::Drain::new();
     if let Some(l) = listeners.admin {
@@ -314,7 +354,7 @@ pub async fn run(
             stop_rx.clone(),
         ));
     }
-    tracing::info!(addr = %https_addr, portal = %app.urls.portal_origin(), sites = app.sites_by_host.load().len(), "gatehouse serving");
+    tracing::info!(addr = %https_addr, role = config.cluster.role.name(), portal = %app.urls.portal_origin(), sites = app.sites_by_host.load().len(), "gatehouse serving");
 
     let mut http1 = hyper::server::conn::http1::Builder::new();
     http1
@@ -474,6 +514,13 @@ impl App {
         if let Err(e) = crate::http::framing::check(&req) {
             return HttpError::from(e).into_response();
         }
+        // A portal-only process: its edges' calls, whatever name they reached it by (the
+        // certificate they checked is theirs to choose); signed, so routing by path is safe.
+        if let Some(api) = &self.api
+            && crate::portal::api::Api::is_api_path(req.uri().path())
+        {
+            return Box::pin(api.handle(req, peer)).await;
+        }
         // Route while the request is only borrowed; the host is not copied.
         let site = {
             let (host, host_value) = match request_host(&req) {
@@ -497,7 +544,11 @@ impl App {
         match site {
             // Boxed: the portal's future is large (sign-in, store calls) and rare; inline, it
             // would make every proxied request's future, which hyper moves around, kilobytes larger.
-            None => Box::pin(self.portal.handle(req, peer)).await,
+            None => match &self.portal {
+                Some(portal) => Box::pin(portal.handle(req, peer)).await,
+                // An edge: the portal is elsewhere.
+                None => HttpError::UnknownHost.into_response(),
+            },
             Some((site, host)) => {
                 let routed = Routed {
                     req,
