@@ -10,8 +10,16 @@
 //! - `GATEHOUSE_BENCH_SEED_COOKIES`: file that receives the first 10 000 site cookies, one
 //!   per line, for wrk to pick from.
 //!
+//! - `GATEHOUSE_BENCH_SEED_HASHES`: optional file that receives the hash of every site
+//!   cookie (base64url, one per line), for an edge's seed (below).
+//!
 //! It logs the resident memory before and after each phase, so the cost per entry of the
 //! portal's table and of the gate's table can be read apart.
+//!
+//! On an edge (`[cluster] role = "edge"`, bench/cluster-sync.sh), `GATEHOUSE_BENCH_EDGE_HASHES`
+//! names such a file: each hash is checked with the portal over its API (as a table miss
+//! would), admitted and counted as used by one request, and then one sync is timed and its
+//! request size logged ("bench sync").
 
 use std::io::Write;
 use std::time::Instant;
@@ -42,6 +50,9 @@ fn rss() -> u64 {
 }
 
 pub async fn from_env(app: &App) -> Result<(), SeedError> {
+    if let Ok(file) = std::env::var("GATEHOUSE_BENCH_EDGE_HASHES") {
+        return edge(app, &file).await;
+    }
     let Ok(count) = std::env::var("GATEHOUSE_BENCH_SEED") else {
         return Ok(());
     };
@@ -119,6 +130,13 @@ pub async fn from_env(app: &App) -> Result<(), SeedError> {
     }
     gate.table.run_pending_tasks();
     let rss_gate = rss();
+    if let Ok(file) = std::env::var("GATEHOUSE_BENCH_SEED_HASHES") {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(file)?);
+        for b in &bindings {
+            writeln!(out, "{}", b.to_b64())?;
+        }
+        out.flush()?;
+    }
     drop(bindings);
 
     let mut out = std::io::BufWriter::new(std::fs::File::create(&cookie_file)?);
@@ -138,6 +156,88 @@ pub async fn from_env(app: &App) -> Result<(), SeedError> {
         portal_bytes_per_session = per(rss_portal.saturating_sub(rss_start)),
         gate_bytes_per_entry = per(rss_gate.saturating_sub(rss_portal)),
         "bench seed done"
+    );
+    Ok(())
+}
+
+/// An edge's seed: admit every hash of the file through the portal's API, then time one
+/// sync reporting them all.
+async fn edge(app: &App, file: &str) -> Result<(), SeedError> {
+    use std::sync::Arc;
+    let gate = app.gate.clone();
+    let site = gate
+        .sites
+        .first()
+        .ok_or_else(|| SeedError::Setup("no site configured".into()))?
+        .clone();
+    let hashes: Vec<IdHash> = std::fs::read_to_string(file)?
+        .lines()
+        .map(|l| IdHash::from_b64(l).ok_or_else(|| SeedError::Setup(format!("bad hash {l:?}"))))
+        .collect::<Result<_, _>>()?;
+    let started = Instant::now();
+    // 64 checks in flight, as many browsers arriving at once would make.
+    let hashes = Arc::new(hashes);
+    let mut tasks = tokio::task::JoinSet::new();
+    for lane in 0..64 {
+        let (gate, site, hashes) = (gate.clone(), site.clone(), hashes.clone());
+        tasks.spawn(async move {
+            for key in hashes.iter().skip(lane).step_by(64) {
+                let admission = gate
+                    .central
+                    .check(*key, &site.config.id)
+                    .await
+                    .map_err(|e| SeedError::Setup(crate::http::error::error_chain(&e)))?
+                    .ok_or_else(|| SeedError::Setup("a seeded session was not admitted".into()))?;
+                let entry = gate
+                    .admit(&site, *key, &admission)
+                    .ok_or_else(|| SeedError::Setup("admission refused".into()))?;
+                entry.count_request();
+                gate.table.mark_used(key, &entry);
+            }
+            Ok::<(), SeedError>(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.map_err(|e| SeedError::Setup(e.to_string()))??;
+    }
+    let admitted = started.elapsed();
+
+    let taken = gate.table.take_used();
+    let report = crate::central::SyncReport {
+        cursor: 0,
+        used: taken.used,
+        usage: taken.usage,
+    };
+    let bytes = serde_json::to_vec(&crate::central::wire::SyncRequest::from(&report))
+        .map(|v| v.len())
+        .unwrap_or(0);
+    let entries = report.used.len();
+    let t = Instant::now();
+    let reply = gate
+        .central
+        .sync(report)
+        .await
+        .map_err(|e| SeedError::Setup(crate::http::error::error_chain(&e)))?;
+    let sync_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let t = Instant::now();
+    let empty = gate
+        .central
+        .sync(crate::central::SyncReport {
+            cursor: reply.cursor,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| SeedError::Setup(crate::http::error::error_chain(&e)))?;
+    let empty_ms = t.elapsed().as_secs_f64() * 1000.0;
+    tracing::warn!(
+        entries,
+        checks_seconds = admitted.as_secs_f64(),
+        checks_per_second = entries as f64 / admitted.as_secs_f64().max(1e-9),
+        request_bytes = bytes,
+        sync_ms,
+        empty_sync_ms = empty_ms,
+        revoked = empty.revoked.len(),
+        "bench sync"
     );
     Ok(())
 }

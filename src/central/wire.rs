@@ -75,6 +75,8 @@ pub struct WireAdmission {
 #[derive(Serialize, Deserialize)]
 pub struct SyncRequest {
     pub cursor: u64,
+    /// Entries used without traffic to report; an entry in `usage` was used too and is not
+    /// repeated here (it halves a busy edge's sync).
     pub used: Vec<IdHash>,
     /// `[key, requests, bytes in, bytes out]`
     pub usage: Vec<(IdHash, u64, u64, u64)>,
@@ -148,9 +150,16 @@ impl From<BasicAnswer> for BasicVerdict {
 
 impl From<&SyncReport> for SyncRequest {
     fn from(r: &SyncReport) -> Self {
+        let with_traffic: std::collections::HashSet<&IdHash> =
+            r.usage.iter().map(|(k, _)| k).collect();
         SyncRequest {
             cursor: r.cursor,
-            used: r.used.clone(),
+            used: r
+                .used
+                .iter()
+                .filter(|k| !with_traffic.contains(k))
+                .copied()
+                .collect(),
             usage: r
                 .usage
                 .iter()
@@ -162,9 +171,11 @@ impl From<&SyncReport> for SyncRequest {
 
 impl From<SyncRequest> for SyncReport {
     fn from(r: SyncRequest) -> Self {
+        let mut used = r.used;
+        used.extend(r.usage.iter().map(|(k, ..)| *k));
         SyncReport {
             cursor: r.cursor,
-            used: r.used,
+            used,
             usage: r
                 .usage
                 .into_iter()
@@ -245,10 +256,10 @@ mod tests {
 
     #[test]
     fn sync_round_trip_and_bad_hashes() {
-        let k = IdHash([9; 32]);
+        let (k, idle) = (IdHash([9; 32]), IdHash([8; 32]));
         let report = SyncReport {
             cursor: 7,
-            used: vec![k],
+            used: vec![idle, k],
             usage: vec![(
                 k,
                 Usage {
@@ -259,6 +270,7 @@ mod tests {
             )],
         };
         let json = serde_json::to_string(&SyncRequest::from(&report)).unwrap();
+        assert_eq!(json.matches(&k.to_b64()).count(), 1, "sent once: {json}");
         let back: SyncReport = serde_json::from_str::<SyncRequest>(&json).unwrap().into();
         assert_eq!(
             (back.cursor, back.used, back.usage),

@@ -62,6 +62,8 @@ pub struct Client {
     transcript: Option<Mutex<String>>,
     /// Connect from this loopback address (e.g. 127.0.0.2), to look like another client.
     source: Option<std::net::IpAddr>,
+    /// Hosts served on another port than `port` (several gatehouse processes).
+    host_ports: HashMap<String, u16>,
 }
 
 fn connector(alpn: &[&[u8]]) -> TlsConnector {
@@ -102,7 +104,18 @@ impl Client {
             jar: Mutex::new(HashMap::new()),
             transcript: None,
             source: None,
+            host_ports: HashMap::new(),
         }
+    }
+
+    /// Reach `host` at `port` (another process) instead of the client's default port.
+    pub fn with_host_port(mut self, host: &str, port: u16) -> Self {
+        self.host_ports.insert(host.to_string(), port);
+        self
+    }
+
+    fn port_for(&self, host: &str) -> u16 {
+        self.host_ports.get(host).copied().unwrap_or(self.port)
     }
 
     /// Connect from another loopback address (127.0.0.0/8 is all loopback on Linux), so the
@@ -133,13 +146,14 @@ impl Client {
     }
 
     async fn connect_with(&self, host: &str, tls: &TlsConnector) -> TlsStream<TcpStream> {
+        let port = self.port_for(host);
         let tcp = match self.source {
-            None => TcpStream::connect(("127.0.0.1", self.port)).await.unwrap(),
+            None => TcpStream::connect(("127.0.0.1", port)).await.unwrap(),
             Some(ip) => {
                 let socket = tokio::net::TcpSocket::new_v4().unwrap();
                 socket.bind(SocketAddr::new(ip, 0)).unwrap();
                 socket
-                    .connect(SocketAddr::from(([127, 0, 0, 1], self.port)))
+                    .connect(SocketAddr::from(([127, 0, 0, 1], port)))
                     .await
                     .unwrap()
             }
@@ -300,12 +314,12 @@ impl Client {
         let mut builder = Request::builder().method(method);
         if self.http2 {
             builder = builder
-                .uri(format!("https://{host}:{}{path}", self.port))
+                .uri(format!("https://{host}:{}{path}", self.port_for(&host)))
                 .version(http::Version::HTTP_2);
         } else {
             builder = builder
                 .uri(path.as_str())
-                .header(HOST, format!("{host}:{}", self.port));
+                .header(HOST, format!("{host}:{}", self.port_for(&host)));
         }
         if let Some(c) = self.cookie_header(&host) {
             builder = builder.header(COOKIE, c);

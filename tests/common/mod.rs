@@ -12,6 +12,7 @@
 
 pub mod backend;
 pub mod client;
+pub mod process;
 pub mod webdriver;
 
 use std::net::SocketAddr;

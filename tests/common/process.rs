@@ -1,0 +1,102 @@
+//! The real `gatehouse run` binary as a child process, for tests that need several
+//! processes (cluster roles) or signals. Killed when dropped.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub struct Process {
+    pub child: Child,
+    /// Every line the process wrote (stdout and stderr), as it arrives.
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Process {
+    /// Start `gatehouse -c CONFIG run` and wait (up to 30 s) for its "gatehouse serving" line.
+    pub fn start(config: &Path) -> Process {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["-c", config.to_str().unwrap(), "run"])
+            .env_remove("GATEHOUSE_CONFIG")
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        for out in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let log = log.clone();
+            // Drained for the process's whole life, so it never blocks on a full pipe.
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    log.lock().unwrap().push(line);
+                }
+            });
+        }
+        let mut p = Process { child, log };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !p.logged("gatehouse serving") {
+            if let Some(status) = p.child.try_wait().unwrap() {
+                panic!(
+                    "gatehouse exited ({status}) before serving:\n{}",
+                    p.log_text()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gatehouse did not start serving within 30 s:\n{}",
+                p.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        p
+    }
+
+    pub fn logged(&self, needle: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Send a signal (`"-STOP"`, `"-CONT"`, `"-TERM"`, `"-KILL"`).
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Kill (SIGKILL) and reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        // A stopped process must be continued to die promptly.
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .status();
+        self.kill();
+    }
+}
+
+/// A port free on 127.0.0.1 right now (bound and released), for a process's config.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
