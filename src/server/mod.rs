@@ -154,9 +154,10 @@ pub enum ReloadError {
 
 impl App {
     /// Apply a new config without dropping connections: certificates, sites (backends,
-    /// rules, headers, levels, limits) and `[[users]]`. Settings only a restart can change
-    /// (listeners, workers, the portal's host, store and timeouts) keep their old values,
-    /// with a warning. Nothing changes unless the whole new config can be used.
+    /// rules, headers, levels, limits, public URLs) and `[[users]]`. Settings only a restart
+    /// can change (listeners, workers, the portal's host, public URL, store and timeouts)
+    /// keep their old values, with a warning. Nothing changes unless the whole new config
+    /// can be used.
     pub fn reload(&self, new: Config) -> Result<(), ReloadError> {
         self.certs.reload(&new)?;
         let mut current = self.config.lock().unwrap_or_else(|p| p.into_inner());
@@ -167,8 +168,7 @@ impl App {
             );
         }
         let sites = site_runtimes(&new, &self.metrics);
-        self.urls
-            .set_site_hosts(new.sites.iter().map(|s| s.host.clone()));
+        self.urls.set_sites(&new);
         self.portal.set_sites(&new);
         self.sites_by_host.store(Arc::new(by_host(&sites)));
         // Entries were made for the old runtimes; the portal re-admits on the next request.
@@ -221,6 +221,7 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         ),
         ("portal.host", po.host != pn.host),
         ("portal.public_port", po.public_port != pn.public_port),
+        ("portal.public_url", po.public_url != pn.public_url),
         ("portal.store", po.store != pn.store),
         ("portal.idle_timeout", po.idle_timeout != pn.idle_timeout),
         (
@@ -249,12 +250,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let https_addr = listeners.https.local_addr()?;
-    let port = config.portal.public_port.unwrap_or(https_addr.port());
-    let urls = Urls::new(
-        &config.portal.host,
-        config.sites.iter().map(|s| s.host.clone()),
-        port,
-    );
+    let urls = Urls::for_config(&config, https_addr.port());
     let metrics = Arc::new(Metrics::new());
 
     let store = Arc::new(SqliteStore::open(&config.portal.store)?);
