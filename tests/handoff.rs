@@ -344,3 +344,114 @@ async fn post_without_session_is_401() {
     assert_eq!(res.status, 401);
     assert_eq!(backend.count(), 0);
 }
+
+/// With `public_url`s naming other ports than the one the gateway listens on (the app as if
+/// behind an edge on 9443, the portal on 8443), the gate sends browsers to the portal's
+/// origin, the portal hands them back to the app's callback on the app's origin, and the
+/// allow-lists take the app on 9443, not on the listen port. The test client reaches the
+/// gateway whatever port a URL names, as a port mapping in front of it would.
+#[tokio::test]
+async fn public_urls_give_each_host_its_port() {
+    let backend = Backend::start().await;
+    let gw = Gateway::builder()
+        .portal("public_url = \"https://auth.localhost:8443\"")
+        .user("alice", "alice-pw", 3)
+        .site_with(
+            "app",
+            &backend.url(),
+            "public_url = \"https://app.localhost:9443/\"",
+        )
+        .site("wiki", &backend.url())
+        .start()
+        .await;
+    assert_ne!(gw.port, 9443);
+    let browser = gw.client();
+    let first = browser.get(&gw.url("app.localhost", "/docs?x=1")).await;
+    assert_eq!(first.status, 302, "{first:?}");
+    let login = first.location().unwrap();
+    assert!(
+        login.starts_with("https://auth.localhost:8443/login?site=app&"),
+        "{login}"
+    );
+    let form = browser.get(&login).await;
+    assert_eq!(form.status, 200, "{form:?}");
+    let csp = form.header("content-security-policy").unwrap();
+    assert!(
+        csp.contains(&format!(
+            "form-action 'self' https://app.localhost:9443 https://auth.localhost:8443 https://wiki.localhost:{}",
+            gw.port
+        )),
+        "{csp}"
+    );
+    let posted = submit_login(&browser, &gw, &form.body, "alice", "alice-pw").await;
+    assert_eq!(posted.status, 303, "{posted:?}");
+    let callback = posted.location().unwrap();
+    assert!(
+        callback.starts_with("https://app.localhost:9443/.gatehouse/callback?code="),
+        "{callback}"
+    );
+    let landed = browser.get(&callback).await;
+    assert_eq!(landed.status, 302, "{landed:?}");
+    assert_eq!(landed.header("location"), Some("/docs?x=1"));
+
+    // A site without public_url keeps the listen port.
+    let first = browser.get(&gw.url("wiki.localhost", "/w")).await;
+    let handed = browser.get(&first.location().unwrap()).await;
+    assert_eq!(handed.status, 303, "{handed:?}");
+    assert!(
+        handed
+            .location()
+            .unwrap()
+            .starts_with(&gw.url("wiki.localhost", "/.gatehouse/callback?code=")),
+        "{handed:?}"
+    );
+
+    // The callback follows an absolute target on the app's public origin only.
+    let listen_port_target = gw.url("app.localhost", "/x");
+    for (rd, lands) in [
+        (
+            "https://app.localhost:9443/x",
+            "https://app.localhost:9443/x",
+        ),
+        (listen_port_target.as_str(), "/"),
+    ] {
+        let site_cookie = gatehouse::crypto::Identifier::new();
+        browser.set_cookie("app.localhost", "__Host-gatehouse", site_cookie.as_str());
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("site", "app")
+            .append_pair("h", &site_cookie.hash().to_b64())
+            .append_pair("rd", rd)
+            .finish();
+        let minted = browser
+            .get(&format!("https://auth.localhost:8443/login?{query}"))
+            .await;
+        assert_eq!(minted.status, 303, "{minted:?}");
+        let landed = browser.get(&minted.location().unwrap()).await;
+        assert_eq!(landed.status, 302, "{landed:?}");
+        assert_eq!(landed.header("location"), Some(lands), "rd {rd}");
+    }
+
+    // Sign-out from the app goes to the portal's origin and back to the app's.
+    let out = browser
+        .get("https://app.localhost:9443/.gatehouse/logout")
+        .await;
+    assert_eq!(out.status, 302, "{out:?}");
+    let logout = out.location().unwrap();
+    assert_eq!(
+        logout,
+        "https://auth.localhost:8443/logout?rd=https%3A%2F%2Fapp.localhost%3A9443%2F"
+    );
+    let page = browser.get(&logout).await;
+    assert_eq!(page.status, 200, "{page:?}");
+    assert_eq!(
+        form_field(&page.body, "rd").as_deref(),
+        Some("https://app.localhost:9443/")
+    );
+
+    // The plain-HTTP listener sends each host to its own origin.
+    let (status, headers, _) = client::plain_request(gw.redirect, "app.localhost", "/a?b=1").await;
+    assert_eq!(status, 308);
+    assert_eq!(headers["location"], "https://app.localhost:9443/a?b=1");
+    let (_, headers, _) = client::plain_request(gw.redirect, "auth.localhost", "/").await;
+    assert_eq!(headers["location"], "https://auth.localhost:8443/");
+}

@@ -7,6 +7,7 @@
 mod backend_auth;
 pub mod branding;
 mod error;
+mod public_url;
 mod raw;
 mod validate;
 
@@ -77,8 +78,11 @@ pub struct TlsFiles {
 #[derive(Debug, Clone)]
 pub struct Portal {
     pub host: String,
-    /// The port browsers use to reach the portal; `None` means "the port we listen on".
+    /// The port browsers use to reach the portal and every site without a `public_url`;
+    /// `None` means "the port we listen on".
     pub public_port: Option<u16>,
+    /// Where browsers reach the portal itself, when set (agrees with `public_port` if both are).
+    pub public_url: Option<PublicUrl>,
     pub store: PathBuf,
     pub idle_timeout: Duration,
     pub max_idle_timeout: Duration,
@@ -181,6 +185,8 @@ pub struct Site {
     pub id: SiteId,
     /// Lowercase host name, without port.
     pub host: String,
+    /// Where browsers reach this site, when not at `portal.public_port` or the listen port.
+    pub public_url: Option<PublicUrl>,
     pub backend: Backend,
     pub min_level: Level,
     pub headers: IdentityHeaders,
@@ -198,6 +204,15 @@ pub struct Site {
     /// Largest request body, in bytes: larger ones get 413 before the backend sees them
     /// (declared lengths) or are cut off when they pass it (streamed ones).
     pub max_body: u64,
+}
+
+/// A checked `public_url` (of the portal or a site): `https://` + the host configured beside
+/// it + this port. The host can only be that one (requests are routed by Host), so the port
+/// is all it adds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublicUrl {
+    /// 443 when the URL names none.
+    pub port: u16,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

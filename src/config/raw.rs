@@ -55,6 +55,8 @@ pub struct RawTls {
 pub struct RawPortal {
     pub host: Str,
     pub public_port: Option<Spanned<u16>>,
+    /// Where browsers reach the portal, e.g. `"https://auth.example.org:8443"`.
+    pub public_url: Option<Str>,
     pub store: Str,
     pub idle_timeout: Option<Str>,
     pub max_idle_timeout: Option<Str>,
@@ -125,6 +127,8 @@ pub struct RawUser {
 pub struct RawSite {
     pub id: Str,
     pub host: Str,
+    /// Where browsers reach this site, e.g. `"https://app.example.org:9443"`.
+    pub public_url: Option<Str>,
     pub backend: Str,
     pub min_level: Option<Spanned<u32>>,
     pub headers: Option<RawHeaders>,

@@ -418,9 +418,28 @@ fn check_portal(c: &mut Checker, p: &RawPortal) -> Portal {
     check_smtp_tls(c, p.mail.as_ref(), &mut mail, &host);
     let signin_throttle = check_signin_throttle(c, p.signin_throttle.as_ref());
     let registration_limit = check_registration_limit(c, p.registration_limit.as_ref());
+    let public_port = p.public_port.as_ref().map(|p| *p.get_ref());
+    let public_url = p.public_url.as_ref().and_then(|v| {
+        let url = super::public_url::check(c, v, "portal.public_url", &host, "portal.host")?;
+        match public_port {
+            Some(port) if port != url.port => {
+                c.error(
+                    v,
+                    "portal.public_url",
+                    format!(
+                        "names port {}, but portal.public_port is {port}; give the same port in both, or only one of them",
+                        url.port
+                    ),
+                );
+                None
+            }
+            _ => Some(url),
+        }
+    });
     Portal {
         host,
-        public_port: p.public_port.as_ref().map(|p| *p.get_ref()),
+        public_port,
+        public_url,
         store,
         idle_timeout,
         max_idle_timeout,
@@ -640,6 +659,10 @@ fn check_sites(c: &mut Checker, raw: &[RawSite], portal: &Portal) -> Vec<Site> {
                 format!("{host:?} is already the host of sites[{first}]"),
             );
         }
+        let public_url = s
+            .public_url
+            .as_ref()
+            .and_then(|v| super::public_url::check(c, v, &key("public_url"), &host, &key("host")));
         let backend = check_backend(c, &s.backend, &key("backend"));
         let min_level = Level(s.min_level.as_ref().map_or(1, |l| *l.get_ref()));
         let headers = match &s.headers {
@@ -702,6 +725,7 @@ fn check_sites(c: &mut Checker, raw: &[RawSite], portal: &Portal) -> Vec<Site> {
         sites.push(Site {
             id: SiteId(id),
             host,
+            public_url,
             backend,
             min_level,
             headers,

@@ -165,9 +165,10 @@ pub enum ReloadError {
 
 impl App {
     /// Apply a new config without dropping connections: certificates, sites (backends,
-    /// rules, headers, levels, limits) and `[[users]]`. Settings only a restart can change
-    /// (listeners, workers, the portal's host, store and timeouts) keep their old values,
-    /// with a warning. Nothing changes unless the whole new config can be used.
+    /// rules, headers, levels, limits, public URLs) and `[[users]]`. Settings only a restart
+    /// can change (listeners, workers, the portal's host, public URL, store and timeouts)
+    /// keep their old values, with a warning. Nothing changes unless the whole new config
+    /// can be used.
     pub fn reload(&self, new: Config) -> Result<(), ReloadError> {
         self.certs.reload(&new)?;
         let mut current = self.config.lock().unwrap_or_else(|p| p.into_inner());
@@ -178,8 +179,7 @@ impl App {
             );
         }
         let sites = site_runtimes(&new, &self.metrics);
-        self.urls
-            .set_site_hosts(new.sites.iter().map(|s| s.host.clone()));
+        self.urls.set_sites(&new);
         if let Some(portal) = &self.portal {
             portal.set_sites(&new);
         }
@@ -236,6 +236,7 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         ),
         ("portal.host", po.host != pn.host),
         ("portal.public_port", po.public_port != pn.public_port),
+        ("portal.public_url", po.public_url != pn.public_url),
         ("portal.store", po.store != pn.store),
         ("portal.idle_timeout", po.idle_timeout != pn.idle_timeout),
         (
@@ -264,12 +265,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let https_addr = listeners.https.local_addr()?;
-    let port = config.portal.public_port.unwrap_or(https_addr.port());
-    let urls = Urls::new(
-        &config.portal.host,
-        config.sites.iter().map(|s| s.host.clone()),
-        port,
-    );
+    let urls = Urls::for_config(&config, https_addr.port());
     let metrics = Arc::new(Metrics::new());
 
     // An edge runs no portal (and opens no store): its gates ask the portal's API.
