@@ -31,8 +31,10 @@ use crate::crypto::IdHash;
 
 /// Connecting (TCP and TLS) must finish within this.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// A call's answer must come within this (a password check may wait for a hashing slot).
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// A call's answer must come within this.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// A password check's answer: it may wait for a hashing slot at the portal.
+const BASIC_TIMEOUT: Duration = Duration::from_secs(15);
 /// After a failed connection, calls fail at once for this long instead of trying again.
 const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
 /// Largest answer read (a sync answer after a long outage may list many revocations).
@@ -93,8 +95,8 @@ enum CallError {
     },
     #[error("the last connection attempt failed; next one in under {RECONNECT_PAUSE:?}")]
     Paused,
-    #[error("the portal did not answer within {CALL_TIMEOUT:?}")]
-    Timeout,
+    #[error("the portal did not answer within {0:?}")]
+    Timeout(Duration),
     #[error("the connection to the portal failed")]
     Http(#[from] hyper::Error),
     #[error("the portal answered {0}")]
@@ -194,14 +196,21 @@ impl RemoteCentral {
         question: &Q,
     ) -> Result<A, CentralError> {
         let body = serde_json::to_vec(question).map_err(|e| CentralError::Internal(Box::new(e)))?;
-        match tokio::time::timeout(CALL_TIMEOUT, self.send(path, body)).await {
+        let limit = if path == wire::BASIC {
+            BASIC_TIMEOUT
+        } else {
+            CALL_TIMEOUT
+        };
+        match tokio::time::timeout(limit, self.send(path, body)).await {
             Ok(Ok(bytes)) => serde_json::from_slice(&bytes)
                 .map_err(|e| CentralError::Internal(Box::new(CallError::Answer(Box::new(e))))),
             Ok(Err(e @ CallError::Status(_))) => Err(CentralError::Internal(Box::new(e))),
             Ok(Err(e)) => Err(CentralError::Unreachable(Box::new(e))),
             Err(_) => {
                 self.drop_connection().await;
-                Err(CentralError::Unreachable(Box::new(CallError::Timeout)))
+                Err(CentralError::Unreachable(Box::new(CallError::Timeout(
+                    limit,
+                ))))
             }
         }
     }

@@ -32,6 +32,17 @@ pub struct Api {
     secret: ClusterSecret,
     /// Nonces accepted within the validity window, so each request is served once.
     seen: moka::sync::Cache<String, ()>,
+    /// Refusals are logged at most once per [`REFUSAL_LOG_EVERY`], so a flood of forged
+    /// calls cannot flood the log; the others are counted in the next line.
+    refusals: std::sync::Mutex<RefusalLog>,
+}
+
+const REFUSAL_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+#[derive(Default)]
+struct RefusalLog {
+    last: Option<std::time::Instant>,
+    unlogged: u64,
 }
 
 impl Api {
@@ -44,6 +55,7 @@ impl Api {
                 .time_to_live(auth::WINDOW * 2)
                 .max_capacity(4_000_000)
                 .build(),
+            refusals: std::sync::Mutex::default(),
         }
     }
 
@@ -56,7 +68,7 @@ impl Api {
         match self.serve(req, &path).await {
             Ok(res) => res,
             Err(Failure::Refused(why)) => {
-                tracing::warn!(%peer, path, reason = %why, "portal API request refused");
+                self.log_refusal(peer, &path, why);
                 status(StatusCode::UNAUTHORIZED)
             }
             Err(Failure::Status(code)) => status(code),
@@ -65,6 +77,21 @@ impl Api {
                 status(StatusCode::INTERNAL_SERVER_ERROR)
             }
         }
+    }
+
+    fn log_refusal(&self, peer: SocketAddr, path: &str, why: Refusal) {
+        let mut log = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        if log
+            .last
+            .is_some_and(|t| now.duration_since(t) < REFUSAL_LOG_EVERY)
+        {
+            log.unlogged += 1;
+            return;
+        }
+        let also = std::mem::take(&mut log.unlogged);
+        log.last = Some(now);
+        tracing::warn!(%peer, path, reason = %why, refused_since_last_line = also, "portal API request refused");
     }
 
     async fn serve(&self, req: Request<Incoming>, path: &str) -> Result<Response<Body>, Failure> {

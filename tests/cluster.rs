@@ -1,0 +1,498 @@
+//! Issue 8: one portal process and edge processes, each a full `gatehouse run` with its
+//! own config, on loopback ports. Behaviour across processes equals single-process
+//! behaviour: SSO between sites on different edges, sign-out reaching every edge within one
+//! sync, idle expiry decided by the portal, one-time codes single-use across processes, and
+//! offline grace while the portal is stopped.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::process::{Process, free_port};
+use common::*;
+
+const SYNC: Duration = Duration::from_secs(1);
+
+/// Ports of every process, chosen before any starts (each config names the others).
+struct Ports {
+    portal: u16,
+    portal_admin: u16,
+    edges: [(u16, u16); 2],
+}
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    ports: Ports,
+    backend: Backend,
+    portal: Process,
+    edges: Vec<Process>,
+}
+
+/// Site `app` is served by edge 0, site `wiki` by edge 1 (both edges know both sites).
+fn config(dir: &std::path::Path, ports: &Ports, backend: &Backend, role: &str) -> PathBuf {
+    let certs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("certs");
+    let (listen, admin, cluster, users) = match role {
+        "portal" => (
+            ports.portal,
+            ports.portal_admin,
+            "role = \"portal\"\nsecret_file = \"cluster.key\"\n".to_string(),
+            format!(
+                "[[users]]\nname = \"alice\"\npassword_hash = {:?}\nlevel = 3\n\n\
+                 [[users]]\nname = \"bob\"\npassword_hash = {:?}\nlevel = 2\nidle_timeout = \"60s\"\n",
+                hash_for("alice-pw"),
+                hash_for("bob-pw")
+            ),
+        ),
+        edge => {
+            let i: usize = edge.strip_prefix("edge").unwrap().parse().unwrap();
+            (
+                ports.edges[i].0,
+                ports.edges[i].1,
+                format!(
+                    "role = \"edge\"\nportal_url = \"https://auth.localhost:{}\"\n\
+                     secret_file = \"cluster.key\"\nca_file = {:?}\n",
+                    ports.portal,
+                    certs.join("dev-ca.crt").display().to_string()
+                ),
+                String::new(),
+            )
+        }
+    };
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:{listen}\"\nadmin = \"127.0.0.1:{admin}\"\nshutdown_grace = \"1s\"\n\n\
+         [tls]\ncert = {cert:?}\nkey = {key:?}\n\n\
+         [portal]\nhost = \"auth.localhost\"\npublic_url = \"https://auth.localhost:{portal}\"\n\
+         store = \"gatehouse.db\"\nidle_timeout = \"6s\"\ncache_margin = \"3s\"\nsync_interval = \"1s\"\n\n\
+         {users}\n\
+         [[sites]]\nid = \"app\"\nhost = \"app.localhost\"\npublic_url = \"https://app.localhost:{e0}\"\nbackend = {backend:?}\n\n\
+         [[sites]]\nid = \"wiki\"\nhost = \"wiki.localhost\"\npublic_url = \"https://wiki.localhost:{e1}\"\nbackend = {backend:?}\n\n\
+         [cluster]\n{cluster}",
+        cert = certs.join("localhost.crt").display().to_string(),
+        key = certs.join("localhost.key").display().to_string(),
+        portal = ports.portal,
+        e0 = ports.edges[0].0,
+        e1 = ports.edges[1].0,
+        backend = backend.url(),
+    );
+    let file = dir.join(format!("{role}.toml"));
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("cluster.key"),
+            "0123456789abcdef0123456789abcdef-test-secret\n",
+        )
+        .unwrap();
+        let ports = Ports {
+            portal: free_port(),
+            portal_admin: free_port(),
+            edges: [(free_port(), free_port()), (free_port(), free_port())],
+        };
+        let backend = Backend::start().await;
+        let portal = Process::start(&config(dir.path(), &ports, &backend, "portal"));
+        let edges = (0..2)
+            .map(|i| Process::start(&config(dir.path(), &ports, &backend, &format!("edge{i}"))))
+            .collect();
+        Cluster {
+            dir,
+            ports,
+            backend,
+            portal,
+            edges,
+        }
+    }
+
+    fn restart_portal(&mut self) {
+        self.portal.kill();
+        let file = self.dir.path().join("portal.toml");
+        self.portal = Process::start(&file);
+    }
+
+    /// A browser that reaches each host at the process serving it.
+    fn browser(&self) -> Client {
+        Client::new(self.ports.portal)
+            .with_host_port("app.localhost", self.ports.edges[0].0)
+            .with_host_port("wiki.localhost", self.ports.edges[1].0)
+    }
+
+    fn url(&self, host: &str, path: &str) -> String {
+        let port = match host {
+            "app.localhost" => self.ports.edges[0].0,
+            "wiki.localhost" => self.ports.edges[1].0,
+            _ => self.ports.portal,
+        };
+        format!("https://{host}:{port}{path}")
+    }
+
+    async fn admin(&self, which: Option<usize>, path: &str) -> (u16, String) {
+        let port = which.map_or(self.ports.portal_admin, |i| self.ports.edges[i].1);
+        client::plain_get(([127, 0, 0, 1], port).into(), "127.0.0.1", path).await
+    }
+
+    async fn metric(&self, which: Option<usize>, name: &str) -> f64 {
+        let (_, text) = self.admin(which, "/metrics").await;
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+    }
+
+    /// From an unknown browser's first request to the site's answer: the hand-off through
+    /// the portal's sign-in form. Returns the site's final answer.
+    async fn sign_in(&self, browser: &Client, host: &str, user: &str, password: &str) -> Resp {
+        let first = browser.get(&self.url(host, "/")).await;
+        assert_eq!(first.status, 302, "{first:?}");
+        let login = first.location().unwrap();
+        assert!(
+            login.starts_with(&self.url("auth.localhost", "/login?")),
+            "{login}"
+        );
+        let form = browser.get(&login).await;
+        assert_eq!(form.status, 200, "{form:?}");
+        let mut fields = vec![
+            ("username", user.to_string()),
+            ("password", password.to_string()),
+        ];
+        for name in ["csrf", "site", "h", "rd"] {
+            if let Some(v) = form_field(&form.body, name) {
+                fields.push((name, v));
+            }
+        }
+        let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let posted = browser
+            .post_form(&self.url("auth.localhost", "/login"), &pairs)
+            .await;
+        assert_eq!(posted.status, 303, "{posted:?}");
+        browser.follow(&posted.location().unwrap()).await
+    }
+
+    /// The callback URL (with a fresh one-time code) the portal sends a browser already
+    /// signed in there to, for `host`; the browser gets a new site cookie on the way.
+    async fn fresh_callback(&self, browser: &Client, host: &str) -> String {
+        browser.clear_cookies(host);
+        let first = browser.get(&self.url(host, "/")).await;
+        assert_eq!(first.status, 302, "{first:?}");
+        let back = browser.get(&first.location().unwrap()).await;
+        assert!(
+            (300..400).contains(&back.status),
+            "signed in at the portal: {back:?}"
+        );
+        let callback = back.location().unwrap();
+        assert!(
+            callback.starts_with(&self.url(host, "/.gatehouse/callback?")),
+            "{callback}"
+        );
+        callback
+    }
+
+    async fn wait_ready(&self, edge: usize, ready: bool, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let (status, body) = self.admin(Some(edge), "/readyz").await;
+            if (status == 200) == ready {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "edge {edge} /readyz still {status} {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// `GET url` until it answers `status`; returns how long that took.
+async fn until_status(browser: &Client, url: &str, status: u16, within: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let res = browser.get(url).await;
+        if res.status == status {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "{url} still answers {}",
+            res.status
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sign in through edge 0, SSO to edge 1 without a password; sign-out on edge 1 refuses
+/// the user on edge 0 within one sync interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sso_across_edges_and_sign_out_everywhere() {
+    let c = Cluster::start().await;
+    let browser = c.browser();
+    let res = c
+        .sign_in(&browser, "app.localhost", "alice", "alice-pw")
+        .await;
+    assert_eq!(res.status, 200, "{res:?}");
+    let seen = c.backend.last();
+    assert_eq!(seen.headers["x-auth-user"], "alice");
+    assert_eq!(
+        seen.headers["host"],
+        format!("app.localhost:{}", c.ports.edges[0].0)
+    );
+
+    // Edge 1: no password asked, the portal session carries over.
+    let res = browser.follow(&c.url("wiki.localhost", "/page")).await;
+    assert_eq!(res.status, 200, "{res:?}");
+    let seen = c.backend.last();
+    assert_eq!(
+        (seen.path.as_str(), &seen.headers["x-auth-user"]),
+        ("/page", &"alice".parse().unwrap())
+    );
+    assert_eq!(browser.get(&c.url("app.localhost", "/")).await.status, 200);
+
+    // Sign out from edge 1's site.
+    let to_portal = browser
+        .get(&c.url("wiki.localhost", "/.gatehouse/logout"))
+        .await;
+    assert_eq!(to_portal.status, 302);
+    let confirm = browser.get(&to_portal.location().unwrap()).await;
+    let csrf = form_field(&confirm.body, "csrf").unwrap();
+    let done = browser
+        .post_form(&c.url("auth.localhost", "/logout"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(done.status, 200, "{done:?}");
+    let signed_out = Instant::now();
+    // Each edge learns it at its next sync, at most one interval later (plus a request's time).
+    for host in ["app.localhost", "wiki.localhost"] {
+        until_status(&browser, &c.url(host, "/"), 302, SYNC * 5).await;
+        let took = signed_out.elapsed();
+        assert!(
+            took <= SYNC + Duration::from_millis(500),
+            "{host} refused only after {took:?}"
+        );
+    }
+    assert!(
+        !c.portal.log_text().contains("alice-pw"),
+        "no password in the portal's log"
+    );
+}
+
+/// The edge's entry expires `cache_margin` before the idle timeout, and then the portal
+/// decides: still alive (admitted again), and later idle for longer than the timeout (back
+/// to sign-in).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_expiry_is_decided_by_the_portal() {
+    let c = Cluster::start().await;
+    let browser = c.browser();
+    assert_eq!(
+        c.sign_in(&browser, "app.localhost", "alice", "alice-pw")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(c.metric(Some(0), "gatehouse_table_entries").await, 1.0);
+
+    // 6 s idle timeout, 3 s margin: after 4 s the edge has let the entry go, the portal not.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(c.metric(Some(0), "gatehouse_table_entries").await, 0.0);
+    assert_eq!(c.metric(None, "gatehouse_portal_sessions").await, 1.0);
+    assert_eq!(
+        browser.get(&c.url("app.localhost", "/")).await.status,
+        200,
+        "the portal still admits"
+    );
+    assert_eq!(c.metric(Some(0), "gatehouse_table_entries").await, 1.0);
+
+    // Then 7 s without a request anywhere: the portal ended the session.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(browser.get(&c.url("app.localhost", "/")).await.status, 302);
+    assert_eq!(browser.get(&c.url("wiki.localhost", "/")).await.status, 302);
+}
+
+/// The one-time-code attacks of the core issue, across processes: a code that reached
+/// another browser, a code taken to another site (on the other edge), and a replay on
+/// either edge are all refused, and each attempt burns the code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_time_codes_hold_across_processes() {
+    let c = Cluster::start().await;
+    let alice = c.browser();
+    assert_eq!(
+        c.sign_in(&alice, "app.localhost", "alice", "alice-pw")
+            .await
+            .status,
+        200
+    );
+
+    // Another browser (its own site cookie) with alice's code: refused, and the code is dead.
+    let stolen = c.fresh_callback(&alice, "app.localhost").await;
+    let mallory = c.browser();
+    let first = mallory.get(&c.url("app.localhost", "/")).await; // a site cookie of its own
+    assert_eq!(first.status, 302);
+    assert_eq!(mallory.get(&stolen).await.status, 403);
+    assert_eq!(
+        alice.get(&stolen).await.status,
+        403,
+        "burnt by the failed attempt"
+    );
+
+    // A code for site app, taken to site wiki on the other edge.
+    let for_app = c.fresh_callback(&alice, "app.localhost").await;
+    let query = for_app.split_once('?').unwrap().1;
+    let moved = c.url("wiki.localhost", &format!("/.gatehouse/callback?{query}"));
+    assert_eq!(alice.get(&moved).await.status, 403);
+    assert_eq!(
+        alice.get(&for_app).await.status,
+        403,
+        "burnt on the other edge"
+    );
+
+    // Used once on edge 0; replayed there and on edge 1 (which also serves site app).
+    let good = c.fresh_callback(&alice, "app.localhost").await;
+    let used = alice.get(&good).await;
+    assert_eq!(used.status, 302, "{used:?}");
+    assert_eq!(alice.get(&c.url("app.localhost", "/")).await.status, 200);
+    assert_eq!(
+        alice.get(&good).await.status,
+        403,
+        "replay on the same edge"
+    );
+    let other_edge = good.replace(
+        &format!(":{}/", c.ports.edges[0].0),
+        &format!(":{}/", c.ports.edges[1].0),
+    );
+    let replay = Client::new(c.ports.edges[1].0);
+    replay.set_cookie(
+        "app.localhost",
+        "__Host-gatehouse",
+        &alice.cookie("app.localhost", "__Host-gatehouse").unwrap(),
+    );
+    assert_eq!(
+        replay.get(&other_edge).await.status,
+        403,
+        "replay on the other edge"
+    );
+}
+
+/// The portal stopped (SIGSTOP): edges keep admitting the users in their tables, refuse new
+/// sign-ins with a 503 page, say so on /readyz and in metrics and logs; when it continues,
+/// they catch up: the traffic of the outage reaches the usage report, and a sign-out
+/// reaches them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_grace_while_the_portal_is_stopped() {
+    let c = Cluster::start().await;
+    let bob = c.browser();
+    assert_eq!(
+        c.sign_in(&bob, "app.localhost", "bob", "bob-pw")
+            .await
+            .status,
+        200
+    );
+    c.wait_ready(0, true, Duration::from_secs(5)).await;
+
+    c.portal.signal("-STOP");
+    // Until the edge notices (a sync times out), bob keeps using the site: his entry is
+    // renewed by each request, so it outlives the outage.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while c.admin(Some(0), "/readyz").await.0 == 200 {
+        assert!(Instant::now() < deadline, "the edge never noticed");
+        let res = bob.get(&c.url("app.localhost", "/meanwhile")).await;
+        assert_eq!(res.status, 200);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(c.metric(Some(0), "gatehouse_portal_reachable").await, 0.0);
+    assert!(c.edges[0].logged("sync with the portal failed"));
+    let before = c.backend.count();
+    for _ in 0..5 {
+        assert_eq!(
+            bob.get(&c.url("app.localhost", "/during")).await.status,
+            200
+        );
+    }
+    assert_eq!(
+        c.backend.count(),
+        before + 5,
+        "admitted from the edge's table"
+    );
+    let newcomer = c.browser();
+    let refused = newcomer.get(&c.url("app.localhost", "/")).await;
+    assert_eq!(refused.status, 503, "{refused:?}");
+    assert!(
+        refused.body.contains("Sign-in unavailable"),
+        "{}",
+        refused.body
+    );
+
+    c.portal.signal("-CONT");
+    c.wait_ready(0, true, Duration::from_secs(10)).await;
+    assert!(c.edges[0].logged("the portal is reachable again"));
+    // Every request bob made (sign-in's included) reaches the portal's usage report.
+    let total = c.backend.count() as u64;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, body) = c.admin(None, "/report?account=bob&format=json").await;
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if v[0]["total"]["requests"] == total {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "report {v} does not count {total} requests"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Revocations flow again.
+    let confirm = bob.get(&c.url("auth.localhost", "/logout")).await;
+    let csrf = form_field(&confirm.body, "csrf").unwrap();
+    bob.post_form(&c.url("auth.localhost", "/logout"), &[("csrf", &csrf)])
+        .await;
+    until_status(&bob, &c.url("app.localhost", "/"), 302, SYNC * 3).await;
+}
+
+/// Only a request signed with the cluster secret reaches the API: none, a wrong one, and
+/// a replayed one are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_refuses_unsigned_forged_and_replayed_calls() {
+    use gatehouse::central::auth::ClusterSecret;
+    let c = Cluster::start().await;
+    let api = Client::new(c.ports.portal);
+    let url = c.url("auth.localhost", "/.gatehouse/api/v1/sync");
+    let body = br#"{"cursor":0,"used":[],"usage":[]}"#;
+    let post = |sig: Option<String>| {
+        let api = &api;
+        let url = url.clone();
+        async move {
+            let mut headers = vec![("content-type", "application/json".to_string())];
+            if let Some(s) = sig {
+                headers.push(("gatehouse-signature", s));
+            }
+            let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            api.request(
+                http::Method::POST,
+                &url,
+                &h,
+                bytes::Bytes::from_static(body),
+            )
+            .await
+        }
+    };
+    assert_eq!(post(None).await.status, 401);
+    let wrong = ClusterSecret::new(b"another secret, long enough to be accepted".to_vec());
+    assert_eq!(
+        post(Some(wrong.sign("POST", "/.gatehouse/api/v1/sync", body)))
+            .await
+            .status,
+        401
+    );
+    let right = ClusterSecret::new(b"0123456789abcdef0123456789abcdef-test-secret".to_vec());
+    let signed = right.sign("POST", "/.gatehouse/api/v1/sync", body);
+    let ok = post(Some(signed.clone())).await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+    assert!(ok.json()["epoch"].is_u64());
+    assert_eq!(post(Some(signed)).await.status, 401, "replay");
+    // Signed for another path: refused.
+    let other = right.sign("POST", "/.gatehouse/api/v1/check", body);
+    assert_eq!(post(Some(other)).await.status, 401);
+    assert!(c.portal.logged("portal API request refused"));
+}
