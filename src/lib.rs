@@ -15,7 +15,8 @@
 //! - [`portal`]: the central authentication server: sign-in, hand-off codes, the session
 //!   table, sign-out everywhere, the account page, usage reports.
 //! - [`central`]: the seam between gate and portal (in-process today; a network one later).
-//! - [`store`]: users, accounts and usage on SQLite, behind one interface.
+//! - [`store`]: users, accounts, usage and the portal's sessions on SQLite, behind one
+//!   interface.
 //! - [`crypto`]: identifiers, hashes, argon2id passwords, derived site passwords (SPEC §5),
 //!   hashes imported from htpasswd, keyed MACs.
 //! - [`config`]: `config.toml`, raw → validated, with errors naming file:line:column.

@@ -1,5 +1,6 @@
 //! The real `gatehouse run` process (issue 6 point 8): SIGTERM drains in-flight requests and
-//! exits 0; the SQLite store survives `kill -9` in the middle of writes.
+//! exits 0; the SQLite store survives `kill -9` in the middle of writes; sessions survive a
+//! restart (SIGTERM, or `kill -9` after they were written), sign-outs too.
 
 mod common;
 
@@ -233,7 +234,7 @@ async fn store_survives_kill_9() {
     assert_eq!(check, "ok");
     drop(db);
 
-    let (mut child, port) = start(&config);
+    let (child, port) = start(&config);
     let listed = cli(&["-c", &cfg, "user", "list"], "", &[]);
     let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
     for name in &done {
@@ -253,8 +254,7 @@ async fn store_survives_kill_9() {
         )
         .await;
     assert_eq!(res.status, 200, "serving again after the restart");
-    signal(&child, "-TERM");
-    assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
+    stop(child);
 }
 
 /// A site for `config_text`: allow_basic in front of `backend`, with `extra` lines.
@@ -326,7 +326,7 @@ async fn sighup_reloads_config_without_dropping_connections() {
     let dir = tempfile::tempdir().unwrap();
     let first = config_text(dir.path(), &[("alice", 3)], &site_toml("app", &backend, ""));
     let config = write_config(dir.path(), &first);
-    let (mut child, port, log) = start_logged(&config);
+    let (child, port, log) = start_logged(&config);
     let alice = basic("alice", "alice-pw");
     let bob = basic("bob", "bob-pw");
     let app = format!("app.localhost:{port}");
@@ -410,8 +410,7 @@ async fn sighup_reloads_config_without_dropping_connections() {
         200
     );
 
-    signal(&child, "-TERM");
-    assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
+    stop(child);
 }
 
 /// A self-signed certificate for app.localhost whose subject is `CN=name`, written to
@@ -469,7 +468,7 @@ async fn sighup_reloads_certificates() {
     );
     let config = dir.path().join("config.toml");
     std::fs::write(&config, text).unwrap();
-    let (mut child, port) = start(&config);
+    let (child, port) = start(&config);
     assert!(
         presented_subject(port).ends_with("first"),
         "{}",
@@ -486,6 +485,141 @@ async fn sighup_reloads_certificates() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    stop(child);
+}
+
+/// Sites `app` (plain) and `wiki` (derived: its backend knows alice only by her site
+/// password), user alice with password `alice-pw`.
+fn restart_config(dir: &Path, app: &Backend, legacy: &Backend) -> std::path::PathBuf {
+    let derived = "[sites.backend_auth]\nmode = \"derived\"\nderive_id = \"legacy.example\"\n";
+    let sites = site_toml("app", app, "") + &site_toml("wiki", legacy, derived);
+    write_config(dir, &config_text(dir, &[("alice", 3)], &sites))
+}
+
+/// Start again on `config` after a stop: the new child, its port, and `browser` coming
+/// back (a client on the new port holding the same cookies: they are host-only, whatever
+/// the port).
+fn start_again(config: &Path, browser: &Client) -> (Child, u16, Client) {
+    use gatehouse::http::cookies::{NODE, PORTAL, SITE};
+    let (child, port) = start(config);
+    let again = Client::new(port);
+    for host in ["app.localhost", "wiki.localhost", "auth.localhost"] {
+        for name in [SITE, PORTAL, NODE] {
+            if let Some(value) = browser.cookie(host, name) {
+                again.set_cookie(host, name, &value);
+            }
+        }
+    }
+    (child, port, again)
+}
+
+/// Stop with SIGTERM and wait for a clean exit.
+fn stop(mut child: Child) {
     signal(&child, "-TERM");
-    assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
+    let status = wait_exit(&mut child, Duration::from_secs(15));
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+}
+
+/// Sessions in the store (read by the test while no gatehouse runs).
+fn stored_sessions(dir: &Path) -> i64 {
+    let db = rusqlite::Connection::open(dir.join("store.db")).unwrap();
+    db.query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// A restart signs nobody out: the same browser reaches the backend again without signing
+/// in. A derived site, whose site password was never stored, sends the browser back
+/// through sign-in, where the portal asks for the password again (SPEC §5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_survive_a_restart() {
+    let backend = Backend::start().await;
+    let sp = expected_sp("alice-pw", "legacy.example");
+    let legacy = Backend::with_logins(&[("alice", &sp)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = restart_config(dir.path(), &backend, &legacy);
+    let (child, port) = start(&config);
+    let browser = signed_in_browser(&port, "app.localhost", "alice", "alice-pw").await;
+    let res = browser.follow(&port.url("wiki.localhost", "/before")).await;
+    assert_eq!(res.status, 200, "{res:?}");
+    stop(child);
+    assert_eq!(stored_sessions(dir.path()), 1);
+
+    let (child, port, browser) = start_again(&config, &browser);
+    let res = browser.get(&port.url("app.localhost", "/after")).await;
+    assert_eq!(
+        res.status, 200,
+        "still signed in after the restart: {res:?}"
+    );
+    assert_eq!(backend.last().path, "/after");
+
+    let handed = browser.get(&port.url("wiki.localhost", "/later")).await;
+    assert_eq!(handed.status, 302, "no site password: back to the portal");
+    let form = browser.get(&handed.location().unwrap()).await;
+    assert_eq!(form.status, 200, "the portal asks, it does not hand over");
+    assert!(
+        form.body.contains("Enter your password again"),
+        "{}",
+        form.body
+    );
+    assert_eq!(
+        legacy.count(),
+        1,
+        "nothing reached wiki without its password"
+    );
+    let posted = submit_login(&browser, &port, &form.body, "alice", "alice-pw").await;
+    assert_eq!(posted.status, 303, "{posted:?}");
+    let res = browser.follow(&posted.location().unwrap()).await;
+    assert_eq!(res.status, 200, "{res:?}");
+    assert_eq!(legacy.last().path, "/later");
+    assert_eq!(legacy.last().headers["authorization"], basic("alice", &sp));
+    stop(child);
+}
+
+/// A sign-out just before SIGTERM (within the last second, so only the write at shutdown
+/// carries it) stays a sign-out after the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_out_stays_signed_out_after_a_restart() {
+    let backend = Backend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = restart_config(dir.path(), &backend, &backend);
+    let (child, port) = start(&config);
+    let browser = signed_in_browser(&port, "app.localhost", "alice", "alice-pw").await;
+    // Written once, so that the sign-out must delete it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let to_portal = browser
+        .get(&port.url("app.localhost", "/.gatehouse/logout"))
+        .await;
+    let confirm = browser.get(&to_portal.location().unwrap()).await;
+    let csrf = form_field(&confirm.body, "csrf").unwrap();
+    let done = browser
+        .post_form(&port.url("auth.localhost", "/logout"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(done.status, 200, "{done:?}");
+    stop(child);
+    assert_eq!(stored_sessions(dir.path()), 0);
+
+    let (child, port, browser) = start_again(&config, &browser);
+    let res = browser.get(&port.url("app.localhost", "/after")).await;
+    assert_eq!(res.status, 302, "signed out stays signed out: {res:?}");
+    stop(child);
+}
+
+/// `kill -9` more than a write interval after sign-in keeps the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_keeps_sessions_written_before() {
+    let backend = Backend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = restart_config(dir.path(), &backend, &backend);
+    let (mut child, port) = start(&config);
+    let browser = signed_in_browser(&port, "app.localhost", "alice", "alice-pw").await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    signal(&child, "-KILL");
+    let _ = child.wait();
+
+    let (child, port, browser) = start_again(&config, &browser);
+    let res = browser.get(&port.url("app.localhost", "/after")).await;
+    assert_eq!(res.status, 200, "still signed in after kill -9: {res:?}");
+    assert_eq!(backend.last().path, "/after");
+    stop(child);
 }

@@ -86,9 +86,10 @@ pub async fn once(gate: &Gate, state: &mut SyncState) {
             }
             state.failures = 0;
             if state.epoch.is_some_and(|e| e != reply.epoch) {
-                // Its sessions were in its memory: the entries here admit nobody it knows.
+                // Its revocation log (our cursor) was in its memory: what it ended meanwhile
+                // is unknown here, so every user is checked with it again.
                 tracing::warn!(
-                    "the portal restarted; dropping the whole table (users sign in again)"
+                    "the portal restarted; dropping the whole table (each user is checked again)"
                 );
                 gate.table.clear();
             } else if reply.reset {

@@ -1,8 +1,9 @@
 //! The portal: the central authentication server, on its own host.
 //!
-//! It holds the users (through [`Store`]), the session table ([`sessions::SessionTable`]),
-//! and serves the sign-in form, the hand-off to sites, sign-out everywhere and the account
-//! page. Gates reach it only through `central::Central`.
+//! It holds the users (through [`Store`]), the session table ([`sessions::SessionTable`],
+//! written behind to the store so a restart signs nobody out), and serves the sign-in form,
+//! the hand-off to sites, sign-out everywhere and the account page. Gates reach it only
+//! through `central::Central`.
 
 mod account;
 pub mod api;
@@ -13,12 +14,13 @@ mod pages;
 mod password;
 mod register;
 mod register_limit;
+mod saving;
 pub mod sessions;
 pub mod throttle;
 pub mod usage;
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -154,6 +156,12 @@ pub struct Portal {
     pending: password::PendingChanges,
     /// The range of idle timeouts users may choose on the account page.
     own_idle: account::OwnIdle,
+    /// One write of the session table at a time, so an older picture of a session never
+    /// lands in the store after a newer one.
+    save_lock: tokio::sync::Mutex<()>,
+    /// The store's revision read just before the sessions were restored: user changes made
+    /// after it reach the restored sessions at the first poll.
+    restored_at: OnceLock<i64>,
 }
 
 impl Portal {
@@ -189,6 +197,8 @@ impl Portal {
                 max: p.max_idle_timeout,
                 allow_none: p.allow_no_idle_limit,
             },
+            save_lock: tokio::sync::Mutex::new(()),
+            restored_at: OnceLock::new(),
         })
     }
 
@@ -469,23 +479,33 @@ impl Portal {
             .cloned()
     }
 
-    /// Background duties until shutdown: learn of users changed by other processes, and
-    /// end sessions past their idle or absolute limit.
+    /// Background duties until shutdown: learn of users changed by other processes, end
+    /// sessions past their idle or absolute limit, and write the session table's changes
+    /// to the store. The last changes are written by [`Portal::save_all_sessions`], after
+    /// the last request.
     pub async fn maintain(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        let mut revision = match self.store_call(|s| s.users_changed_since(i64::MAX)).await {
-            Ok((_, rev)) => rev,
-            Err(e) => {
-                tracing::error!(error = %crate::http::error::error_chain(&e), "cannot read the store's revision");
-                0
-            }
+        let mut revision = match self.restored_at.get() {
+            Some(&rev) => rev,
+            None => match self.store_call(|s| s.users_changed_since(i64::MAX)).await {
+                Ok((_, rev)) => rev,
+                Err(e) => {
+                    tracing::error!(error = %crate::http::error::error_chain(&e), "cannot read the store's revision");
+                    0
+                }
+            },
         };
         let mut watch = tokio::time::interval(self.watch_interval);
         let mut reap = tokio::time::interval(self.sync_interval.min(Duration::from_secs(5)));
+        let mut save = tokio::time::interval(saving::SAVE_INTERVAL);
+        save.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = watch.tick() => revision = self.apply_user_changes(revision).await,
                 _ = reap.tick() => self.sessions.reap(),
+                _ = save.tick() => {
+                    self.save_sessions().await;
+                }
             }
         }
     }

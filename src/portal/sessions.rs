@@ -6,6 +6,9 @@
 //! authoritative for idle and absolute expiry; gates only cache what it says, and learn what
 //! it ended from the revocation log (at each sync, and at once in-process through
 //! [`SessionTable::subscribe`]).
+//!
+//! Sessions and bindings are also written behind to the store ([`persist`]), so a restart
+//! of the portal signs nobody out; site passwords, codes and the log stay in memory.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
@@ -16,6 +19,9 @@ use crate::config::SiteId;
 use crate::crypto::derived::SitePassword;
 use crate::crypto::{IdHash, Identifier, ct_eq};
 use crate::store::{UsageRow, UserRecord};
+
+mod persist;
+use persist::Dirty;
 
 /// Changes (revocations, new idle timeouts) kept for gates that sync late; one that falls
 /// further behind drops its table.
@@ -48,8 +54,10 @@ pub struct SessionTable {
     inner: Mutex<Inner>,
     timeouts: Timeouts,
     listeners: RwLock<Vec<Listener>>,
-    /// Sent with every sync answer ([`SyncReply::epoch`]): sessions live in this process's
-    /// memory, so a restart is a new epoch.
+    /// Sent with every sync answer ([`SyncReply::epoch`]): the revocation log (the gates'
+    /// cursors) lives in this process's memory, so a restart is a new epoch; gates then drop
+    /// their tables and ask again about each user, and the sessions restored from the store
+    /// answer.
     epoch: u64,
 }
 
@@ -71,6 +79,9 @@ struct Inner {
     retired: HashMap<IdHash, Retired>,
     /// The same, oldest first, so forgetting them costs only what is forgotten.
     retired_order: VecDeque<(Instant, IdHash)>,
+    /// Sessions changed since the last write to the store, and what to write of each (the
+    /// write-behind, see [`persist`]).
+    dirty: HashMap<IdHash, Dirty>,
 }
 
 struct Retired {
@@ -162,7 +173,14 @@ impl Session {
 }
 
 impl Inner {
+    /// A new session (to be written to the store).
     fn add(&mut self, id: IdHash, session: Session, t: &Timeouts) {
+        self.mark(id, Dirty::Changed);
+        self.insert(id, session, t);
+    }
+
+    /// A session into the table and the reaper's schedule.
+    fn insert(&mut self, id: IdHash, session: Session, t: &Timeouts) {
         self.due.insert((session.ends_at(t), id));
         self.sessions.insert(id, session);
     }
@@ -170,6 +188,7 @@ impl Inner {
     /// Remove a session and log every binding it had as revoked.
     fn end(&mut self, id: &IdHash, revoked: &mut Vec<IdHash>) {
         if let Some(s) = self.sessions.remove(id) {
+            self.mark(*id, Dirty::Changed);
             let now = Instant::now();
             for b in s.bindings {
                 if let Some(binding) = self.bindings.remove(&b) {
@@ -227,6 +246,8 @@ impl Inner {
             return None;
         }
         session.last_active = now;
+        // As `mark(.., Touched)`, which would borrow all of `self` while `session` is held.
+        self.dirty.entry(binding.session).or_insert(Dirty::Touched);
         Some((session, &binding.site))
     }
 }
@@ -299,6 +320,7 @@ impl SessionTable {
                     old.user.name == session.user.name && old.alive(&self.timeouts, now)
                 });
                 if same_user && let Some(old) = inner.sessions.remove(old_id) {
+                    inner.mark(*old_id, Dirty::Changed);
                     for b in &old.bindings {
                         if let Some(binding) = inner.bindings.get_mut(b) {
                             binding.session = id;
@@ -320,8 +342,10 @@ impl SessionTable {
 
     /// Mark session `id` as a visit from a shared computer (roaming).
     pub fn mark_roaming(&self, id: &IdHash) {
-        if let Some(s) = self.lock().sessions.get_mut(id) {
+        let mut inner = self.lock();
+        if let Some(s) = inner.sessions.get_mut(id) {
             s.roaming = true;
+            inner.mark(*id, Dirty::Changed);
         }
     }
 
@@ -347,7 +371,9 @@ impl SessionTable {
             return None;
         }
         s.last_active = now;
-        Some(s.user.clone())
+        let user = s.user.clone();
+        inner.mark(*id, Dirty::Touched);
+        Some(user)
     }
 
     /// Mint a one-time code carrying session `id` to `site`, bound to the site cookie hash.
@@ -387,6 +413,7 @@ impl SessionTable {
         session.last_active = now;
         session.bindings.push(cookie);
         let admission = session.admission(&self.timeouts, site, now);
+        inner.mark(code.session, Dirty::Changed);
         inner.bindings.insert(
             cookie,
             Binding {

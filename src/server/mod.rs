@@ -279,6 +279,7 @@ pub async fn run(
             let store = Arc::new(SqliteStore::open(&config.portal.store)?);
             let portal = Arc::new(Portal::new(&config, store, urls.clone(), metrics.clone())?);
             portal.provision(&config)?;
+            portal.restore_sessions();
             (Some(portal.clone()), Arc::new(LocalCentral::new(portal)))
         }
     };
@@ -421,6 +422,9 @@ pub async fn run(
     // A last sync: the traffic counted since the previous one reaches the accounts' usage.
     if let Ok(mut state) = sync_task.await {
         crate::gate::sync::once(&gate, &mut state).await;
+    }
+    if let Some(portal) = &portal {
+        portal.save_all_sessions().await;
     }
     Ok(())
 }

@@ -1,10 +1,12 @@
-//! The portal's durable state: users and their accounts, behind one interface.
+//! The portal's durable state: users and their accounts, and the portal's sessions,
+//! behind one interface.
 //!
 //! [`Store`] is the seam a second engine (PostgreSQL, for several portals) plugs into;
 //! [`sqlite::SqliteStore`] is the default. Calls are blocking and short: async callers run
 //! them with `tokio::task::spawn_blocking` (see `portal::Portal::store_call`).
 
 mod links;
+pub mod sessions;
 pub mod sqlite;
 pub mod usage;
 
@@ -14,6 +16,7 @@ use std::time::Duration;
 use crate::config::Level;
 use crate::crypto::IdHash;
 
+pub use sessions::{SessionWrites, StoredSession};
 pub use sqlite::SqliteStore;
 pub use usage::{AccountUsage, UsageRow};
 
@@ -189,4 +192,10 @@ pub trait Store: Send + Sync + 'static {
         from: Option<&str>,
         to: Option<&str>,
     ) -> Result<Vec<AccountUsage>, StoreError>;
+    /// Every stored session of the portal with its site bindings (restored at start).
+    fn load_sessions(&self) -> Result<Vec<StoredSession>, StoreError>;
+    /// Write one flush of the portal's session table, in one transaction (all or nothing):
+    /// ended sessions deleted with their bindings, saved ones written whole, touched ones'
+    /// last activity moved forward.
+    fn save_sessions(&self, writes: &SessionWrites) -> Result<(), StoreError>;
 }

@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{AccountNode, AccountUsage, NewUser, Store, StoreError, UsageRow, UserRecord, links};
+use super::{
+    AccountNode, AccountUsage, NewUser, SessionWrites, Store, StoreError, StoredSession, UsageRow,
+    UserRecord, links,
+};
 use crate::config::Level;
 use crate::crypto::IdHash;
 
@@ -86,6 +89,23 @@ const MIGRATIONS: &[&str] = &[
         at INTEGER NOT NULL
      );
      CREATE INDEX account_merges_into ON account_merges(into_account);",
+    // 4: the portal's sessions, so a restart signs nobody out (see store::sessions): keys
+    // and site bindings as hashes, times as Unix milliseconds, never a site password.
+    "CREATE TABLE sessions (
+        id BLOB PRIMARY KEY,
+        user_name TEXT NOT NULL,
+        password_tag BLOB NOT NULL,
+        created_ms INTEGER NOT NULL,
+        last_active_ms INTEGER NOT NULL,
+        roaming INTEGER NOT NULL DEFAULT 0
+     ) WITHOUT ROWID;
+     CREATE TABLE session_bindings (
+        cookie_hash BLOB PRIMARY KEY,
+        session_id BLOB NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        site TEXT NOT NULL,
+        position INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE INDEX session_bindings_session ON session_bindings(session_id, position);",
 ];
 
 pub struct SqliteStore {
@@ -133,7 +153,7 @@ impl SqliteStore {
         })
     }
 
-    fn with<T>(
+    pub(super) fn with<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
@@ -506,6 +526,14 @@ impl Store for SqliteStore {
         to: Option<&str>,
     ) -> Result<Vec<AccountUsage>, StoreError> {
         self.with(|c| super::usage::report(c, account, from, to))
+    }
+
+    fn load_sessions(&self) -> Result<Vec<StoredSession>, StoreError> {
+        self.with(|c| super::sessions::load(c))
+    }
+
+    fn save_sessions(&self, writes: &SessionWrites) -> Result<(), StoreError> {
+        self.with(|c| super::sessions::save(c, writes))
     }
 }
 

@@ -229,6 +229,35 @@ impl Drop for Gateway {
     }
 }
 
+/// Where a gateway answers: a [`Gateway`] in this test process, or the HTTPS port of a
+/// `gatehouse run` child process (tests/process.rs).
+pub trait Origin {
+    /// `https://<host>:<port><path>`
+    fn url(&self, host: &str, path: &str) -> String;
+    /// A fresh browser (cookie jar) for this gateway.
+    fn client(&self) -> Client;
+}
+
+impl Origin for Gateway {
+    fn url(&self, host: &str, path: &str) -> String {
+        Gateway::url(self, host, path)
+    }
+
+    fn client(&self) -> Client {
+        Gateway::client(self)
+    }
+}
+
+impl Origin for u16 {
+    fn url(&self, host: &str, path: &str) -> String {
+        format!("https://{host}:{self}{path}")
+    }
+
+    fn client(&self) -> Client {
+        Client::new(*self)
+    }
+}
+
 /// The usual fixture: a recording backend behind sites `app` and `wiki`, and user `alice`
 /// (password `alice-pw`, level 3).
 pub async fn two_sites() -> (Backend, Gateway) {
@@ -261,7 +290,7 @@ pub fn form_field(html: &str, name: &str) -> Option<String> {
 /// form → callback → original URL. Returns the final response (the backend's answer).
 pub async fn sign_in(
     browser: &Client,
-    gw: &Gateway,
+    gw: &impl Origin,
     host: &str,
     path: &str,
     user: &str,
@@ -288,7 +317,7 @@ pub async fn sign_in(
 }
 
 /// The portal's sign-in form (its HTML), reached from `host` as a browser would.
-pub async fn login_form(browser: &Client, gw: &Gateway, host: &str) -> String {
+pub async fn login_form(browser: &Client, gw: &impl Origin, host: &str) -> String {
     let first = browser.get(&gw.url(host, "/")).await;
     let form = browser.get(&first.location().unwrap()).await;
     assert_eq!(form.status, 200, "{form:?}");
@@ -298,7 +327,7 @@ pub async fn login_form(browser: &Client, gw: &Gateway, host: &str) -> String {
 /// Post the sign-in form found in `html`.
 pub async fn submit_login(
     browser: &Client,
-    gw: &Gateway,
+    gw: &impl Origin,
     html: &str,
     user: &str,
     password: &str,
@@ -322,7 +351,7 @@ pub async fn submit_login(
 }
 
 /// A browser already signed in, with `host` admitted; returns the backend's answer.
-pub async fn signed_in_browser(gw: &Gateway, host: &str, user: &str, password: &str) -> Client {
+pub async fn signed_in_browser(gw: &impl Origin, host: &str, user: &str, password: &str) -> Client {
     let browser = gw.client();
     let res = sign_in(&browser, gw, host, "/", user, password).await;
     assert_eq!(res.status, 200, "signed in and proxied: {res:?}");
