@@ -496,3 +496,38 @@ async fn the_api_refuses_unsigned_forged_and_replayed_calls() {
     assert_eq!(post(Some(other)).await.status, 401);
     assert!(c.portal.logged("portal API request refused"));
 }
+/// The portal killed and started again: the edge notices at once, and once the portal is
+/// back it is ready again, and a signed-in user is still admitted (sessions are in the
+/// store; the edge drops its table on the portal's new epoch and asks again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portal_restart() {
+    let mut c = Cluster::start().await;
+    let bob = c.browser();
+    assert_eq!(
+        c.sign_in(&bob, "app.localhost", "bob", "bob-pw")
+            .await
+            .status,
+        200
+    );
+    // Past the store's write-behind.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    c.portal.kill();
+    c.wait_ready(0, false, Duration::from_secs(5)).await;
+    assert_eq!(
+        bob.get(&c.url("app.localhost", "/")).await.status,
+        200,
+        "offline grace"
+    );
+    c.restart_portal();
+    c.wait_ready(0, true, Duration::from_secs(10)).await;
+    assert_eq!(
+        bob.get(&c.url("app.localhost", "/")).await.status,
+        200,
+        "still signed in"
+    );
+    assert_eq!(
+        bob.follow(&c.url("wiki.localhost", "/")).await.status,
+        200,
+        "SSO still works"
+    );
+}

@@ -87,6 +87,7 @@ impl Drop for Process {
         // A stopped process must be continued to die promptly.
         let _ = Command::new("kill")
             .args(["-CONT", &self.child.id().to_string()])
+            .stderr(Stdio::null())
             .status();
         self.kill();
     }
