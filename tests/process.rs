@@ -623,3 +623,28 @@ async fn kill_9_keeps_sessions_written_before() {
     assert_eq!(backend.last().path, "/after");
     stop(child);
 }
+
+/// An API client's Basic session outlives a restart too: the key naming its credential is
+/// kept in the store, so its next request (password checked again) takes over the same
+/// session instead of leaving a second one behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_session_is_the_same_after_a_restart() {
+    let backend = Backend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = restart_config(dir.path(), &backend, &backend);
+    let auth = basic("alice", "alice-pw");
+    for round in 0..2 {
+        let (child, port) = start(&config);
+        let res = Client::new(port)
+            .request(
+                http::Method::GET,
+                &format!("https://app.localhost:{port}/api"),
+                &[("authorization", &auth)],
+                Bytes::new(),
+            )
+            .await;
+        assert_eq!(res.status, 200, "round {round}: {res:?}");
+        stop(child);
+        assert_eq!(stored_sessions(dir.path()), 1, "after round {round}");
+    }
+}

@@ -48,6 +48,15 @@ impl ClusterSecret {
         mac.finalize().into_bytes().into()
     }
 
+    /// A key for another purpose, the same wherever this secret is (HMAC of a label).
+    pub fn derive_key(&self, label: &str) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0)
+            .expect("HMAC takes a key of any length");
+        mac.update(b"gatehouse-cluster-key\n");
+        mac.update(label.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     /// The header value signing a request, made now.
     pub fn sign(&self, method: &str, path: &str, body: &[u8]) -> String {
         let nonce = URL_SAFE_NO_PAD.encode(crate::crypto::ids::random_bytes::<16>());

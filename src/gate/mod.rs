@@ -81,12 +81,13 @@ impl Gate {
         cache_margin: std::time::Duration,
         capacity: u64,
         metrics: Arc<crate::metrics::Metrics>,
+        basic_key: Key,
     ) -> Self {
         Gate {
             sites,
             table: Table::new(capacity),
             central,
-            basic_key: Key::random(),
+            basic_key,
             urls,
             cache_margin,
             metrics,

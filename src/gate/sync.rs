@@ -137,6 +137,141 @@ mod tests {
     use super::*;
 
     /// Traffic carried over a failed sync adds up with the next, one row per key.
+    use crate::central::{Admission, BasicVerdict, BoxFuture, Central, CentralError, SyncReply};
+    use crate::config::{Level, SiteId};
+    use std::sync::Mutex;
+
+    /// A portal that answers syncs from a script and records the reports.
+    #[derive(Default)]
+    struct Scripted {
+        replies: Mutex<Vec<Option<SyncReply>>>,
+        reports: Mutex<Vec<SyncReport>>,
+    }
+
+    impl Central for Scripted {
+        fn redeem<'a>(
+            &'a self,
+            _: &'a str,
+            _: IdHash,
+            _: &'a SiteId,
+        ) -> BoxFuture<'a, Result<Option<Admission>, CentralError>> {
+            unreachable!("a sync test")
+        }
+        fn check<'a>(
+            &'a self,
+            _: IdHash,
+            _: &'a SiteId,
+        ) -> BoxFuture<'a, Result<Option<Admission>, CentralError>> {
+            unreachable!("a sync test")
+        }
+        fn verify_basic<'a>(
+            &'a self,
+            _: &'a SiteId,
+            _: &'a str,
+            _: &'a str,
+            _: IdHash,
+            _: std::net::IpAddr,
+        ) -> BoxFuture<'a, Result<BasicVerdict, CentralError>> {
+            unreachable!("a sync test")
+        }
+        fn sync(&self, report: SyncReport) -> BoxFuture<'_, Result<SyncReply, CentralError>> {
+            self.reports.lock().unwrap().push(report);
+            let next = self.replies.lock().unwrap().remove(0);
+            Box::pin(async move {
+                next.ok_or_else(|| CentralError::Unreachable("scripted outage".into()))
+            })
+        }
+    }
+
+    fn reply(epoch: u64, cursor: u64, revoked: Vec<IdHash>, reset: bool) -> Option<SyncReply> {
+        Some(SyncReply {
+            epoch,
+            cursor,
+            revoked,
+            reset,
+            ..SyncReply::default()
+        })
+    }
+
+    /// A failed sync keeps the table and the activity for the next one; revocations apply;
+    /// a new portal epoch or a reset drops the whole table.
+    #[tokio::test]
+    async fn outage_catch_up_restart_and_reset() {
+        let (k1, k2) = (IdHash([1; 32]), IdHash([2; 32]));
+        let central = Arc::new(Scripted::default());
+        *central.replies.lock().unwrap() = vec![
+            reply(7, 3, vec![], false),
+            None,
+            reply(7, 4, vec![k2], false),
+            reply(8, 0, vec![], false),
+            reply(8, 1, vec![], true),
+        ];
+        let file = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"));
+        let config = crate::config::Config::load(file).unwrap();
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let gate = Gate::new(
+            vec![],
+            central.clone(),
+            crate::server::urls::Urls::for_config(&config, 8443),
+            Duration::from_secs(1),
+            100,
+            metrics.clone(),
+            crate::crypto::Key::random(),
+        );
+        let admission = Admission {
+            user: "alice".into(),
+            account: "alice".into(),
+            level: Level(3),
+            idle_timeout: Duration::from_secs(600),
+            remaining: Duration::from_secs(3600),
+            site_password: None,
+        };
+        let admit = |k| {
+            gate.table.insert(
+                k,
+                crate::gate::table::Entry::new(0, &admission, Duration::from_secs(1)).unwrap(),
+            )
+        };
+        admit(k1);
+        admit(k2);
+        let mut state = SyncState::default();
+        let len = |g: &Gate| {
+            g.table.run_pending_tasks();
+            g.table.len()
+        };
+
+        once(&gate, &mut state).await;
+        assert!(metrics.is_ready());
+        assert_eq!((len(&gate), state.cursor, state.epoch), (2, 3, Some(7)));
+
+        gate.table.get(&k1).unwrap(); // used during the outage
+        once(&gate, &mut state).await;
+        assert!(!metrics.is_ready(), "an outage is reported");
+        assert_eq!(
+            (len(&gate), state.failures, state.cursor),
+            (2, 1, 3),
+            "the table is kept"
+        );
+
+        once(&gate, &mut state).await;
+        assert!(metrics.is_ready());
+        assert_eq!(state.failures, 0);
+        assert!(gate.table.get(&k2).is_none(), "revoked");
+        assert!(gate.table.get(&k1).is_some());
+        let reports = central.reports.lock().unwrap().clone();
+        assert!(
+            reports[2].used.contains(&k1),
+            "activity of the outage carried over"
+        );
+        assert_eq!(reports[2].cursor, 3);
+
+        once(&gate, &mut state).await;
+        assert_eq!(len(&gate), 0, "a new epoch: the portal restarted");
+        admit(k1);
+        once(&gate, &mut state).await;
+        assert_eq!(len(&gate), 0, "reset: the cursor fell off the log");
+    }
+
     #[test]
     fn backoff_doubles_up_to_the_interval() {
         let i = Duration::from_secs(30);

@@ -150,6 +150,34 @@ fn cursor_ahead_resets() {
     );
 }
 
+/// A gate that fell further behind than the log keeps (more changes since its cursor
+/// than [`REVOCATION_LOG_CAP`]) is told to drop its whole table rather than miss one; one
+/// just within the log gets every change it missed.
+#[test]
+fn cursor_fallen_off_the_log_resets() {
+    let t = table();
+    let at = |cursor| SyncReport {
+        cursor,
+        ..SyncReport::default()
+    };
+    assert_eq!(t.sync(at(0)).cursor, 0);
+    {
+        let mut inner = t.lock();
+        for i in 0..=REVOCATION_LOG_CAP as u64 {
+            let mut h = [0u8; 32];
+            h[..8].copy_from_slice(&i.to_le_bytes());
+            inner.log_change(Change::Revoked(IdHash(h)));
+        }
+    }
+    let behind = t.sync(at(0));
+    assert!(behind.reset, "the first change it missed is gone");
+    assert!(behind.revoked.is_empty());
+    let within = t.sync(at(1));
+    assert!(!within.reset);
+    assert_eq!(within.revoked.len(), REVOCATION_LOG_CAP);
+    assert_eq!(within.cursor, REVOCATION_LOG_CAP as u64 + 1);
+}
+
 /// Level 0 travels to the gate as is (the gate answers 403); a disabled user admits nobody.
 #[test]
 fn level_zero_and_disabled() {

@@ -30,6 +30,7 @@ use crate::central::Central;
 use crate::central::local::LocalCentral;
 use crate::central::remote::RemoteCentral;
 use crate::config::{Config, Role};
+use crate::crypto::Key;
 use crate::gate::{Gate, Routed, SiteRuntime};
 use crate::http::body::Body;
 use crate::http::error::HttpError;
@@ -37,7 +38,7 @@ use crate::http::headers::Scrubber;
 use crate::metrics::Metrics;
 use crate::portal::Portal;
 use crate::proxy::Upstream;
-use crate::store::SqliteStore;
+use crate::store::{SqliteStore, Store};
 use arc_swap::ArcSwap;
 use urls::Urls;
 
@@ -269,18 +270,30 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new());
 
     // An edge runs no portal (and opens no store): its gates ask the portal's API.
-    let (portal, central): (Option<Arc<Portal>>, Arc<dyn Central>) = match &config.cluster.role {
+    // The key naming Basic credentials in the table (and at the portal) outlives a restart,
+    // so a restored session of an API client is found again: kept in the store, or on edges
+    // derived from the cluster secret (the same on every edge: one session per credential).
+    let (portal, central, basic_key): (Option<Arc<Portal>>, Arc<dyn Central>, Key) = match &config
+        .cluster
+        .role
+    {
         Role::Edge(link) => {
             let remote = RemoteCentral::new(link).map_err(RunError::Cluster)?;
             tracing::info!(portal = %format!("https://{}:{}", link.host, link.port), "edge: gates only, asking the portal's API");
-            (None, Arc::new(remote))
+            let key = Key::from_bytes(link.secret.derive_key("gate basic key"));
+            (None, Arc::new(remote), key)
         }
         Role::Standalone | Role::Portal { .. } => {
             let store = Arc::new(SqliteStore::open(&config.portal.store)?);
+            let key = Key::from_bytes(store.secret("basic")?);
             let portal = Arc::new(Portal::new(&config, store, urls.clone(), metrics.clone())?);
             portal.provision(&config)?;
             portal.restore_sessions();
-            (Some(portal.clone()), Arc::new(LocalCentral::new(portal)))
+            (
+                Some(portal.clone()),
+                Arc::new(LocalCentral::new(portal)),
+                key,
+            )
         }
     };
     let api = match (&config.cluster.role, &portal) {
@@ -302,6 +315,7 @@ pub async fn run(
         config.portal.cache_margin,
         TABLE_CAPACITY,
         metrics.clone(),
+        basic_key,
     ));
     // Single node: a sign-out reaches this process's gate at once, not at the next sync.
     if let Some(portal) = &portal {
