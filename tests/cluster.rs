@@ -19,6 +19,8 @@ struct Ports {
     portal: u16,
     portal_admin: u16,
     edges: [(u16, u16); 2],
+    /// `[portal]` lines with the timeouts every process shares.
+    timeouts: String,
 }
 
 struct Cluster {
@@ -63,7 +65,7 @@ fn config(dir: &std::path::Path, ports: &Ports, backend: &Backend, role: &str) -
         "[server]\nlisten = \"127.0.0.1:{listen}\"\nadmin = \"127.0.0.1:{admin}\"\nshutdown_grace = \"1s\"\n\n\
          [tls]\ncert = {cert:?}\nkey = {key:?}\n\n\
          [portal]\nhost = \"auth.localhost\"\npublic_url = \"https://auth.localhost:{portal}\"\n\
-         store = \"gatehouse.db\"\nidle_timeout = \"6s\"\ncache_margin = \"3s\"\nsync_interval = \"1s\"\n\n\
+         store = \"gatehouse.db\"\n{timeouts}\nsync_interval = \"1s\"\n\n\
          {users}\n\
          [[sites]]\nid = \"app\"\nhost = \"app.localhost\"\npublic_url = \"https://app.localhost:{e0}\"\nbackend = {backend:?}\n\n\
          [[sites]]\nid = \"wiki\"\nhost = \"wiki.localhost\"\npublic_url = \"https://wiki.localhost:{e1}\"\nbackend = {backend:?}\n\n\
@@ -74,6 +76,7 @@ fn config(dir: &std::path::Path, ports: &Ports, backend: &Backend, role: &str) -
         e0 = ports.edges[0].0,
         e1 = ports.edges[1].0,
         backend = backend.url(),
+        timeouts = ports.timeouts,
     );
     let file = dir.join(format!("{role}.toml"));
     std::fs::write(&file, text).unwrap();
@@ -82,6 +85,10 @@ fn config(dir: &std::path::Path, ports: &Ports, backend: &Backend, role: &str) -
 
 impl Cluster {
     async fn start() -> Cluster {
+        Self::start_with("idle_timeout = \"6s\"\ncache_margin = \"3s\"").await
+    }
+
+    async fn start_with(timeouts: &str) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("cluster.key"),
@@ -92,6 +99,7 @@ impl Cluster {
             portal: free_port(),
             portal_admin: free_port(),
             edges: [(free_port(), free_port()), (free_port(), free_port())],
+            timeouts: timeouts.to_string(),
         };
         let backend = Backend::start().await;
         let portal = Process::start(&config(dir.path(), &ports, &backend, "portal"));
@@ -529,5 +537,61 @@ async fn portal_restart() {
         bob.follow(&c.url("wiki.localhost", "/")).await.status,
         200,
         "SSO still works"
+    );
+}
+
+/// Issue 7 point 8 across processes: an idle timeout lowered on the portal's account page
+/// reaches the entry an edge holds at the next sync, which then expires on the new
+/// schedule (recomputed, not revoked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_idle_timeout_reaches_the_edges() {
+    let c = Cluster::start_with("idle_timeout = \"10m\"\ncache_margin = \"58s\"").await;
+    let alice = c.browser();
+    let res = c
+        .sign_in(&alice, "app.localhost", "alice", "alice-pw")
+        .await;
+    assert_eq!(res.status, 200);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        c.metric(Some(0), "gatehouse_table_entries").await,
+        1.0,
+        "lives 9 min 2 s"
+    );
+
+    let page = alice.get(&c.url("auth.localhost", "/")).await;
+    assert_eq!(page.status, 200, "{page:?}");
+    let csrf = form_field(&page.body, "csrf").unwrap();
+    let posted = alice
+        .post_form(
+            &c.url("auth.localhost", "/"),
+            &[
+                ("csrf", &csrf),
+                ("action", "idle_timeout"),
+                ("idle_timeout", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(posted.status, 303, "{posted:?}");
+    let at = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(
+        c.metric(Some(0), "gatehouse_table_entries").await,
+        1.0,
+        "kept, not revoked"
+    );
+    loop {
+        if c.metric(Some(0), "gatehouse_table_entries").await == 0.0 {
+            break;
+        }
+        assert!(
+            at.elapsed() < Duration::from_secs(10),
+            "still there after {:?}",
+            at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        at.elapsed() >= Duration::from_millis(1900),
+        "not before its new 2 s"
     );
 }
