@@ -286,9 +286,21 @@ fn site_levels(config: &Config, specs: &[String]) -> Result<BTreeMap<String, Lev
     Ok(levels)
 }
 
+/// The portal's store. An edge has none: its users and usage live at the portal, and a
+/// store opened here would be a new, empty one that nothing reads.
+fn portal_store(config: &Config) -> Result<SqliteStore, Failure> {
+    if let crate::config::Role::Edge(_) = config.cluster.role {
+        return Err(Failure(format!(
+            "{} is an edge's config ([cluster] role = \"edge\"): users and usage live at the portal; run this with the portal's config",
+            config.file.display()
+        )));
+    }
+    Ok(SqliteStore::open(&config.portal.store)?)
+}
+
 fn user(path: &std::path::Path, cmd: UserCommand) -> Result<(), Failure> {
     let config = load(path)?;
-    let store = SqliteStore::open(&config.portal.store)?;
+    let store = portal_store(&config)?;
     let missing = |name: &str| {
         Failure(format!(
             "there is no user {name:?} in {}",
@@ -528,7 +540,7 @@ fn report(
     )
     .map_err(|e| Failure(format!("bad report option: {e}")))?;
     let config = load(path)?;
-    let store = SqliteStore::open(&config.portal.store)?;
+    let store = portal_store(&config)?;
     let accounts = query.run(&store)?;
     if let (true, Some(name)) = (accounts.is_empty(), &query.account) {
         return Err(Failure(format!(

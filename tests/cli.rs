@@ -265,3 +265,39 @@ fn user_commands() {
     assert!(!gone.status.success());
     assert!(text(&gone.stderr).contains("no user \"carol\""));
 }
+
+/// An edge's config names no store of its own: commands that manage users or read usage
+/// refuse it, saying where to run them, and create no file.
+#[test]
+fn store_commands_refuse_an_edge_config() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cluster.key"), "k".repeat(40)).unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "{GOOD}\n[cluster]\nrole = \"edge\"\nportal_url = \"https://auth.localhost:9443\"\nsecret_file = \"cluster.key\"\n"
+        ),
+    );
+    let c = config.to_str().unwrap();
+    let checked = gatehouse(&["check", "-c", c], "");
+    assert!(checked.status.success(), "{}", text(&checked.stderr));
+    for args in [
+        vec!["user", "list", "-c", c],
+        vec!["user", "disable", "alice", "-c", c],
+        vec!["report", "-c", c],
+    ] {
+        let out = gatehouse(&args, "");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            text(&out.stdout)
+        );
+        assert!(
+            text(&out.stderr).contains("an edge's config"),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    assert!(!dir.path().join("g.db").exists(), "no store created");
+}
