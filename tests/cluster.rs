@@ -348,7 +348,11 @@ async fn one_time_codes_hold_across_processes() {
     let for_app = c.fresh_callback(&alice, "app.localhost").await;
     let query = for_app.split_once('?').unwrap().1;
     let moved = c.url("wiki.localhost", &format!("/.gatehouse/callback?{query}"));
+    // With the very site cookie the code is bound to, so only the site differs.
+    let bound = alice.cookie("app.localhost", "__Host-gatehouse").unwrap();
+    alice.set_cookie("wiki.localhost", "__Host-gatehouse", &bound);
     assert_eq!(alice.get(&moved).await.status, 403);
+    alice.clear_cookies("wiki.localhost");
     assert_eq!(
         alice.get(&for_app).await.status,
         403,
@@ -528,6 +532,9 @@ async fn portal_restart() {
     );
     c.restart_portal();
     c.wait_ready(0, true, Duration::from_secs(10)).await;
+    // The new epoch emptied the edge's table: the next request is the portal's decision,
+    // from the sessions it restored.
+    assert_eq!(c.metric(Some(0), "gatehouse_table_entries").await, 0.0);
     assert_eq!(
         bob.get(&c.url("app.localhost", "/")).await.status,
         200,

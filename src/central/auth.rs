@@ -88,7 +88,10 @@ impl ClusterSecret {
             let (k, v) = part.trim().split_once('=').ok_or(Refusal::Malformed)?;
             let slot = match k {
                 "t" => {
-                    t = Some(v.parse::<u64>().map_err(|_| Refusal::Malformed)?);
+                    let parsed = v.parse::<u64>().map_err(|_| Refusal::Malformed)?;
+                    if t.replace(parsed).is_some() {
+                        return Err(Refusal::Malformed);
+                    }
                     continue;
                 }
                 "n" => &mut n,
@@ -215,6 +218,7 @@ mod tests {
             "t=x,n=a,b=b,s=c",
             &format!("{h},n=again"),
             &format!("{h},z=1"),
+            &format!("{h},t=1000"),
         ] {
             assert_eq!(
                 k.verify_at(bad, "POST", "/p", 1000).unwrap_err(),

@@ -37,6 +37,10 @@ pub struct Admission {
     /// site (then a derived site must send the user back through sign-in). Its Debug is
     /// redacted.
     pub site_password: Option<SitePassword>,
+    /// The portal's revocation-log position when it gave this answer: a revocation of the
+    /// same key with a higher number is newer, and this answer must not be used (it
+    /// crossed the revocation on its way; see `Gate::admit`).
+    pub seq: u64,
 }
 
 /// The portal's answer to an API client's Basic credentials.
@@ -90,8 +94,9 @@ pub struct SyncReply {
     /// restarted, forgetting the sessions the gate's entries came from (and its cursor).
     pub epoch: u64,
     pub cursor: u64,
-    /// Entries the gate must drop.
-    pub revoked: Vec<IdHash>,
+    /// Entries the gate must drop, each with the log position of its revocation (an entry
+    /// admitted by a newer answer stays).
+    pub revoked: Vec<(IdHash, u64)>,
     /// Entries whose user chose a new idle timeout (SPEC §6 "Own idle timeout"): the gate
     /// recomputes their expiry from it (zero: no idle limit). Applied before `revoked`.
     pub idle_timeouts: Vec<(IdHash, Duration)>,

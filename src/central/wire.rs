@@ -70,6 +70,7 @@ pub struct WireAdmission {
     pub idle_timeout_ms: u64,
     pub remaining_ms: u64,
     pub site_password: Option<SitePassword>,
+    pub seq: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -86,7 +87,8 @@ pub struct SyncRequest {
 pub struct SyncAnswer {
     pub epoch: u64,
     pub cursor: u64,
-    pub revoked: Vec<IdHash>,
+    /// `[key, log position of its revocation]`
+    pub revoked: Vec<(IdHash, u64)>,
     pub idle_timeouts: Vec<(IdHash, u64)>,
     pub reset: bool,
     pub usage_refused: bool,
@@ -105,6 +107,7 @@ impl From<&Admission> for WireAdmission {
             idle_timeout_ms: ms(a.idle_timeout),
             remaining_ms: ms(a.remaining),
             site_password: a.site_password.clone(),
+            seq: a.seq,
         }
     }
 }
@@ -118,6 +121,7 @@ impl From<WireAdmission> for Admission {
             idle_timeout: Duration::from_millis(w.idle_timeout_ms),
             remaining: Duration::from_millis(w.remaining_ms),
             site_password: w.site_password,
+            seq: w.seq,
         }
     }
 }
@@ -247,6 +251,7 @@ mod tests {
             idle_timeout: Duration::from_secs(900),
             remaining: Duration::from_millis(1234),
             site_password: Some(SitePassword::derive("master", "wiki")),
+            seq: 42,
         };
         let json = serde_json::to_string(&WireAdmission::from(&a)).unwrap();
         let back: Admission = serde_json::from_str::<WireAdmission>(&json).unwrap().into();

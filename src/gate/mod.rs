@@ -61,7 +61,15 @@ pub struct Gate {
     pub urls: Urls,
     pub(crate) cache_margin: std::time::Duration,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Keys revoked lately, with the log position of the revocation: an answer from the
+    /// portal older than that (a check that crossed the revocation on the way) is not put
+    /// in the table, where use would renew it for the rest of the session.
+    pub(crate) recent_revocations: moka::sync::Cache<IdHash, u64>,
 }
+
+/// How long a revocation is remembered against answers still on their way: far longer
+/// than any answer can take (calls time out after seconds).
+const REVOCATION_MEMORY: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// A request as the gate sees it after routing.
 pub struct Routed {
@@ -91,6 +99,10 @@ impl Gate {
             urls,
             cache_margin,
             metrics,
+            recent_revocations: moka::sync::Cache::builder()
+                .time_to_live(REVOCATION_MEMORY)
+                .max_capacity(1_000_000)
+                .build(),
         }
     }
 
@@ -178,6 +190,14 @@ impl Gate {
         key: IdHash,
         admission: &Admission,
     ) -> Option<Arc<Entry>> {
+        if self
+            .recent_revocations
+            .get(&key)
+            .is_some_and(|revoked_at| admission.seq < revoked_at)
+        {
+            tracing::debug!(site = %site.config.id, "an answer older than the key's revocation; not admitted");
+            return None;
+        }
         if lacks_site_password(&site.config, admission) {
             tracing::debug!(site = %site.config.id, user = %admission.user, "no site password for this derived site; back through sign-in");
             return None;

@@ -4,7 +4,9 @@
 //! runs at shutdown, after the drain, so the traffic of the final moments is not lost.
 //!
 //! When the portal cannot be reached (an edge whose portal is down), the gate goes on
-//! admitting the entries in its table until they expire, keeps what it could not report,
+//! admitting the entries in its table until they expire (use no longer renews them, so
+//! that is at most `idle_timeout - cache_margin` after the last contact), keeps what it
+//! could not report,
 //! and tries again sooner than `sync_interval` at first, then less and less often (1 s,
 //! doubling, at most `sync_interval`), so it catches up soon after the portal returns.
 
@@ -92,6 +94,8 @@ pub async fn once(gate: &Gate, state: &mut SyncState) {
                     "the portal restarted; dropping the whole table (each user is checked again)"
                 );
                 gate.table.clear();
+                // Its log positions start again: the old ones compare with nothing.
+                gate.recent_revocations.invalidate_all();
             } else if reply.reset {
                 tracing::warn!("revocation log moved past this gate; dropping the whole table");
                 gate.table.clear();
@@ -100,10 +104,12 @@ pub async fn once(gate: &Gate, state: &mut SyncState) {
             for (key, idle) in &reply.idle_timeouts {
                 gate.table.set_idle_timeout(key, *idle, gate.cache_margin);
             }
-            for key in &reply.revoked {
-                gate.table.remove(key);
+            for (key, seq) in &reply.revoked {
+                gate.recent_revocations.insert(*key, *seq);
+                gate.table.revoke(key, *seq);
             }
             gate.metrics.set_ready(true);
+            gate.table.set_renewing(true);
             state.unsent.clear();
             if !reply.usage_refused {
                 state.unsent_usage.clear();
@@ -112,6 +118,7 @@ pub async fn once(gate: &Gate, state: &mut SyncState) {
         }
         Err(e) => {
             gate.metrics.set_ready(false);
+            gate.table.set_renewing(false);
             gate.metrics.sync_failed();
             state.failures = state.failures.saturating_add(1);
             tracing::warn!(error = %crate::http::error::error_chain(&e), failed_syncs = state.failures, retry_in = ?next_wait(state.interval, state.failures), "sync with the portal failed; admitting only users already in the table");
@@ -183,7 +190,12 @@ mod tests {
         }
     }
 
-    fn reply(epoch: u64, cursor: u64, revoked: Vec<IdHash>, reset: bool) -> Option<SyncReply> {
+    fn reply(
+        epoch: u64,
+        cursor: u64,
+        revoked: Vec<(IdHash, u64)>,
+        reset: bool,
+    ) -> Option<SyncReply> {
         Some(SyncReply {
             epoch,
             cursor,
@@ -202,7 +214,7 @@ mod tests {
         *central.replies.lock().unwrap() = vec![
             reply(7, 3, vec![], false),
             None,
-            reply(7, 4, vec![k2], false),
+            reply(7, 4, vec![(k2, 4)], false),
             reply(8, 0, vec![], false),
             reply(8, 1, vec![], true),
         ];
@@ -225,6 +237,7 @@ mod tests {
             idle_timeout: Duration::from_secs(600),
             remaining: Duration::from_secs(3600),
             site_password: None,
+            seq: 2,
         };
         let admit = |k| {
             gate.table.insert(
@@ -257,6 +270,11 @@ mod tests {
         assert!(metrics.is_ready());
         assert_eq!(state.failures, 0);
         assert!(gate.table.get(&k2).is_none(), "revoked");
+        assert_eq!(
+            gate.recent_revocations.get(&k2),
+            Some(4),
+            "remembered against late answers"
+        );
         assert!(gate.table.get(&k1).is_some());
         let reports = central.reports.lock().unwrap().clone();
         assert!(

@@ -42,6 +42,8 @@ pub struct Entry {
     requests: AtomicU32,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
+    /// The portal's revocation-log position of the answer that made this entry.
+    seq: u64,
 }
 
 impl Entry {
@@ -78,6 +80,7 @@ impl Entry {
             requests: AtomicU32::new(0),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
+            seq: a.seq,
         })
     }
 
@@ -139,6 +142,7 @@ impl Entry {
             requests: AtomicU32::new(0),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
+            seq: self.seq,
         }
     }
 }
@@ -155,7 +159,12 @@ fn entry_ttl(idle_timeout: Duration, remaining: Duration, cache_margin: Duration
     }
 }
 
-struct PerEntryExpiry;
+struct PerEntryExpiry {
+    /// Off while the portal cannot be reached: an entry then lives at most what it had
+    /// left at the last contact (offline grace ends), however busy it is, so a user signed
+    /// out meanwhile is not admitted for the whole outage.
+    renew: Arc<AtomicBool>,
+}
 
 impl Expiry<IdHash, Arc<Entry>> for PerEntryExpiry {
     fn expire_after_create(&self, _: &IdHash, e: &Arc<Entry>, now: Instant) -> Option<Duration> {
@@ -174,6 +183,9 @@ impl Expiry<IdHash, Arc<Entry>> for PerEntryExpiry {
         left: Option<Duration>,
         _: Instant,
     ) -> Option<Duration> {
+        if !self.renew.load(Ordering::Relaxed) {
+            return left;
+        }
         let full = e.life_from(now);
         match left {
             Some(left) if left <= full && left >= full - full / 16 => Some(left),
@@ -218,17 +230,29 @@ pub struct Table {
     /// Entries used since the last sync (and those still in flight then), so a sync costs
     /// what was used, not a walk over the whole table.
     used: Arc<Mutex<Lists>>,
+    /// Shared with the expiry policy: see [`Table::set_renewing`].
+    renew: Arc<AtomicBool>,
 }
 
 impl Table {
     pub fn new(capacity: u64) -> Self {
+        let renew = Arc::new(AtomicBool::new(true));
         Table {
             cache: Cache::builder()
                 .max_capacity(capacity)
-                .expire_after(PerEntryExpiry)
+                .expire_after(PerEntryExpiry {
+                    renew: renew.clone(),
+                })
                 .build_with_hasher(KeyedIdHashBuilder::default()),
             used: Arc::default(),
+            renew,
         }
+    }
+
+    /// Whether use renews an entry's life: on while the portal answers syncs, off while it
+    /// cannot be reached (entries then run out on their last schedule).
+    pub fn set_renewing(&self, on: bool) {
+        self.renew.store(on, Ordering::Relaxed);
     }
 
     fn used_list(&self) -> std::sync::MutexGuard<'_, Lists> {
@@ -261,6 +285,20 @@ impl Table {
 
     pub fn remove(&self, key: &IdHash) {
         self.cache.invalidate(key);
+    }
+
+    /// Drop the entry of a key revoked at log position `seq`, unless a newer answer of the
+    /// portal made it (the session that replaced the revoked one under the same key).
+    pub fn revoke(&self, key: &IdHash, seq: u64) {
+        use moka::ops::compute::Op;
+        let _ = self
+            .cache
+            .entry(*key)
+            .and_compute_with(|current| match current {
+                Some(e) if e.value().seq >= seq => Op::Nop,
+                Some(_) => Op::Remove,
+                None => Op::Nop,
+            });
     }
 
     /// The user of this entry chose a new idle timeout: recompute its expiry (from now),
@@ -361,6 +399,53 @@ mod tests {
             idle_timeout: Duration::from_secs(idle),
             remaining: Duration::from_secs(remaining),
             site_password: None,
+            seq: 5,
+        }
+    }
+
+    /// A revocation drops an entry made by an older answer, not one made by a newer answer
+    /// (a session that replaced the revoked one under the same key).
+    #[test]
+    fn revoke_spares_newer_entries() {
+        let t = Table::new(100);
+        let k = IdHash([3; 32]);
+        t.insert(
+            k,
+            Entry::new(0, &admission(600, 3600), Duration::ZERO).unwrap(),
+        );
+        t.revoke(&k, 5);
+        assert!(
+            t.get(&k).is_some(),
+            "made at 5, revoked at 5: the answer is the newer"
+        );
+        t.revoke(&k, 6);
+        assert!(t.get(&k).is_none());
+    }
+
+    /// While renewing is off (the portal unreachable), use does not extend an entry: it
+    /// runs out on the schedule it had; on again, use renews it as before.
+    #[test]
+    fn no_renewal_while_offline() {
+        let t = Table::new(100);
+        let (a, b) = (IdHash([1; 32]), IdHash([2; 32]));
+        let margin = Duration::from_millis(1000);
+        // idle 2 s − margin 1 s: each entry lives 1 s from its last renewal.
+        for k in [a, b] {
+            t.insert(k, Entry::new(0, &admission(2, 3600), margin).unwrap());
+        }
+        t.set_renewing(false);
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_millis(1500) {
+            let _ = t.get(&a);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(t.get(&a).is_none(), "busy, yet not renewed while offline");
+        t.set_renewing(true);
+        t.insert(b, Entry::new(0, &admission(2, 3600), margin).unwrap());
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_millis(1500) {
+            assert!(t.get(&b).is_some(), "renewed by use");
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 

@@ -51,8 +51,9 @@ impl Api {
             central: LocalCentral::new(portal),
             secret,
             seen: moka::sync::Cache::builder()
-                // A nonce older than twice the window fails the timestamp check anyway.
-                .time_to_live(auth::WINDOW * 2)
+                // Kept longer than a timestamp passes the check (the window each way, plus
+                // the second the whole-second timestamps round away).
+                .time_to_live(auth::WINDOW * 2 + std::time::Duration::from_secs(5))
                 .max_capacity(4_000_000)
                 .build(),
             refusals: std::sync::Mutex::default(),

@@ -168,6 +168,7 @@ impl Session {
                 .absolute
                 .saturating_sub(now.saturating_duration_since(self.created)),
             site_password: self.site_passwords.get(site).cloned(),
+            seq: 0,
         }
     }
 }
@@ -412,7 +413,8 @@ impl SessionTable {
         }
         session.last_active = now;
         session.bindings.push(cookie);
-        let admission = session.admission(&self.timeouts, site, now);
+        let mut admission = session.admission(&self.timeouts, site, now);
+        admission.seq = inner.last_seq;
         inner.mark(code.session, Dirty::Changed);
         inner.bindings.insert(
             cookie,
@@ -428,8 +430,12 @@ impl SessionTable {
     pub fn check(&self, cookie: IdHash, site: &SiteId) -> Option<Admission> {
         let now = Instant::now();
         let mut inner = self.lock();
+        let seq = inner.last_seq;
         let (session, bound_site) = inner.live_binding(&self.timeouts, &cookie, now)?;
-        (bound_site == site).then(|| session.admission(&self.timeouts, site, now))
+        (bound_site == site).then(|| Admission {
+            seq,
+            ..session.admission(&self.timeouts, site, now)
+        })
     }
 
     /// Start an API client's session, known by its Basic key, bound to one site (with the
@@ -452,11 +458,13 @@ impl SessionTable {
                 .unwrap_or_default(),
             roaming: false,
         };
-        let admission = session.admission(&self.timeouts, site, now);
+        let mut admission = session.admission(&self.timeouts, site, now);
         let mut revoked = Vec::new();
         {
             let mut inner = self.lock();
             inner.end(&key, &mut revoked);
+            // After the revocation of the session it replaces (same key): newer than it.
+            admission.seq = inner.last_seq;
             inner.add(key, session, &self.timeouts);
             inner.bindings.insert(
                 key,
@@ -542,12 +550,12 @@ impl SessionTable {
             .log
             .front()
             .map_or(inner.last_seq + 1, |(seq, _)| *seq);
-        let reset = report.cursor + 1 < oldest || report.cursor > inner.last_seq;
+        let reset = report.cursor.saturating_add(1) < oldest || report.cursor > inner.last_seq;
         let (mut revoked, mut idle_timeouts) = (Vec::new(), Vec::new());
         if !reset {
-            for (_, change) in inner.log.iter().filter(|(seq, _)| *seq > report.cursor) {
+            for (seq, change) in inner.log.iter().filter(|(seq, _)| *seq > report.cursor) {
                 match *change {
-                    Change::Revoked(h) => revoked.push(h),
+                    Change::Revoked(h) => revoked.push((h, *seq)),
                     Change::IdleTimeout(h, d) => idle_timeouts.push((h, d)),
                 }
             }

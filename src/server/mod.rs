@@ -38,7 +38,7 @@ use crate::http::headers::Scrubber;
 use crate::metrics::Metrics;
 use crate::portal::Portal;
 use crate::proxy::Upstream;
-use crate::store::{SqliteStore, Store};
+use crate::store::SqliteStore;
 use arc_swap::ArcSwap;
 use urls::Urls;
 
@@ -270,9 +270,10 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new());
 
     // An edge runs no portal (and opens no store): its gates ask the portal's API.
-    // The key naming Basic credentials in the table (and at the portal) outlives a restart,
-    // so a restored session of an API client is found again: kept in the store, or on edges
-    // derived from the cluster secret (the same on every edge: one session per credential).
+    // The key naming Basic credentials in the table and at the portal: random per process
+    // (API sessions are never stored: see `SessionTable::take_writes`), but on edges derived
+    // from the cluster secret, so that one credential is one session whichever edge it
+    // reaches, and across an edge's restart.
     let (portal, central, basic_key): (Option<Arc<Portal>>, Arc<dyn Central>, Key) = match &config
         .cluster
         .role
@@ -285,7 +286,7 @@ pub async fn run(
         }
         Role::Standalone | Role::Portal { .. } => {
             let store = Arc::new(SqliteStore::open(&config.portal.store)?);
-            let key = Key::from_bytes(store.secret("basic")?);
+            let key = Key::random();
             let portal = Arc::new(Portal::new(&config, store, urls.clone(), metrics.clone())?);
             portal.provision(&config)?;
             portal.restore_sessions();
