@@ -266,11 +266,34 @@ async fn sso_across_edges_and_sign_out_everywhere() {
     assert_eq!(to_portal.status, 302);
     let confirm = browser.get(&to_portal.location().unwrap()).await;
     let csrf = form_field(&confirm.body, "csrf").unwrap();
+    let rd = form_field(&confirm.body, "rd").unwrap();
     let done = browser
-        .post_form(&c.url("auth.localhost", "/logout"), &[("csrf", &csrf)])
+        .post_form(
+            &c.url("auth.localhost", "/logout"),
+            &[("csrf", &csrf), ("rd", &rd)],
+        )
         .await;
     assert_eq!(done.status, 200, "{done:?}");
     let signed_out = Instant::now();
+    // Back to the site the sign-out started from, at once: edge 1 forgets the browser
+    // there and then, without waiting for its sync.
+    let old = browser
+        .cookie("wiki.localhost", "__Host-gatehouse")
+        .unwrap();
+    let back = browser.get(&rd).await;
+    assert_eq!(
+        (back.status, back.location()),
+        (302, Some(c.url("wiki.localhost", "/")))
+    );
+    assert!(
+        browser
+            .cookie("wiki.localhost", "__Host-gatehouse")
+            .is_none()
+    );
+    let replay = c.browser();
+    replay.set_cookie("wiki.localhost", "__Host-gatehouse", &old);
+    let res = replay.get(&c.url("wiki.localhost", "/")).await;
+    assert_eq!(res.status, 302, "the old cookie admits nobody on edge 1");
     // Each edge learns it at its next sync, at most one interval later (plus a request's time).
     for host in ["app.localhost", "wiki.localhost"] {
         until_status(&browser, &c.url(host, "/"), 302, SYNC * 5).await;

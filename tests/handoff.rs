@@ -439,13 +439,13 @@ async fn public_urls_give_each_host_its_port() {
     let logout = out.location().unwrap();
     assert_eq!(
         logout,
-        "https://auth.localhost:8443/logout?rd=https%3A%2F%2Fapp.localhost%3A9443%2F"
+        "https://auth.localhost:8443/logout?rd=https%3A%2F%2Fapp.localhost%3A9443%2F.gatehouse%2Fsigned-out"
     );
     let page = browser.get(&logout).await;
     assert_eq!(page.status, 200, "{page:?}");
     assert_eq!(
         form_field(&page.body, "rd").as_deref(),
-        Some("https://app.localhost:9443/")
+        Some("https://app.localhost:9443/.gatehouse/signed-out")
     );
 
     // The plain-HTTP listener sends each host to its own origin.

@@ -36,7 +36,7 @@ async fn sign_out_everywhere() {
     );
     let csrf = form_field(&confirm.body, "csrf").unwrap();
     let rd = form_field(&confirm.body, "rd").unwrap();
-    assert_eq!(rd, gw.url("wiki.localhost", "/"));
+    assert_eq!(rd, gw.url("wiki.localhost", "/.gatehouse/signed-out"));
     let done = browser
         .post_form(
             &gw.url("auth.localhost", "/logout"),

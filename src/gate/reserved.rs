@@ -1,12 +1,14 @@
 //! Reserved paths on every site, under `/.gatehouse/`: `callback` (end of the hand-off),
-//! `logout` (sign-out everywhere, via the portal), `whoami`, and the pages' stylesheet.
+//! `logout` (sign-out everywhere, via the portal), `signed-out` (back from it), `whoami`,
+//! and the pages' stylesheet.
 
-use http::header::{CONTENT_TYPE, HeaderValue};
+use http::header::{CONTENT_TYPE, HeaderValue, SET_COOKIE};
 use http::{Method, Response, StatusCode};
 
 use super::{Gate, Routed, SiteRuntime, site_cookie};
 use crate::crypto::IdHash;
 use crate::http::body::Body;
+use crate::http::cookies;
 use crate::http::error::HttpError;
 use crate::http::page;
 
@@ -24,7 +26,11 @@ pub(super) async fn handle(
     match rest {
         "callback" => callback(gate, site, incoming).await,
         "logout" => {
-            let rd = format!("{}/", gate.urls.origin(&site.config.host));
+            // Back from the portal's sign-out page through `signed-out` (below).
+            let rd = format!(
+                "{}/.gatehouse/signed-out",
+                gate.urls.origin(&site.config.host)
+            );
             let query = form_urlencoded::Serializer::new(String::new())
                 .append_pair("rd", &rd)
                 .finish();
@@ -32,6 +38,19 @@ pub(super) async fn handle(
                 StatusCode::FOUND,
                 &format!("{}/logout?{query}", gate.urls.portal_origin()),
             ))
+        }
+        // The portal's sign-out page links back here. The sign-out reaches this gate's table
+        // at once on a single node, but an edge learns it only at its next sync: forget this
+        // browser here now, so the site does not seem to have kept it. (Reached some other
+        // way, it costs the browser one hand-off, never an admission.)
+        "signed-out" => {
+            if let Ok(Some(key)) = site_cookie(req) {
+                gate.table.remove(&key);
+            }
+            let mut res = page::redirect(StatusCode::FOUND, "/");
+            res.headers_mut()
+                .append(SET_COOKIE, cookies::clear(cookies::SITE));
+            Ok(res)
         }
         "whoami" => whoami(gate, site, incoming).await,
         "style.css" => Ok(stylesheet()),
