@@ -605,6 +605,33 @@ async fn signed_out_stays_signed_out_after_a_restart() {
     stop(child);
 }
 
+/// A sign-out is written through before its answer: a `kill -9` right after it does not
+/// bring the session back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_out_survives_kill_9_right_after() {
+    let backend = Backend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = restart_config(dir.path(), &backend, &backend);
+    let (mut child, port) = start(&config);
+    let browser = signed_in_browser(&port, "app.localhost", "alice", "alice-pw").await;
+    // Written once, so that the sign-out must delete it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let confirm = browser.get(&port.url("auth.localhost", "/logout")).await;
+    let csrf = form_field(&confirm.body, "csrf").unwrap();
+    let done = browser
+        .post_form(&port.url("auth.localhost", "/logout"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(done.status, 200, "{done:?}");
+    signal(&child, "-KILL");
+    let _ = child.wait();
+    assert_eq!(stored_sessions(dir.path()), 0, "deleted before the answer");
+
+    let (child, port, browser) = start_again(&config, &browser);
+    let res = browser.get(&port.url("app.localhost", "/after")).await;
+    assert_eq!(res.status, 302, "signed out stays signed out: {res:?}");
+    stop(child);
+}
+
 /// `kill -9` more than a write interval after sign-in keeps the session.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_keeps_sessions_written_before() {

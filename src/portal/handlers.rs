@@ -400,6 +400,9 @@ async fn logout_submit(
             tracing::info!(user = %user.name, roaming, "signed out everywhere");
         }
         portal.sessions.end(c);
+        // Written through before the answer, not behind: a sign-out must never come back
+        // with a crash in the next second.
+        portal.save_sessions().await;
     }
     let rd = form.get("rd").and_then(|rd| portal.urls.check_redirect(rd));
     let mut res = portal.page(StatusCode::OK, pages::signed_out(rd.as_deref()));

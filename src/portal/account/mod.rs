@@ -235,7 +235,12 @@ pub(super) async fn submit(
     };
     match form.get("action").map(String::as_str) {
         Some("idle_timeout") => set_idle_timeout(portal, &cookie, &user, &form).await,
-        Some("end_session") => Ok(end_session(portal, &cookie, &user, &form)),
+        Some("end_session") => {
+            let res = end_session(portal, &cookie, &user, &form);
+            // Written through, like a sign-out (see `handlers::logout_submit`).
+            portal.save_sessions().await;
+            Ok(res)
+        }
         Some("forget_device") => devices::forget(portal, &user, &form).await,
         _ => Err(HttpError::BadRequest("unknown account action")),
     }
