@@ -563,6 +563,9 @@ async fn portal_restart() {
         200,
         "still signed in"
     );
+    // Edge 1 retries on its own schedule; until its first good sync it sends newcomers
+    // the 503 page rather than to the portal.
+    c.wait_ready(1, true, Duration::from_secs(10)).await;
     assert_eq!(
         bob.follow(&c.url("wiki.localhost", "/")).await.status,
         200,
