@@ -129,7 +129,8 @@ impl Portal {
             candidates,
             error,
         );
-        self.page(status, html)
+        // In the site's look, so with the CSP that lets its branding's assets load.
+        self.branded_page(handoff.map(|h| h.site.as_str()), status, html)
     }
 }
 
