@@ -628,3 +628,67 @@ async fn own_idle_timeout_reaches_the_edges() {
         "not before its new 2 s"
     );
 }
+
+/// An edge checks the portal's certificate: with a `ca_file` that did not sign it, the
+/// edge never syncs (not ready, a newcomer gets the 503 page) and says why in its log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_refuses_a_portal_certificate_it_cannot_verify() {
+    let c = Cluster::start().await;
+    let dir = c.dir.path();
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=another CA"])
+        .arg("-keyout")
+        .arg(dir.join("other-ca.key"))
+        .arg("-out")
+        .arg(dir.join("other-ca.pem"))
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let dev_ca = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("certs/dev-ca.crt");
+    let (port, admin) = (free_port(), free_port());
+    let text = std::fs::read_to_string(dir.join("edge0.toml"))
+        .unwrap()
+        .replace(
+            &format!("127.0.0.1:{}\"", c.ports.edges[0].0),
+            &format!("127.0.0.1:{port}\""),
+        )
+        .replace(
+            &format!("127.0.0.1:{}\"", c.ports.edges[0].1),
+            &format!("127.0.0.1:{admin}\""),
+        )
+        .replace(
+            &format!("{:?}", dev_ca.display().to_string()),
+            &format!("{:?}", dir.join("other-ca.pem").display().to_string()),
+        );
+    assert!(text.contains("other-ca.pem") && text.contains(&port.to_string()));
+    std::fs::write(dir.join("edge-other-ca.toml"), text).unwrap();
+    let edge = Process::start(&dir.join("edge-other-ca.toml"));
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _) =
+            client::plain_get(([127, 0, 0, 1], admin).into(), "127.0.0.1", "/readyz").await;
+        if status == 503 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the edge trusted a certificate it cannot verify"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let newcomer = Client::new(port);
+    let res = newcomer
+        .get(&format!("https://app.localhost:{port}/"))
+        .await;
+    assert_eq!(res.status, 503, "{res:?}");
+    assert!(edge.logged("certificate"), "{}", edge.log_text());
+}
