@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use crate::config::StoreLocation;
 use crate::config::{Config, Level};
+use crate::store::postgres::PgStore;
 use crate::store::{NewUser, SqliteStore, Store};
 
 #[derive(Parser)]
@@ -288,14 +290,17 @@ fn site_levels(config: &Config, specs: &[String]) -> Result<BTreeMap<String, Lev
 
 /// The portal's store. An edge has none: its users and usage live at the portal, and a
 /// store opened here would be a new, empty one that nothing reads.
-fn portal_store(config: &Config) -> Result<SqliteStore, Failure> {
+fn portal_store(config: &Config) -> Result<Box<dyn Store>, Failure> {
     if let crate::config::Role::Edge(_) = config.cluster.role {
         return Err(Failure(format!(
             "{} is an edge's config ([cluster] role = \"edge\"): users and usage live at the portal; run this with the portal's config",
             config.file.display()
         )));
     }
-    Ok(SqliteStore::open(&config.portal.store)?)
+    Ok(match &config.portal.store {
+        StoreLocation::Sqlite(path) => Box::new(SqliteStore::open(path)?),
+        StoreLocation::Postgres(url) => Box::new(PgStore::open(url)?),
+    })
 }
 
 fn user(path: &std::path::Path, cmd: UserCommand) -> Result<(), Failure> {
@@ -304,7 +309,7 @@ fn user(path: &std::path::Path, cmd: UserCommand) -> Result<(), Failure> {
     let missing = |name: &str| {
         Failure(format!(
             "there is no user {name:?} in {}",
-            config.portal.store.display()
+            config.portal.store
         ))
     };
     match cmd {
@@ -410,7 +415,7 @@ fn user(path: &std::path::Path, cmd: UserCommand) -> Result<(), Failure> {
         }
         UserCommand::ImportHtpasswd { file, level, sites } => {
             let site_levels = site_levels(&config, &sites)?;
-            import_htpasswd(&store, &file, Level(level), &site_levels)?;
+            import_htpasswd(store.as_ref(), &file, Level(level), &site_levels)?;
         }
     }
     Ok(())
@@ -431,7 +436,7 @@ fn check_user_name(name: &str) -> Result<(), Failure> {
 /// All or nothing: every bad line (and every user already in the store) is reported, and
 /// then nothing is imported, so a second run after fixing the file does not trip on half.
 fn import_htpasswd(
-    store: &SqliteStore,
+    store: &dyn Store,
     file: &std::path::Path,
     level: Level,
     site_levels: &BTreeMap<String, Level>,
@@ -541,11 +546,11 @@ fn report(
     .map_err(|e| Failure(format!("bad report option: {e}")))?;
     let config = load(path)?;
     let store = portal_store(&config)?;
-    let accounts = query.run(&store)?;
+    let accounts = query.run(store.as_ref())?;
     if let (true, Some(name)) = (accounts.is_empty(), &query.account) {
         return Err(Failure(format!(
             "there is no account {name:?} in {}",
-            config.portal.store.display()
+            config.portal.store
         )));
     }
     let (text, _) = query.render(&accounts);

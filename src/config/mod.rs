@@ -75,6 +75,31 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+/// Where the portal keeps its durable state (`[portal] store`).
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// An SQLite file (one portal process).
+    Sqlite(PathBuf),
+    /// A PostgreSQL database, shared by every portal process of a deployment: the
+    /// connection URL as given (it may hold a password, so it is never shown whole).
+    Postgres(String),
+}
+
+impl std::fmt::Display for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreLocation::Sqlite(path) => write!(f, "{}", path.display()),
+            StoreLocation::Postgres(url) => f.write_str(&crate::store::postgres::redacted(url)),
+        }
+    }
+}
+
+impl std::fmt::Debug for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Portal {
     pub host: String,
@@ -83,7 +108,7 @@ pub struct Portal {
     pub public_port: Option<u16>,
     /// Where browsers reach the portal itself, when set (agrees with `public_port` if both are).
     pub public_url: Option<PublicUrl>,
-    pub store: PathBuf,
+    pub store: StoreLocation,
     pub idle_timeout: Duration,
     pub max_idle_timeout: Duration,
     pub allow_no_idle_limit: bool,

@@ -351,14 +351,7 @@ fn check_portal(c: &mut Checker, p: &RawPortal) -> Portal {
         Some(n) => *n.get_ref(),
         None => cpus,
     };
-    let store = c.base.join(p.store.get_ref());
-    if p.store.get_ref().starts_with("postgres") {
-        c.error(
-            &p.store,
-            "portal.store",
-            "PostgreSQL stores are not supported by this build yet; give an SQLite file path",
-        );
-    }
+    let store = check_store(c, &p.store);
     let temporary_password_ttl = c.duration(
         &p.temporary_password_ttl,
         "portal.temporary_password_ttl",
@@ -454,6 +447,19 @@ fn check_portal(c: &mut Checker, p: &RawPortal) -> Portal {
         signin_throttle,
         registration_limit,
     }
+}
+
+/// `[portal] store`: a `postgres://` (or `postgresql://`) URL, else an SQLite file path
+/// (relative to the config's folder).
+fn check_store(c: &mut Checker, store: &Spanned<String>) -> StoreLocation {
+    let given = store.get_ref();
+    if !(given.starts_with("postgres://") || given.starts_with("postgresql://")) {
+        return StoreLocation::Sqlite(c.base.join(given));
+    }
+    if let Err(why) = crate::store::postgres::check_url(given) {
+        c.error(store, "portal.store", why);
+    }
+    StoreLocation::Postgres(given.clone())
 }
 
 fn check_registration_limit(
@@ -862,6 +868,20 @@ fn check_users(c: &mut Checker, raw: &[RawUser], portal: &Portal, sites: &[Site]
 
 /// `[cluster]`: the role, and what that role needs (and only that: a key another role
 /// would use is an error, so a config cannot look like it does something it does not).
+/// A PostgreSQL store is shared by several portal processes, each serving edges: only the
+/// portal role uses it that way (a standalone process's in-process gate would not learn of
+/// sign-outs made through another portal).
+fn refuse_shared_store(c: &mut Checker, portal: &RawPortal, role: &str) {
+    let store = &portal.store;
+    if store.get_ref().starts_with("postgres://") || store.get_ref().starts_with("postgresql://") {
+        c.error(
+            store,
+            "portal.store",
+            format!("a PostgreSQL store is for several portal processes: set [cluster] role = \"portal\" (this is {role:?}), or give an SQLite file path"),
+        );
+    }
+}
+
 fn check_cluster(
     c: &mut Checker,
     raw: Option<&RawCluster>,
@@ -871,7 +891,10 @@ fn check_cluster(
     let standalone = Cluster {
         role: Role::Standalone,
     };
-    let Some(raw) = raw else { return standalone };
+    let Some(raw) = raw else {
+        refuse_shared_store(c, portal, "standalone");
+        return standalone;
+    };
     let role = raw
         .role
         .as_ref()
@@ -892,6 +915,7 @@ fn check_cluster(
             if let Some(v) = &raw.secret_file {
                 c.error(v, "cluster.secret_file", "a standalone process talks to no other; set role = \"edge\" or \"portal\", or remove it");
             }
+            refuse_shared_store(c, portal, role);
             standalone
         }
         "portal" => {

@@ -29,6 +29,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::central::Central;
 use crate::central::local::LocalCentral;
 use crate::central::remote::RemoteCentral;
+use crate::config::StoreLocation;
 use crate::config::{Config, Role};
 use crate::crypto::Key;
 use crate::gate::{Gate, Routed, SiteRuntime};
@@ -39,6 +40,7 @@ use crate::metrics::Metrics;
 use crate::portal::Portal;
 use crate::proxy::Upstream;
 use crate::store::SqliteStore;
+use crate::store::postgres::PgStore;
 use arc_swap::ArcSwap;
 use urls::Urls;
 
@@ -285,7 +287,10 @@ pub async fn run(
             (None, Arc::new(remote), key)
         }
         Role::Standalone | Role::Portal { .. } => {
-            let store = Arc::new(SqliteStore::open(&config.portal.store)?);
+            let store: Arc<dyn crate::store::Store> = match &config.portal.store {
+                StoreLocation::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
+                StoreLocation::Postgres(url) => Arc::new(PgStore::open(url)?),
+            };
             let key = Key::random();
             let portal = Arc::new(Portal::new(&config, store, urls.clone(), metrics.clone())?);
             portal.provision(&config)?;

@@ -1,11 +1,12 @@
 //! The portal's durable state: users and their accounts, and the portal's sessions,
 //! behind one interface.
 //!
-//! [`Store`] is the seam a second engine (PostgreSQL, for several portals) plugs into;
-//! [`sqlite::SqliteStore`] is the default. Calls are blocking and short: async callers run
+//! [`Store`] has two engines: [`sqlite::SqliteStore`], the default, for one portal process,
+//! and [`postgres::PgStore`], shared by several portal processes. Calls are blocking and short: async callers run
 //! them with `tokio::task::spawn_blocking` (see `portal::Portal::store_call`).
 
 mod links;
+pub mod postgres;
 pub mod sessions;
 pub mod sqlite;
 pub mod usage;
@@ -24,6 +25,10 @@ pub use usage::{AccountUsage, UsageRow};
 pub enum StoreError {
     #[error("the store failed")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("the PostgreSQL store failed")]
+    Postgres(#[from] ::postgres::Error),
+    #[error("{why}")]
+    Config { why: String },
     #[error("the store holds a bad value in {field}")]
     Corrupt { field: &'static str },
     #[error("cannot open the store at {path}")]

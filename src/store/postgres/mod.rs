@@ -1,0 +1,390 @@
+//! [`Store`](super::Store) on PostgreSQL, for several portal processes serving one
+//! deployment (`[portal] store = "postgres://…"`).
+//!
+//! Everything several portals must agree on lives here, not in a process's memory: users
+//! and accounts ([`store`]), and the shared session table with its one-time codes and
+//! revocation log ([`sessions`]). Schema versions are kept in `gatehouse_schema` and applied
+//! at start under an advisory lock, so portals starting together migrate once.
+//!
+//! Calls are blocking, like SQLite's: async callers run them off the reactor. Connections
+//! come from a small pool ([`Pool`]); the server must be on loopback or a Unix socket, as
+//! this build speaks no TLS to PostgreSQL (see [`check_url`]).
+
+pub mod sessions;
+mod store;
+pub mod testing;
+
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use postgres::config::Host;
+use postgres::{Client, NoTls};
+
+use super::StoreError;
+
+/// Most connections one portal process opens; callers beyond wait for one to come back.
+const MAX_CONNECTIONS: usize = 16;
+
+/// Serialises migrations of portals starting at once (any constant, the same in all).
+const MIGRATION_LOCK: i64 = 0x6761_7465_686f_7573; // "gatehous"
+
+/// Schema versions, applied in order. Never edit a shipped step; add a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: users and accounts, as SQLite's steps 1-3 (see sqlite.rs for what each is for).
+    "CREATE TABLE accounts (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        created_at BIGINT NOT NULL
+     );
+     CREATE TABLE users (
+        name TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        level BIGINT NOT NULL,
+        site_levels TEXT NOT NULL DEFAULT '{}',
+        idle_timeout_secs BIGINT,
+        disabled BOOLEAN NOT NULL DEFAULT false,
+        account_id BIGINT NOT NULL REFERENCES accounts(id),
+        revision BIGINT NOT NULL DEFAULT 0,
+        created_at BIGINT NOT NULL,
+        temporary_until BIGINT
+     );
+     CREATE INDEX users_revision ON users(revision);
+     CREATE INDEX users_account ON users(account_id);
+     CREATE TABLE secrets (name TEXT PRIMARY KEY, value BYTEA NOT NULL);
+     CREATE TABLE meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL);
+     INSERT INTO meta (key, value) VALUES ('revision', 0);
+     CREATE TABLE removed_users (name TEXT NOT NULL, revision BIGINT NOT NULL);
+     CREATE TABLE account_sites (
+        account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        site TEXT NOT NULL,
+        first_access BIGINT NOT NULL,
+        PRIMARY KEY (account_id, site)
+     );
+     CREATE TABLE nodes (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        cookie_hash BYTEA NOT NULL UNIQUE,
+        created_at BIGINT NOT NULL,
+        last_seen BIGINT NOT NULL
+     );
+     CREATE TABLE node_accounts (
+        node_id BIGINT NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
+        account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        first_seen BIGINT NOT NULL,
+        last_seen BIGINT NOT NULL,
+        PRIMARY KEY (node_id, account_id)
+     );
+     CREATE INDEX node_accounts_account ON node_accounts(account_id);
+     CREATE TABLE usage (
+        account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        site TEXT NOT NULL,
+        day TEXT NOT NULL,
+        requests BIGINT NOT NULL DEFAULT 0,
+        bytes_in BIGINT NOT NULL DEFAULT 0,
+        bytes_out BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (account_id, site, day)
+     );
+     CREATE TABLE node_kept_apart (
+        node_id BIGINT NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
+        account_a BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        account_b BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        at BIGINT NOT NULL,
+        PRIMARY KEY (node_id, account_a, account_b),
+        CHECK (account_a < account_b)
+     );
+     CREATE TABLE account_merges (
+        merged_name TEXT NOT NULL,
+        into_account BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        at BIGINT NOT NULL
+     );
+     CREATE INDEX account_merges_into ON account_merges(into_account);",
+    // 2: the shared session table (see sessions.rs): sessions, their site bindings,
+    // one-time codes, the revocation log the edges read with their cursors, and the
+    // bindings of ended sessions (whose late-reported traffic still has an owner). Keys are
+    // hashes; times are Unix milliseconds; no site password is ever stored.
+    "CREATE TABLE sessions (
+        id BYTEA PRIMARY KEY,
+        user_name TEXT NOT NULL,
+        password_tag BYTEA NOT NULL,
+        created_ms BIGINT NOT NULL,
+        last_active_ms BIGINT NOT NULL,
+        roaming BOOLEAN NOT NULL DEFAULT false
+     );
+     CREATE INDEX sessions_user ON sessions(user_name);
+     CREATE TABLE session_bindings (
+        cookie_hash BYTEA PRIMARY KEY,
+        session_id BYTEA NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        site TEXT NOT NULL,
+        bound_ms BIGINT NOT NULL
+     );
+     CREATE INDEX session_bindings_session ON session_bindings(session_id);
+     CREATE TABLE one_time_codes (
+        code_hash BYTEA PRIMARY KEY,
+        session_id BYTEA NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        site TEXT NOT NULL,
+        binding BYTEA NOT NULL,
+        expires_ms BIGINT NOT NULL
+     );
+     CREATE TABLE revocation_log (
+        seq BIGINT PRIMARY KEY,
+        key BYTEA NOT NULL,
+        -- NULL: the key is revoked; else its user's new idle timeout (0: none).
+        idle_ms BIGINT,
+        at_ms BIGINT NOT NULL
+     );
+     CREATE TABLE retired_bindings (
+        cookie_hash BYTEA PRIMARY KEY,
+        account TEXT NOT NULL,
+        site TEXT NOT NULL,
+        at_ms BIGINT NOT NULL
+     );
+     CREATE INDEX retired_bindings_at ON retired_bindings(at_ms);
+     INSERT INTO meta (key, value)
+        VALUES ('epoch', (floor(random() * 9007199254740991))::BIGINT);",
+];
+
+/// `url` with any password replaced, for logs and messages.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            let hidden = if userinfo.contains(':') { ":***" } else { "" };
+            let tail = hide_password_parameter(tail);
+            format!("{scheme}://{user}{hidden}@{hosts}{tail}")
+        }
+        None => format!("{scheme}://{authority}{}", hide_password_parameter(tail)),
+    }
+}
+
+fn hide_password_parameter(tail: &str) -> String {
+    let Some((path, query)) = tail.split_once('?') else {
+        return tail.to_string();
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|kv| match kv.split_once('=') {
+            Some(("password", _)) => "password=***".to_string(),
+            _ => kv.to_string(),
+        })
+        .collect();
+    format!("{path}?{}", query.join("&"))
+}
+
+/// Is `url` a PostgreSQL URL this build can use? It must parse, name a database, and reach
+/// the server over loopback or a Unix socket only: this build has no TLS towards
+/// PostgreSQL, and a password or session key must never cross a network in the clear.
+pub fn check_url(url: &str) -> Result<postgres::Config, String> {
+    let config = postgres::Config::from_str(url)
+        .map_err(|e| format!("is not a PostgreSQL URL this build understands ({e})"))?;
+    if config.get_dbname().is_none() {
+        return Err("names no database: give postgres://USER@HOST[:PORT]/DATABASE".into());
+    }
+    if config.get_hosts().is_empty() {
+        return Err("names no host: give postgres://USER@HOST[:PORT]/DATABASE".into());
+    }
+    for host in config.get_hosts() {
+        if let Host::Tcp(name) = host {
+            let loopback = name == "localhost"
+                || name
+                    .trim_matches(['[', ']'])
+                    .parse::<IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if !loopback {
+                return Err(format!(
+                    "names host {name:?}: this build speaks no TLS to PostgreSQL, so the server must be on loopback (127.0.0.1, ::1, localhost) or a Unix socket (host=/run/postgresql); reach a remote server through a local TLS tunnel"
+                ));
+            }
+        }
+    }
+    Ok(config)
+}
+
+pub struct PgStore {
+    config: postgres::Config,
+    pool: Pool,
+    /// For log lines: the URL without its password.
+    shown: String,
+}
+
+impl PgStore {
+    /// Connect and migrate to the newest schema.
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        let mut config = check_url(url).map_err(|why| StoreError::Config {
+            why: format!("portal.store {why}"),
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(5));
+        }
+        config.application_name("gatehouse");
+        let store = PgStore {
+            config,
+            pool: Pool::default(),
+            shown: redacted(url),
+        };
+        store.with(migrate)?;
+        Ok(store)
+    }
+
+    /// The URL without its password.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    /// Run `f` on a pooled connection (opened if none is idle). A connection the server
+    /// closed is dropped, not put back.
+    pub(crate) fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut client = match self.pool.take() {
+            Some(client) => client,
+            None => match self.config.connect(NoTls) {
+                Ok(client) => client,
+                Err(e) => {
+                    self.pool.opening_failed();
+                    return Err(e.into());
+                }
+            },
+        };
+        let result = f(&mut client);
+        self.pool.give_back(client);
+        result
+    }
+
+    /// Run `f` in one transaction, committed when it returns Ok.
+    pub(crate) fn tx<T>(
+        &self,
+        f: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.with(|client| {
+            let mut tx = client.transaction()?;
+            let value = f(&mut tx)?;
+            tx.commit()?;
+            Ok(value)
+        })
+    }
+}
+
+fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS gatehouse_schema (version BIGINT NOT NULL)")?;
+    let version: i64 = match tx.query_opt("SELECT version FROM gatehouse_schema", &[])? {
+        Some(row) => row.get(0),
+        None => {
+            tx.execute("INSERT INTO gatehouse_schema (version) VALUES (0)", &[])?;
+            0
+        }
+    };
+    if version > MIGRATIONS.len() as i64 {
+        return Err(StoreError::Config {
+            why: format!(
+                "the PostgreSQL schema is at version {version}, newer than this build knows ({}); run the newer gatehouse",
+                MIGRATIONS.len()
+            ),
+        });
+    }
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+        tx.batch_execute(step)?;
+        tx.execute(
+            "UPDATE gatehouse_schema SET version = $1",
+            &[&((i + 1) as i64)],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Idle connections, and how many are open, capped at [`MAX_CONNECTIONS`].
+#[derive(Default)]
+struct Pool {
+    state: Mutex<PoolState>,
+    returned: Condvar,
+}
+
+#[derive(Default)]
+struct PoolState {
+    idle: Vec<Client>,
+    open: usize,
+}
+
+impl Pool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
+        // Only counters and a list change under the lock: a poisoned one is intact.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An idle connection, or `None` when the caller may open a new one (counted open now).
+    /// Waits while all [`MAX_CONNECTIONS`] are in use.
+    fn take(&self) -> Option<Client> {
+        let mut state = self.lock();
+        loop {
+            if let Some(client) = state.idle.pop() {
+                return Some(client);
+            }
+            if state.open < MAX_CONNECTIONS {
+                state.open += 1;
+                return None;
+            }
+            state = self.returned.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn opening_failed(&self) {
+        self.lock().open -= 1;
+        self.returned.notify_one();
+    }
+
+    fn give_back(&self, client: Client) {
+        let mut state = self.lock();
+        if client.is_closed() {
+            state.open -= 1;
+        } else {
+            state.idle.push(client);
+        }
+        drop(state);
+        self.returned.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_shown() {
+        assert_eq!(
+            redacted("postgres://gh:s3cret@127.0.0.1:5432/gh"),
+            "postgres://gh:***@127.0.0.1:5432/gh"
+        );
+        assert_eq!(
+            redacted("postgresql://gh@localhost/gh?password=s3cret&sslmode=disable"),
+            "postgresql://gh@localhost/gh?password=***&sslmode=disable"
+        );
+        assert_eq!(
+            redacted("postgres://localhost/gh"),
+            "postgres://localhost/gh"
+        );
+    }
+
+    #[test]
+    fn only_loopback_or_unix_sockets() {
+        assert!(check_url("postgres://gh@127.0.0.1:5432/gh").is_ok());
+        assert!(check_url("postgres://gh@[::1]:5432/gh").is_ok());
+        assert!(check_url("postgres://gh@localhost/gh").is_ok());
+        assert!(check_url("postgres://gh@%2Frun%2Fpostgresql/gh").is_ok());
+        let remote = check_url("postgres://gh@db.example.org/gh").unwrap_err();
+        assert!(remote.contains("no TLS"), "{remote}");
+        assert!(check_url("postgres://gh@10.0.0.5/gh").is_err());
+        assert!(
+            check_url("postgres://gh@127.0.0.1:5432").is_err(),
+            "no database"
+        );
+        assert!(check_url("postgres://gh@127.0.0.1:notaport/gh").is_err());
+    }
+}
