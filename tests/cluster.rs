@@ -2,7 +2,8 @@
 //! own config, on loopback ports. Behaviour across processes equals single-process
 //! behaviour: SSO between sites on different edges, sign-out reaching every edge within one
 //! sync, idle expiry decided by the portal, one-time codes single-use across processes, and
-//! offline grace while the portal is stopped.
+//! offline grace while the portal is stopped. And two portal processes sharing one
+//! PostgreSQL store behind one name, each serving one edge.
 
 mod common;
 
@@ -21,6 +22,10 @@ struct Ports {
     edges: [(u16, u16); 2],
     /// `[portal]` lines with the timeouts every process shares.
     timeouts: String,
+    /// `[portal] store`: an SQLite file, or a PostgreSQL database both portals share.
+    store: String,
+    /// A second portal's listener and admin ports (on the shared store); edge 1 asks it.
+    portal2: Option<(u16, u16)>,
 }
 
 struct Cluster {
@@ -28,6 +33,8 @@ struct Cluster {
     ports: Ports,
     backend: Backend,
     portal: Process,
+    /// The second portal, with a PostgreSQL store.
+    portal2: Option<Process>,
     edges: Vec<Process>,
 }
 
@@ -35,9 +42,15 @@ struct Cluster {
 fn config(dir: &std::path::Path, ports: &Ports, backend: &Backend, role: &str) -> PathBuf {
     let certs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("certs");
     let (listen, admin, cluster, users) = match role {
-        "portal" => (
-            ports.portal,
-            ports.portal_admin,
+        "portal" | "portal2" => (
+            ports
+                .portal2
+                .filter(|_| role == "portal2")
+                .map_or(ports.portal, |p| p.0),
+            ports
+                .portal2
+                .filter(|_| role == "portal2")
+                .map_or(ports.portal_admin, |p| p.1),
             "role = \"portal\"\nsecret_file = \"cluster.key\"\n".to_string(),
             format!(
                 "[[users]]\nname = \"alice\"\npassword_hash = {:?}\nlevel = 3\n\n\
@@ -48,13 +61,18 @@ fn config(dir: &std::path::Path, ports: &Ports, backend: &Backend, role: &str) -
         ),
         edge => {
             let i: usize = edge.strip_prefix("edge").unwrap().parse().unwrap();
+            // With two portals, edge 1 asks the second (both answer for everyone).
+            let api = match ports.portal2 {
+                Some((second, _)) if i == 1 => second,
+                _ => ports.portal,
+            };
             (
                 ports.edges[i].0,
                 ports.edges[i].1,
                 format!(
                     "role = \"edge\"\nportal_url = \"https://auth.localhost:{}\"\n\
                      secret_file = \"cluster.key\"\nca_file = {:?}\n",
-                    ports.portal,
+                    api,
                     certs.join("dev-ca.crt").display().to_string()
                 ),
                 String::new(),
@@ -65,7 +83,7 @@ fn config(dir: &std::path::Path, ports: &Ports, backend: &Backend, role: &str) -
         "[server]\nlisten = \"127.0.0.1:{listen}\"\nadmin = \"127.0.0.1:{admin}\"\nshutdown_grace = \"1s\"\n\n\
          [tls]\ncert = {cert:?}\nkey = {key:?}\n\n\
          [portal]\nhost = \"auth.localhost\"\npublic_url = \"https://auth.localhost:{portal}\"\n\
-         store = \"gatehouse.db\"\n{timeouts}\nsync_interval = \"1s\"\n\n\
+         store = {store:?}\n{timeouts}\nsync_interval = \"1s\"\n\n\
          {users}\n\
          [[sites]]\nid = \"app\"\nhost = \"app.localhost\"\npublic_url = \"https://app.localhost:{e0}\"\nbackend = {backend:?}\n\n\
          [[sites]]\nid = \"wiki\"\nhost = \"wiki.localhost\"\npublic_url = \"https://wiki.localhost:{e1}\"\nbackend = {backend:?}\n\n\
@@ -77,6 +95,7 @@ fn config(dir: &std::path::Path, ports: &Ports, backend: &Backend, role: &str) -
         e1 = ports.edges[1].0,
         backend = backend.url(),
         timeouts = ports.timeouts,
+        store = ports.store,
     );
     let file = dir.join(format!("{role}.toml"));
     std::fs::write(&file, text).unwrap();
@@ -89,6 +108,21 @@ impl Cluster {
     }
 
     async fn start_with(timeouts: &str) -> Cluster {
+        Self::start_on("gatehouse.db", timeouts, false).await
+    }
+
+    /// Two portals on one fresh PostgreSQL database: edge 0 asks the first, edge 1 the
+    /// second; browsers reach either under the one portal name.
+    async fn start_two_portals() -> Cluster {
+        // The PostgreSQL client blocks: not on the test's event loop.
+        let store =
+            tokio::task::spawn_blocking(gatehouse::store::postgres::testing::fresh_database)
+                .await
+                .unwrap();
+        Self::start_on(&store, "idle_timeout = \"6s\"\ncache_margin = \"3s\"", true).await
+    }
+
+    async fn start_on(store: &str, timeouts: &str, two_portals: bool) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("cluster.key"),
@@ -100,9 +134,14 @@ impl Cluster {
             portal_admin: free_port(),
             edges: [(free_port(), free_port()), (free_port(), free_port())],
             timeouts: timeouts.to_string(),
+            store: store.to_string(),
+            portal2: two_portals.then(|| (free_port(), free_port())),
         };
         let backend = Backend::start().await;
         let portal = Process::start(&config(dir.path(), &ports, &backend, "portal"));
+        // It finds the schema the first one made (concurrent starts: see the store's tests).
+        let portal2 =
+            two_portals.then(|| Process::start(&config(dir.path(), &ports, &backend, "portal2")));
         let edges = (0..2)
             .map(|i| Process::start(&config(dir.path(), &ports, &backend, &format!("edge{i}"))))
             .collect();
@@ -111,6 +150,7 @@ impl Cluster {
             ports,
             backend,
             portal,
+            portal2,
             edges,
         }
     }
@@ -691,4 +731,97 @@ async fn an_edge_refuses_a_portal_certificate_it_cannot_verify() {
         .await;
     assert_eq!(res.status, 503, "{res:?}");
     assert!(edge.logged("certificate"), "{}", edge.log_text());
+}
+
+/// Issue 8 point 7: two portals on one PostgreSQL database, behind one name (the test's
+/// browser is the load balancer, sending the portal's name to either). Sign in through one
+/// portal and redeem the hand-off through the other; a code is single-use across portals;
+/// sign out through either and every edge refuses; a portal killed with `kill -9` loses
+/// nothing the other needs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_portals_share_one_postgres_store() {
+    let mut c = Cluster::start_two_portals().await;
+    let (first, second) = (c.ports.portal, c.ports.portal2.unwrap().0);
+    let mut browser = c.browser();
+
+    // Site wiki is on edge 1, which asks the second portal; the browser signs in at the
+    // first. The code the first minted is redeemed through the second.
+    let res = c
+        .sign_in(&browser, "wiki.localhost", "alice", "alice-pw")
+        .await;
+    assert_eq!(res.status, 200, "{res:?}");
+    assert_eq!(c.backend.last().headers["x-auth-user"], "alice");
+
+    // Now the balancer sends the browser to the second portal: its session (started at the
+    // first) is known there, and edge 0 redeems that portal's code through the first.
+    browser.set_host_port("auth.localhost", second);
+    let res = browser.follow(&c.url("app.localhost", "/")).await;
+    assert_eq!(res.status, 200, "SSO without a password: {res:?}");
+    assert_eq!(c.backend.last().headers["x-auth-user"], "alice");
+
+    // A code minted by the second portal, used once on edge 1 (asking the second) and
+    // replayed on edge 0 (asking the first): refused there.
+    let code = c.fresh_callback(&browser, "app.localhost").await;
+    let cookie = browser.cookie("app.localhost", "__Host-gatehouse").unwrap();
+    let via_edge1 = Client::new(c.ports.edges[1].0);
+    via_edge1.set_cookie("app.localhost", "__Host-gatehouse", &cookie);
+    let on_edge1 = code.replace(
+        &format!(":{}/", c.ports.edges[0].0),
+        &format!(":{}/", c.ports.edges[1].0),
+    );
+    let used = via_edge1.get(&on_edge1).await;
+    assert_eq!(
+        used.status, 302,
+        "redeemed through the second portal: {used:?}"
+    );
+    assert_eq!(
+        browser.get(&code).await.status,
+        403,
+        "the same code through the first portal"
+    );
+    assert_eq!(browser.get(&c.url("app.localhost", "/")).await.status, 302);
+    assert_eq!(
+        browser.follow(&c.url("app.localhost", "/")).await.status,
+        200
+    );
+
+    // Sign out through the first portal: both edges refuse within a sync interval.
+    browser.set_host_port("auth.localhost", first);
+    let confirm = browser.get(&c.url("auth.localhost", "/logout")).await;
+    let csrf = form_field(&confirm.body, "csrf").unwrap();
+    let done = browser
+        .post_form(&c.url("auth.localhost", "/logout"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(done.status, 200, "{done:?}");
+    let signed_out = Instant::now();
+    for host in ["app.localhost", "wiki.localhost"] {
+        until_status(&browser, &c.url(host, "/"), 302, SYNC * 5).await;
+        let took = signed_out.elapsed();
+        assert!(
+            took <= SYNC + Duration::from_millis(800),
+            "{host} refused only after {took:?}"
+        );
+    }
+
+    // Bob signs in through the first portal, which is then killed (kill -9, whatever it was
+    // doing): the second portal knows his session and hands him to wiki without a password.
+    let bob = c.browser();
+    let res = c.sign_in(&bob, "app.localhost", "bob", "bob-pw").await;
+    assert_eq!(res.status, 200, "{res:?}");
+    c.portal.kill();
+    let mut bob = bob;
+    bob.set_host_port("auth.localhost", second);
+    let res = bob.follow(&c.url("wiki.localhost", "/")).await;
+    assert_eq!(res.status, 200, "the second portal carries on: {res:?}");
+    assert_eq!(c.backend.last().headers["x-auth-user"], "bob");
+    // And signs him out there, on the edge it serves.
+    let confirm = bob.get(&c.url("auth.localhost", "/logout")).await;
+    let csrf = form_field(&confirm.body, "csrf").unwrap();
+    let done = bob
+        .post_form(&c.url("auth.localhost", "/logout"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(done.status, 200, "{done:?}");
+    until_status(&bob, &c.url("wiki.localhost", "/"), 302, SYNC * 5).await;
+    let log = c.portal2.as_ref().unwrap().log_text();
+    assert!(!log.contains("bob-pw") && !log.contains("alice-pw"));
 }

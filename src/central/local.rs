@@ -26,7 +26,12 @@ impl Central for LocalCentral {
         site: &'a SiteId,
     ) -> BoxFuture<'a, Result<Option<Admission>, CentralError>> {
         Box::pin(async move {
-            let admission = self.portal.sessions.redeem(code, cookie, site);
+            let admission = self
+                .portal
+                .sessions
+                .redeem(code, cookie, site)
+                .await
+                .map_err(|e| CentralError::Internal(Box::new(e)))?;
             if let Some(a) = &admission {
                 self.portal.note_site_access(&a.account, site);
             }
@@ -39,7 +44,13 @@ impl Central for LocalCentral {
         cookie: IdHash,
         site: &'a SiteId,
     ) -> BoxFuture<'a, Result<Option<Admission>, CentralError>> {
-        Box::pin(async move { Ok(self.portal.sessions.check(cookie, site)) })
+        Box::pin(async move {
+            self.portal
+                .sessions
+                .check(cookie, site)
+                .await
+                .map_err(|e| CentralError::Internal(Box::new(e)))
+        })
     }
 
     fn verify_basic<'a>(
@@ -59,6 +70,11 @@ impl Central for LocalCentral {
     }
 
     fn sync(&self, report: SyncReport) -> BoxFuture<'_, Result<SyncReply, CentralError>> {
-        Box::pin(async move { Ok(self.portal.sync(report).await) })
+        Box::pin(async move {
+            self.portal
+                .sync(report)
+                .await
+                .map_err(|e| CentralError::Internal(Box::new(e)))
+        })
     }
 }

@@ -1094,11 +1094,20 @@ mod tests {
 mod cluster_tests {
     use std::path::Path;
 
-    use crate::config::Role;
+    use crate::config::{Role, StoreLocation};
 
     /// The shipped config, in a folder holding a cluster secret and the dev CA, with
     /// `[cluster]` set to `cluster` (and `[[users]]` dropped when `users` is false).
     fn check(cluster: &str, users: bool) -> Result<Role, String> {
+        check_with(cluster, users, None).map(|c| c.cluster.role)
+    }
+
+    /// As `check`, with `[portal] store` set to `store` when given.
+    fn check_with(
+        cluster: &str,
+        users: bool,
+        store: Option<&str>,
+    ) -> Result<crate::config::Config, String> {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
@@ -1112,6 +1121,11 @@ mod cluster_tests {
         text = text
             .replace("\"certs/", &format!("\"{}/", abs("certs")))
             .replace("store = \"", "store = \"/nonexistent-never-opened/");
+        if let Some(store) = store {
+            let start = text.find("store = \"").unwrap();
+            let end = start + text[start..].find('\n').unwrap();
+            text.replace_range(start..end, &format!("store = {store:?}"));
+        }
         if !users {
             let start = text.find("[[users]]").unwrap();
             let end = text.find("[[sites]]").unwrap();
@@ -1121,9 +1135,40 @@ mod cluster_tests {
         let ca = abs("certs/dev-ca.crt");
         let text = text.replace("CA_FILE", &ca);
         let file = dir.path().join("config.toml");
-        super::validate(&file, &text)
-            .map(|c| c.cluster.role)
-            .map_err(|e| e.to_string())
+        super::validate(&file, &text).map_err(|e| e.to_string())
+    }
+
+    /// A PostgreSQL store: on a portal only, on loopback or a Unix socket only.
+    #[test]
+    fn postgres_store_only_for_portals_on_loopback() {
+        let portal = "role = \"portal\"\nsecret_file = \"cluster.key\"";
+        let url = "postgres://gh:s3cret@127.0.0.1:5432/gh";
+        let c = check_with(portal, true, Some(url)).unwrap();
+        assert_eq!(c.portal.store, StoreLocation::Postgres(url.into()));
+        assert_eq!(
+            c.portal.store.to_string(),
+            "postgres://gh:***@127.0.0.1:5432/gh"
+        );
+        let socket = "postgresql://gh@%2Frun%2Fpostgresql/gh";
+        assert!(check_with(portal, true, Some(socket)).is_ok());
+        for (cluster, store, says) in [
+            (
+                "role = \"standalone\"",
+                url,
+                "set [cluster] role = \"portal\"",
+            ),
+            (portal, "postgres://gh@db.example.org/gh", "no TLS"),
+            (portal, "postgres://gh@127.0.0.1:5432", "names no database"),
+        ] {
+            let err = check_with(cluster, true, Some(store)).unwrap_err();
+            assert!(
+                err.contains("portal.store") && err.contains(says),
+                "{store}: {err}"
+            );
+            assert!(!err.contains("s3cret"), "{err}");
+        }
+        let file = check_with(portal, true, Some("data/g.db")).unwrap();
+        assert!(matches!(file.portal.store, StoreLocation::Sqlite(p) if p.ends_with("data/g.db")));
     }
 
     #[test]

@@ -28,6 +28,7 @@ use crate::central::{Central, CentralError};
 use crate::http::body::Body;
 
 pub struct Api {
+    portal: Arc<Portal>,
     central: LocalCentral,
     secret: ClusterSecret,
     /// Nonces accepted within the validity window, so each request is served once.
@@ -48,7 +49,8 @@ struct RefusalLog {
 impl Api {
     pub fn new(portal: Arc<Portal>, secret: ClusterSecret) -> Self {
         Api {
-            central: LocalCentral::new(portal),
+            central: LocalCentral::new(portal.clone()),
+            portal,
             secret,
             seen: moka::sync::Cache::builder()
                 // Kept longer than a timestamp passes the check (the window each way, plus
@@ -120,8 +122,19 @@ impl Api {
         if !signed.body_matches(&body) {
             return Err(Failure::Refused(Refusal::BodyMismatch));
         }
-        if !self.seen.entry(signed.nonce).or_insert(()).is_fresh() {
+        if !self
+            .seen
+            .entry(signed.nonce.clone())
+            .or_insert(())
+            .is_fresh()
+        {
             return Err(Failure::Refused(Refusal::Replay));
+        }
+        // Several portals: a call replayed to another one is refused there too.
+        match self.portal.sessions.claim_nonce(&signed.nonce).await {
+            Ok(true) => {}
+            Ok(false) => return Err(Failure::Refused(Refusal::Replay)),
+            Err(e) => return Err(Failure::Central(CentralError::Internal(Box::new(e)))),
         }
         match path {
             wire::REDEEM => {

@@ -32,13 +32,13 @@ pub(super) async fn route(
     let result = match (req.method().clone(), path.as_str()) {
         (Method::GET | Method::HEAD, "/") => account::show(portal, &req).await,
         (Method::POST, "/") => account::submit(portal, req).await,
-        (Method::GET | Method::HEAD, "/login") => login_page(portal, &req),
+        (Method::GET | Method::HEAD, "/login") => login_page(portal, &req).await,
         (Method::POST, "/login") => login_submit(portal, req, peer).await,
-        (Method::GET | Method::HEAD, "/logout") => logout_page(portal, &req),
+        (Method::GET | Method::HEAD, "/logout") => logout_page(portal, &req).await,
         (Method::POST, "/logout") => logout_submit(portal, req).await,
         (Method::GET | Method::HEAD, "/register") => register::form(portal, &req),
         (Method::POST, "/register") => register::submit(portal, req, peer).await,
-        (Method::GET | Method::HEAD, "/password") => password::form(portal, &req),
+        (Method::GET | Method::HEAD, "/password") => password::form(portal, &req).await,
         (Method::POST, "/password") => password::submit(portal, req, peer).await,
         (Method::GET | Method::HEAD, "/link") => link::form(portal, &req).await,
         (Method::POST, "/link") => link::submit(portal, req, peer).await,
@@ -175,14 +175,14 @@ impl Portal {
     }
 
     /// Mint a code for the hand-off and send the browser to the site's callback.
-    pub(super) fn continue_to_site(
+    pub(super) async fn continue_to_site(
         &self,
         session: &IdHash,
         handoff: &Handoff,
     ) -> Option<Response<Body>> {
         let site = self.site(&handoff.site)?;
         let binding = IdHash::from_b64(&handoff.h)?;
-        let code = self.sessions.mint_code(session, &site.id, binding)?;
+        let code = self.sessions.mint_code(session, &site.id, binding).await?;
         let query = form_urlencoded::Serializer::new(String::new())
             .append_pair("code", code.as_str())
             .append_pair("rd", &handoff.rd)
@@ -196,21 +196,21 @@ impl Portal {
 
 /// GET /login: a known browser goes straight on to the site; others get the form (and a
 /// portal cookie that identifies this not-yet-known client, binding the form's CSRF token).
-fn login_page(portal: &Portal, req: &Request<Incoming>) -> Result<Response<Body>, HttpError> {
+async fn login_page(portal: &Portal, req: &Request<Incoming>) -> Result<Response<Body>, HttpError> {
     let q = query(req);
     let handoff = portal.handoff_from(&q);
     let cookie = portal_cookie(req)?;
     let mut notice = None;
     let mut username = String::new();
     if let Some(c) = &cookie
-        && let Some(user) = portal.sessions.user(c)
+        && let Some(user) = portal.sessions.user(c).await
     {
         let again = handoff
             .as_ref()
             .is_some_and(|h| portal.needs_master_password(c, &user, &h.site));
         let next = match &handoff {
             _ if again => None,
-            Some(h) => portal.continue_to_site(c, h),
+            Some(h) => portal.continue_to_site(c, h).await,
             None => Some(page::redirect(StatusCode::FOUND, "/")),
         };
         if let Some(res) = next {
@@ -335,9 +335,13 @@ async fn login_submit(
     let shared_computer = form.get("shared_computer").is_some_and(|v| !v.is_empty());
     let account = record.account.clone();
     let fresh = Identifier::new();
-    portal
+    if let Err(e) = portal
         .sessions
-        .start(old_cookie.as_ref(), fresh.hash(), record, site_passwords);
+        .start(old_cookie.as_ref(), fresh.hash(), record, site_passwords)
+        .await
+    {
+        return Err(HttpError::Internal(Box::new(e)));
+    }
     let mut res = portal
         .after_sign_in(
             &fresh.hash(),
@@ -361,17 +365,21 @@ pub(super) fn form_expired() -> Response<Body> {
     )
 }
 
-fn logout_page(portal: &Portal, req: &Request<Incoming>) -> Result<Response<Body>, HttpError> {
+async fn logout_page(
+    portal: &Portal,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, HttpError> {
     let q = query(req);
     let rd = q
         .get("rd")
         .and_then(|rd| portal.urls.check_redirect(rd))
         .unwrap_or_else(|| "/".into());
     let cookie = portal_cookie(req)?;
-    match cookie
-        .as_ref()
-        .and_then(|c| portal.sessions.user(c).map(|u| (c, u)))
-    {
+    let user = match &cookie {
+        Some(c) => portal.sessions.user(c).await.map(|u| (c, u)),
+        None => None,
+    };
+    match user {
         Some((c, user)) => Ok(portal.page(
             StatusCode::OK,
             pages::logout_confirm(&portal.csrf_token(c), &rd, &user.name),
@@ -392,14 +400,18 @@ async fn logout_submit(
     if !portal.csrf_ok(cookie.as_ref(), &form) {
         return Ok(form_expired());
     }
-    let roaming = cookie
-        .as_ref()
-        .is_some_and(|c| portal.sessions.is_roaming(c));
+    let roaming = match &cookie {
+        Some(c) => portal.sessions.is_roaming(c).await,
+        None => false,
+    };
     if let Some(c) = &cookie {
-        if let Some(user) = portal.sessions.user(c) {
+        if let Some(user) = portal.sessions.user(c).await {
             tracing::info!(user = %user.name, roaming, "signed out everywhere");
         }
-        portal.sessions.end(c);
+        if let Err(e) = portal.sessions.end(c).await {
+            // Not signed out anywhere: an error page, never "signed out".
+            return Err(HttpError::Internal(Box::new(e)));
+        }
         // Written through before the answer, not behind: a sign-out must never come back
         // with a crash in the next second.
         portal.save_sessions().await;

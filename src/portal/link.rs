@@ -88,14 +88,14 @@ impl Portal {
     ) -> Response<Body> {
         if shared_computer {
             // An existing node cookie (another user's) is neither renewed nor noted.
-            self.sessions.mark_roaming(session);
-            return self.continue_after_link(session, handoff);
+            self.sessions.mark_roaming(session).await;
+            return self.continue_after_link(session, handoff).await;
         }
         let node = node_cookie_or_fresh(headers);
         let mut res = if self.note_node(&node, account).await {
             page::redirect(StatusCode::SEE_OTHER, &link_url(handoff))
         } else {
-            self.continue_after_link(session, handoff)
+            self.continue_after_link(session, handoff).await
         };
         res.headers_mut().append(
             SET_COOKIE,
@@ -105,10 +105,16 @@ impl Portal {
     }
 
     /// On with the hand-off, or to the account page.
-    fn continue_after_link(&self, session: &IdHash, handoff: Option<&Handoff>) -> Response<Body> {
-        handoff
-            .and_then(|h| self.continue_to_site(session, h))
-            .unwrap_or_else(|| page::redirect(StatusCode::SEE_OTHER, "/"))
+    async fn continue_after_link(
+        &self,
+        session: &IdHash,
+        handoff: Option<&Handoff>,
+    ) -> Response<Body> {
+        let onward = match handoff {
+            Some(h) => self.continue_to_site(session, h).await,
+            None => None,
+        };
+        onward.unwrap_or_else(|| page::redirect(StatusCode::SEE_OTHER, "/"))
     }
 
     fn link_page(
@@ -150,13 +156,17 @@ async fn context(
     headers: &HeaderMap,
     handoff: Option<&Handoff>,
 ) -> Result<Result<Context, Response<Body>>, HttpError> {
-    let Some((session, user)) = cookie.and_then(|c| portal.sessions.user(&c).map(|u| (c, u)))
-    else {
+    let signed_in = match cookie {
+        Some(c) => portal.sessions.user(&c).await.map(|u| (c, u)),
+        None => None,
+    };
+    let Some((session, user)) = signed_in else {
         return Ok(Err(page::redirect(StatusCode::SEE_OTHER, "/login")));
     };
     let node = node_cookie(headers).map(|v| IdHash::of(v.as_bytes()));
-    let Some(node) = node.filter(|_| !portal.sessions.is_roaming(&session)) else {
-        return Ok(Err(portal.continue_after_link(&session, handoff)));
+    let roaming = portal.sessions.is_roaming(&session).await;
+    let Some(node) = node.filter(|_| !roaming) else {
+        return Ok(Err(portal.continue_after_link(&session, handoff).await));
     };
     let account = user.account.clone();
     let a = account.clone();
@@ -183,7 +193,9 @@ pub(super) async fn form(
         Err(res) => return Ok(res),
     };
     if cx.candidates.is_empty() {
-        return Ok(portal.continue_after_link(&cx.session, handoff.as_ref()));
+        return Ok(portal
+            .continue_after_link(&cx.session, handoff.as_ref())
+            .await);
     }
     Ok(portal.link_page(
         StatusCode::OK,
@@ -222,7 +234,9 @@ pub(super) async fn submit(
                 .await
                 .map_err(|e| HttpError::Internal(Box::new(e)))?;
             tracing::info!(account = %cx.account, others = cx.candidates.len(), "accounts kept apart on this node");
-            Ok(portal.continue_after_link(&cx.session, handoff.as_ref()))
+            Ok(portal
+                .continue_after_link(&cx.session, handoff.as_ref())
+                .await)
         }
         Some("link") => link(portal, cx, &form, &password, handoff.as_ref(), peer).await,
         _ => Err(HttpError::BadRequest("unknown choice")),
@@ -315,7 +329,7 @@ async fn link(
     // Running sessions of the moved users keep going under the new account name; gates
     // holding them ask again (see SessionTable::user_changed).
     for (name, record) in records {
-        portal.sessions.user_changed(&name, record);
+        portal.sessions.user_changed(&name, record).await;
     }
-    Ok(portal.continue_after_link(&cx.session, handoff))
+    Ok(portal.continue_after_link(&cx.session, handoff).await)
 }

@@ -38,8 +38,9 @@ use crate::http::body::Body;
 use crate::http::page::Look;
 use crate::metrics::Metrics;
 use crate::server::urls::Urls;
+use crate::store::postgres::PgStore;
 use crate::store::{NewUser, Store, StoreError, UserRecord};
-use sessions::{SessionTable, SitePasswords, Timeouts};
+use sessions::{SessionTable, Sessions, SitePasswords, Timeouts};
 use throttle::Throttle;
 
 /// The outcome of a sign-in attempt (form or Basic).
@@ -135,7 +136,7 @@ fn portal_csp(urls: &Urls, branding: Option<&crate::config::Branding>) -> String
 
 pub struct Portal {
     pub store: Arc<dyn Store>,
-    pub sessions: SessionTable,
+    pub sessions: Sessions,
     pub(crate) verifier: Verifier,
     /// Back-off after failed sign-ins, checked before any hashing.
     throttle: Throttle,
@@ -168,18 +169,23 @@ impl Portal {
     pub fn new(
         config: &Config,
         store: Arc<dyn Store>,
+        shared: Option<Arc<PgStore>>,
         urls: Urls,
         metrics: Arc<Metrics>,
     ) -> Result<Self, StoreError> {
         let p = &config.portal;
         let csrf_key = Key::from_bytes(store.secret("csrf")?);
+        let timeouts = Timeouts {
+            default_idle: p.idle_timeout,
+            absolute: p.absolute_timeout,
+            code_ttl: p.code_ttl,
+        };
         Ok(Portal {
             store,
-            sessions: SessionTable::new(Timeouts {
-                default_idle: p.idle_timeout,
-                absolute: p.absolute_timeout,
-                code_ttl: p.code_ttl,
-            }),
+            sessions: match shared {
+                Some(pg) => Sessions::Shared(sessions::shared::SharedSessions::new(pg, timeouts)),
+                None => Sessions::Local(SessionTable::new(timeouts)),
+            },
             verifier: Verifier::new(p.max_concurrent_hashes),
             throttle: Throttle::new(&p.signin_throttle),
             registration_limit: register_limit::RegistrationLimit::new(p.registration_limit),
@@ -279,7 +285,7 @@ impl Portal {
                 let sp = self
                     .site(&site.0)
                     .and_then(|s| self.site_password(&s, &record, password));
-                BasicVerdict::Admitted(self.sessions.start_basic(key, record, site, sp))
+                BasicVerdict::Admitted(self.sessions.start_basic(key, record, site, sp).await?)
             }
             Attempt::Accepted(_) | Attempt::Refused => {
                 self.metrics.signin("basic_failure");
@@ -502,7 +508,7 @@ impl Portal {
             tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = watch.tick() => revision = self.apply_user_changes(revision).await,
-                _ = reap.tick() => self.sessions.reap(),
+                _ = reap.tick() => self.sessions.reap().await,
                 _ = save.tick() => {
                     self.save_sessions().await;
                 }
@@ -523,7 +529,7 @@ impl Portal {
             Ok((users, newest)) => {
                 for (name, record) in users {
                     tracing::info!(user = %name, "user changed in the store; updating their sessions");
-                    self.sessions.user_changed(&name, record);
+                    self.sessions.user_changed(&name, record).await;
                 }
                 newest
             }

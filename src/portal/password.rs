@@ -162,14 +162,17 @@ fn change_form(
 }
 
 /// GET /password: the change form for a pending change or a signed-in user.
-pub(super) fn form(portal: &Portal, req: &Request<Incoming>) -> Result<Response<Body>, HttpError> {
+pub(super) async fn form(
+    portal: &Portal,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, HttpError> {
     let Some(cookie) = portal_cookie(req)? else {
         return Ok(page::redirect(StatusCode::FOUND, "/login"));
     };
     let handoff = portal.handoff_from(&query(req));
     let proof = if portal.pending.get(&cookie).is_some() {
         Proof::Temporary
-    } else if portal.sessions.user(&cookie).is_some() {
+    } else if portal.sessions.user(&cookie).await.is_some() {
         Proof::Current
     } else {
         return Ok(page::redirect(StatusCode::FOUND, "/login"));
@@ -208,7 +211,7 @@ pub(super) async fn submit(
     let mut shared_computer = false;
     let who = if let Some((user, shared)) = portal.pending.get(&cookie) {
         Who::Pending(user, shared)
-    } else if let Some(user) = portal.sessions.user(&cookie) {
+    } else if let Some(user) = portal.sessions.user(&cookie).await {
         Who::SignedIn(user.name.clone())
     } else {
         return Ok(page::redirect(StatusCode::SEE_OTHER, "/login"));
@@ -297,9 +300,11 @@ pub(super) async fn submit(
     let fresh = Identifier::new();
     portal
         .sessions
-        .start(Some(&cookie), fresh.hash(), updated.clone(), site_passwords);
+        .start(Some(&cookie), fresh.hash(), updated.clone(), site_passwords)
+        .await
+        .map_err(|e| HttpError::Internal(Box::new(e)))?;
     let account = updated.account.clone();
-    portal.sessions.user_changed(&name, Some(updated));
+    portal.sessions.user_changed(&name, Some(updated)).await;
     let mut res = match proof {
         // The first real sign-in of this user: the node (or roaming) as at any sign-in.
         Proof::Temporary => {

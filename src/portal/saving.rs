@@ -22,6 +22,10 @@ impl Portal {
     /// changed in the config meanwhile is seen changed). A store that cannot be read is
     /// logged, and everyone signs in again.
     pub fn restore_sessions(&self) {
+        // The shared table (PostgreSQL) is written through: nothing to restore.
+        let Some(table) = self.sessions.local() else {
+            return;
+        };
         let loaded = (|| {
             let (_, revision) = self.store.users_changed_since(i64::MAX)?;
             let stored = self.store.load_sessions()?;
@@ -41,7 +45,7 @@ impl Portal {
         match loaded {
             Ok((revision, stored, users)) => {
                 let _ = self.restored_at.set(revision);
-                let done = self.sessions.restore(stored, &users);
+                let done = table.restore(stored, &users);
                 tracing::info!(
                     sessions = done.sessions,
                     over = done.dropped,
@@ -58,8 +62,12 @@ impl Portal {
     /// transaction. True when more changes wait (more than one write takes). A failure is
     /// logged and the changes are kept for the next write.
     pub async fn save_sessions(&self) -> bool {
+        // The shared table (PostgreSQL) is written through: nothing waits.
+        let Some(table) = self.sessions.local() else {
+            return false;
+        };
         let _one_at_a_time = self.save_lock.lock().await;
-        let writes = Arc::new(self.sessions.take_writes(SAVE_BATCH));
+        let writes = Arc::new(table.take_writes(SAVE_BATCH));
         if writes.is_empty() {
             return false;
         }
@@ -68,7 +76,7 @@ impl Portal {
             Ok(()) => writes.len() >= SAVE_BATCH,
             Err(e) => {
                 tracing::error!(sessions = writes.len(), error = %crate::http::error::error_chain(&e), "cannot write sessions to the store; trying again");
-                self.sessions.requeue(&writes);
+                table.requeue(&writes);
                 false
             }
         }

@@ -20,7 +20,10 @@ use crate::crypto::derived::SitePassword;
 use crate::crypto::{IdHash, Identifier, ct_eq};
 use crate::store::{UsageRow, UserRecord};
 
+mod engine;
 mod persist;
+pub mod shared;
+pub use engine::Sessions;
 use persist::Dirty;
 
 /// Changes (revocations, new idle timeouts) kept for gates that sync late; one that falls
@@ -540,7 +543,7 @@ impl SessionTable {
     }
 
     /// Activity up, revocations down.
-    pub fn sync(&self, report: SyncReport) -> SyncReply {
+    pub fn sync(&self, report: &SyncReport) -> SyncReply {
         let now = Instant::now();
         let mut inner = self.lock();
         for used in &report.used {

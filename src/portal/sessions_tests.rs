@@ -88,11 +88,11 @@ fn sign_out_revokes_everywhere() {
     t.redeem(code.as_str(), a, &site("app")).unwrap();
     let code = t.mint_code(&s, &site("wiki"), w).unwrap();
     t.redeem(code.as_str(), w, &site("wiki")).unwrap();
-    let before = t.sync(SyncReport::default()).cursor;
+    let before = t.sync(&SyncReport::default()).cursor;
     t.end(&s);
     assert_eq!(told.load(Ordering::SeqCst), 2);
     assert!(t.check(a, &site("app")).is_none() && t.check(w, &site("wiki")).is_none());
-    let reply = t.sync(SyncReport {
+    let reply = t.sync(&SyncReport {
         cursor: before,
         used: vec![],
         ..SyncReport::default()
@@ -100,7 +100,7 @@ fn sign_out_revokes_everywhere() {
     assert_eq!(reply.revoked.len(), 2);
     assert!(!reply.reset);
     assert!(
-        t.sync(SyncReport {
+        t.sync(&SyncReport {
             cursor: reply.cursor,
             used: vec![],
             ..SyncReport::default()
@@ -133,7 +133,7 @@ fn user_changes() {
 fn cursor_ahead_resets() {
     let t = table();
     assert!(
-        t.sync(SyncReport {
+        t.sync(&SyncReport {
             cursor: 99,
             used: vec![],
             ..SyncReport::default()
@@ -141,7 +141,7 @@ fn cursor_ahead_resets() {
         .reset
     );
     assert!(
-        !t.sync(SyncReport {
+        !t.sync(&SyncReport {
             cursor: 0,
             used: vec![],
             ..SyncReport::default()
@@ -160,7 +160,7 @@ fn cursor_fallen_off_the_log_resets() {
         cursor,
         ..SyncReport::default()
     };
-    assert_eq!(t.sync(at(0)).cursor, 0);
+    assert_eq!(t.sync(&at(0)).cursor, 0);
     {
         let mut inner = t.lock();
         for i in 0..=REVOCATION_LOG_CAP as u64 {
@@ -169,10 +169,10 @@ fn cursor_fallen_off_the_log_resets() {
             inner.log_change(Change::Revoked(IdHash(h)));
         }
     }
-    let behind = t.sync(at(0));
+    let behind = t.sync(&at(0));
     assert!(behind.reset, "the first change it missed is gone");
     assert!(behind.revoked.is_empty());
-    let within = t.sync(at(1));
+    let within = t.sync(&at(1));
     assert!(!within.reset);
     assert_eq!(within.revoked.len(), REVOCATION_LOG_CAP);
     assert_eq!(within.cursor, REVOCATION_LOG_CAP as u64 + 1);
@@ -341,12 +341,12 @@ fn idle_timeout_change_reaches_gates_without_revoking() {
     t.redeem(code.as_str(), a, &site("app")).unwrap();
     let code = t.mint_code(&s, &site("wiki"), w).unwrap();
     t.redeem(code.as_str(), w, &site("wiki")).unwrap();
-    let cursor = t.sync(SyncReport::default()).cursor;
+    let cursor = t.sync(&SyncReport::default()).cursor;
 
     let mut changed = alice();
     changed.idle_timeout = Some(Duration::from_secs(60));
     t.user_changed("alice", Some(changed.clone()));
-    let reply = t.sync(SyncReport {
+    let reply = t.sync(&SyncReport {
         cursor,
         used: vec![],
         ..SyncReport::default()
@@ -363,7 +363,7 @@ fn idle_timeout_change_reaches_gates_without_revoking() {
     );
 
     t.user_changed("alice", Some(changed.clone()));
-    let again = t.sync(SyncReport {
+    let again = t.sync(&SyncReport {
         cursor: reply.cursor,
         used: vec![],
         ..SyncReport::default()
@@ -373,7 +373,7 @@ fn idle_timeout_change_reaches_gates_without_revoking() {
     // Back to the default: the default's value is sent.
     changed.idle_timeout = None;
     t.user_changed("alice", Some(changed));
-    let back = t.sync(SyncReport {
+    let back = t.sync(&SyncReport {
         cursor: again.cursor,
         used: vec![],
         ..SyncReport::default()

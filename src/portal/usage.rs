@@ -10,15 +10,15 @@ use std::fmt::Write as _;
 
 use super::Portal;
 use crate::central::{SyncReply, SyncReport, Usage};
-use crate::store::AccountUsage;
+use crate::store::{AccountUsage, StoreError};
 
 impl Portal {
     /// A gate's sync: touch the sessions it used, add its traffic to the accounts' usage
     /// (one store transaction), answer with revocations. A store failure is reported back
     /// (the gate sends the traffic again next time); revocations go out regardless.
-    pub async fn sync(&self, report: SyncReport) -> SyncReply {
-        let (rows, unknown) = self.sessions.attribute(&report.usage);
-        let mut reply = self.sessions.sync(report);
+    pub async fn sync(&self, report: SyncReport) -> Result<SyncReply, StoreError> {
+        let (rows, unknown) = self.sessions.attribute(&report.usage).await?;
+        let mut reply = self.sessions.sync(&report).await?;
         if unknown > 0 {
             tracing::info!(
                 entries = unknown,
@@ -26,7 +26,7 @@ impl Portal {
             );
         }
         if rows.is_empty() {
-            return reply;
+            return Ok(reply);
         }
         let day = Day::of_unix(super::unix_now()).to_string();
         let count = rows.len();
@@ -34,7 +34,7 @@ impl Portal {
             tracing::error!(rows = count, error = %crate::http::error::error_chain(&e), "cannot record usage; the gate will report it again");
             reply.usage_refused = true;
         }
-        reply
+        Ok(reply)
     }
 }
 

@@ -262,6 +262,27 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     .collect()
 }
 
+/// The portal of a standalone or portal process, on its store, with `[[users]]` provisioned
+/// and the sessions of the last run restored. Blocking.
+fn open_portal(
+    config: &Config,
+    urls: Urls,
+    metrics: Arc<Metrics>,
+) -> Result<Arc<Portal>, RunError> {
+    let (store, shared): (Arc<dyn crate::store::Store>, _) = match &config.portal.store {
+        StoreLocation::Sqlite(path) => (Arc::new(SqliteStore::open(path)?), None),
+        StoreLocation::Postgres(url) => {
+            let pg = Arc::new(PgStore::open(url)?);
+            tracing::info!(store = %pg.shown(), "sessions, codes and the revocation log are shared with the other portals of this database");
+            (pg.clone(), Some(pg))
+        }
+    };
+    let portal = Arc::new(Portal::new(config, store, shared, urls, metrics)?);
+    portal.provision(config)?;
+    portal.restore_sessions();
+    Ok(portal)
+}
+
 pub async fn run(
     listeners: Listeners,
     config: Config,
@@ -287,14 +308,13 @@ pub async fn run(
             (None, Arc::new(remote), key)
         }
         Role::Standalone | Role::Portal { .. } => {
-            let store: Arc<dyn crate::store::Store> = match &config.portal.store {
-                StoreLocation::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
-                StoreLocation::Postgres(url) => Arc::new(PgStore::open(url)?),
-            };
+            // Opening the store, provisioning users and restoring sessions block (and the
+            // PostgreSQL client must not run on the event loop): done on the blocking pool.
+            let (cfg, site_urls, m) = (config.clone(), urls.clone(), metrics.clone());
+            let portal = tokio::task::spawn_blocking(move || open_portal(&cfg, site_urls, m))
+                .await
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
             let key = Key::random();
-            let portal = Arc::new(Portal::new(&config, store, urls.clone(), metrics.clone())?);
-            portal.provision(&config)?;
-            portal.restore_sessions();
             (
                 Some(portal.clone()),
                 Arc::new(LocalCentral::new(portal)),
@@ -324,11 +344,10 @@ pub async fn run(
         basic_key,
     ));
     // Single node: a sign-out reaches this process's gate at once, not at the next sync.
-    if let Some(portal) = &portal {
-        let table = gate.table.clone();
-        portal
-            .sessions
-            .subscribe(move |revoked| revoked.iter().for_each(|k| table.remove(k)));
+    // (A portal sharing its sessions with others serves no gate of its own.)
+    if let Some(table) = portal.as_ref().and_then(|p| p.sessions.local()) {
+        let gate_table = gate.table.clone();
+        table.subscribe(move |revoked| revoked.iter().for_each(|k| gate_table.remove(k)));
     }
 
     let (tls_config, certs) = tls::server_config(&config)?;

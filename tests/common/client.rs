@@ -114,6 +114,12 @@ impl Client {
         self
     }
 
+    /// From now on reach `host` at `port` (a load balancer sending the next requests to
+    /// another process).
+    pub fn set_host_port(&mut self, host: &str, port: u16) {
+        self.host_ports.insert(host.to_string(), port);
+    }
+
     fn port_for(&self, host: &str) -> u16 {
         self.host_ports.get(host).copied().unwrap_or(self.port)
     }

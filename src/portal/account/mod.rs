@@ -118,7 +118,7 @@ pub(super) async fn show(
     portal: &Portal,
     req: &Request<Incoming>,
 ) -> Result<Response<Body>, HttpError> {
-    let Some((cookie, user)) = signed_in(portal, portal_cookie(req)?) else {
+    let Some((cookie, user)) = signed_in(portal, portal_cookie(req)?).await else {
         return Ok(page::redirect(StatusCode::FOUND, "/login"));
     };
     let saved = notice(query(req).get("saved").map(String::as_str));
@@ -145,7 +145,7 @@ async fn render(
         user,
         csrf: &csrf,
         sites: site_rows(portal, user, &reached),
-        sessions: session_rows(portal, user, cookie),
+        sessions: session_rows(portal, user, cookie).await,
         devices: devices::section(&devices, &csrf),
         idle: IdleView {
             current: user.idle_timeout.unwrap_or(portal.own_idle.default),
@@ -162,12 +162,12 @@ async fn render(
     Ok(portal.page(status, view::render(&view)))
 }
 
-fn signed_in(
+async fn signed_in(
     portal: &Portal,
     cookie: Option<IdHash>,
 ) -> Option<(IdHash, std::sync::Arc<UserRecord>)> {
     let c = cookie?;
-    let user = portal.sessions.user(&c)?;
+    let user = portal.sessions.user(&c).await?;
     Some((c, user))
 }
 
@@ -199,11 +199,10 @@ fn site_rows(portal: &Portal, user: &UserRecord, reached: &[(String, i64)]) -> V
     rows
 }
 
-fn session_rows(portal: &Portal, user: &UserRecord, current: &IdHash) -> Vec<SessionRow> {
+async fn session_rows(portal: &Portal, user: &UserRecord, current: &IdHash) -> Vec<SessionRow> {
+    let listed = portal.sessions.sessions_of(&user.name).await;
     let (now, wall) = (Instant::now(), SystemTime::now());
-    portal
-        .sessions
-        .sessions_of(&user.name)
+    listed
         .into_iter()
         .map(|s| SessionRow {
             reference: portal.session_ref(&s.id),
@@ -230,13 +229,13 @@ pub(super) async fn submit(
     if !portal.csrf_ok(cookie.as_ref(), &form) {
         return Ok(form_expired());
     }
-    let Some((cookie, user)) = signed_in(portal, cookie) else {
+    let Some((cookie, user)) = signed_in(portal, cookie).await else {
         return Ok(page::redirect(StatusCode::SEE_OTHER, "/login"));
     };
     match form.get("action").map(String::as_str) {
         Some("idle_timeout") => set_idle_timeout(portal, &cookie, &user, &form).await,
         Some("end_session") => {
-            let res = end_session(portal, &cookie, &user, &form);
+            let res = end_session(portal, &cookie, &user, &form).await?;
             // Written through, like a sign-out (see `handlers::logout_submit`).
             portal.save_sessions().await;
             Ok(res)
@@ -274,7 +273,7 @@ async fn set_idle_timeout(
         return Ok(page::redirect(StatusCode::SEE_OTHER, "/login"));
     }
     tracing::info!(user = %user.name, idle_timeout_secs = chosen.as_secs(), "own idle timeout chosen");
-    portal.sessions.user_changed(&user.name, stored);
+    portal.sessions.user_changed(&user.name, stored).await;
     Ok(page::redirect(
         StatusCode::SEE_OTHER,
         "/?saved=idle_timeout",
@@ -283,33 +282,38 @@ async fn set_idle_timeout(
 
 /// "Sign out this session": end one of the user's sessions on every site. Ending the one
 /// this browser uses is signing out here: the portal cookie is cleared too.
-fn end_session(
+async fn end_session(
     portal: &Portal,
     cookie: &IdHash,
     user: &UserRecord,
     form: &HashMap<String, String>,
-) -> Response<Body> {
+) -> Result<Response<Body>, HttpError> {
     let wanted = form.get("session").map_or("", String::as_str);
     let target = portal
         .sessions
         .sessions_of(&user.name)
+        .await
         .into_iter()
         .map(|s| s.id)
         .find(|id| ct_eq(portal.session_ref(id).as_bytes(), wanted.as_bytes()));
     let Some(id) = target else {
         // Ended meanwhile (or never one of theirs): nothing to do.
-        return page::redirect(StatusCode::SEE_OTHER, "/?saved=session");
+        return Ok(page::redirect(StatusCode::SEE_OTHER, "/?saved=session"));
     };
-    portal.sessions.end_session_of(&user.name, &id);
+    portal
+        .sessions
+        .end_session_of(&user.name, &id)
+        .await
+        .map_err(|e| HttpError::Internal(Box::new(e)))?;
     if id == *cookie {
         tracing::info!(user = %user.name, "signed out everywhere (from the account page)");
         let mut res = portal.page(StatusCode::OK, pages::signed_out(None));
         res.headers_mut()
             .append(SET_COOKIE, cookies::clear(cookies::PORTAL));
-        return res;
+        return Ok(res);
     }
     tracing::info!(user = %user.name, "one session signed out from the account page");
-    page::redirect(StatusCode::SEE_OTHER, "/?saved=session")
+    Ok(page::redirect(StatusCode::SEE_OTHER, "/?saved=session"))
 }
 
 #[cfg(test)]

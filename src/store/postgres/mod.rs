@@ -129,8 +129,6 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE revocation_log (
         seq BIGINT PRIMARY KEY,
         key BYTEA NOT NULL,
-        -- NULL: the key is revoked; else its user's new idle timeout (0: none).
-        idle_ms BIGINT,
         at_ms BIGINT NOT NULL
      );
      CREATE TABLE retired_bindings (
@@ -140,8 +138,14 @@ const MIGRATIONS: &[&str] = &[
         at_ms BIGINT NOT NULL
      );
      CREATE INDEX retired_bindings_at ON retired_bindings(at_ms);
-     INSERT INTO meta (key, value)
-        VALUES ('epoch', (floor(random() * 9007199254740991))::BIGINT);",
+     -- Nonces of the portal API's signed calls, so a call replayed to another portal is
+     -- refused too (each portal also remembers its own).
+     CREATE TABLE api_nonces (nonce TEXT PRIMARY KEY, at_ms BIGINT NOT NULL);
+     CREATE INDEX api_nonces_at ON api_nonces(at_ms);
+     -- The log's newest sequence number (its row lock orders appends) and the oldest one
+     -- still kept; the deployment's epoch, fixed for the life of the database.
+     INSERT INTO meta (key, value) VALUES ('log_last', 0), ('log_floor', 1),
+        ('epoch', (floor(random() * 9007199254740991))::BIGINT);",
 ];
 
 /// `url` with any password replaced, for logs and messages.
