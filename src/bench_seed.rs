@@ -207,6 +207,7 @@ async fn edge(app: &App, file: &str) -> Result<(), SeedError> {
         cursor: 0,
         used: taken.used,
         usage: taken.usage,
+        usage_batch: u64::from_le_bytes(crate::crypto::ids::random_bytes()).max(1),
     };
     let bytes = serde_json::to_vec(&crate::central::wire::SyncRequest::from(&report))
         .map(|v| v.len())

@@ -86,6 +86,10 @@ pub struct SyncReport {
     /// Traffic since the last report, per entry (each key at most once, never zero). Plain
     /// data, so a networked [`Central`] can carry it as it is.
     pub usage: Vec<(IdHash, Usage)>,
+    /// Names `usage` (random, never 0 when there is traffic): a gate that got no answer sends
+    /// the same traffic under the same name again, and the portal counts one name once, so
+    /// traffic whose answer was lost is not counted twice. 0: no name (counted as sent).
+    pub usage_batch: u64,
 }
 
 #[derive(Debug, Clone, Default)]

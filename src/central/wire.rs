@@ -81,6 +81,9 @@ pub struct SyncRequest {
     pub used: Vec<IdHash>,
     /// `[key, requests, bytes in, bytes out]`
     pub usage: Vec<(IdHash, u64, u64, u64)>,
+    /// [`SyncReport::usage_batch`]; absent (from an older edge): 0.
+    #[serde(default)]
+    pub usage_batch: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -169,6 +172,7 @@ impl From<&SyncReport> for SyncRequest {
                 .iter()
                 .map(|(k, u)| (*k, u.requests, u.bytes_in, u.bytes_out))
                 .collect(),
+            usage_batch: r.usage_batch,
         }
     }
 }
@@ -179,6 +183,7 @@ impl From<SyncRequest> for SyncReport {
         used.extend(r.usage.iter().map(|(k, ..)| *k));
         SyncReport {
             cursor: r.cursor,
+            usage_batch: r.usage_batch,
             used,
             usage: r
                 .usage
@@ -273,14 +278,18 @@ mod tests {
                     bytes_out: 3,
                 },
             )],
+            usage_batch: 42,
         };
         let json = serde_json::to_string(&SyncRequest::from(&report)).unwrap();
         assert_eq!(json.matches(&k.to_b64()).count(), 1, "sent once: {json}");
         let back: SyncReport = serde_json::from_str::<SyncRequest>(&json).unwrap().into();
         assert_eq!(
-            (back.cursor, back.used, back.usage),
-            (7, report.used, report.usage)
+            (back.cursor, back.used, back.usage, back.usage_batch),
+            (7, report.used, report.usage, 42)
         );
+        let older: SyncRequest =
+            serde_json::from_str(r#"{"cursor":1,"used":[],"usage":[]}"#).unwrap();
+        assert_eq!(older.usage_batch, 0, "an older edge's request");
         for bad in [
             r#"{"cursor":1,"used":["short"],"usage":[]}"#,
             r#"{"cursor":1,"used":[1],"usage":[]}"#,

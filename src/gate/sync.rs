@@ -31,8 +31,20 @@ pub struct SyncState {
     /// Activity the portal has not heard of yet (a sync failed): sent with the next one, so
     /// a portal outage does not make busy sessions look idle.
     unsent: Vec<IdHash>,
-    /// Traffic not yet reported, for the same reason: it is counted once it gets through.
+    /// Traffic sent but not confirmed (the sync failed, or the portal could not record it),
+    /// under its batch name: sent again as it is, so the portal can tell a repeat from new
+    /// traffic and count it once.
+    pending_usage: Vec<(IdHash, Usage)>,
+    pending_batch: u64,
+    /// Traffic counted since the pending batch was made: the next batch.
     unsent_usage: Vec<(IdHash, Usage)>,
+}
+
+impl SyncState {
+    /// Traffic not yet confirmed by the portal.
+    pub fn usage_waits(&self) -> bool {
+        !self.pending_usage.is_empty() || !self.unsent_usage.is_empty()
+    }
 }
 
 /// Runs until `shutdown` fires; returns the state for a last [`once`] after the drain.
@@ -73,10 +85,15 @@ pub async fn once(gate: &Gate, state: &mut SyncState) {
     state.unsent.dedup();
     state.unsent_usage.extend(taken.usage);
     merge_usage(&mut state.unsent_usage);
+    if state.pending_usage.is_empty() && !state.unsent_usage.is_empty() {
+        state.pending_usage = std::mem::take(&mut state.unsent_usage);
+        state.pending_batch = u64::from_le_bytes(crate::crypto::ids::random_bytes()).max(1);
+    }
     let report = SyncReport {
         cursor: state.cursor,
         used: state.unsent.clone(),
-        usage: state.unsent_usage.clone(),
+        usage: state.pending_usage.clone(),
+        usage_batch: state.pending_batch,
     };
     match gate.central.sync(report).await {
         Ok(reply) => {
@@ -112,7 +129,8 @@ pub async fn once(gate: &Gate, state: &mut SyncState) {
             gate.table.set_renewing(true);
             state.unsent.clear();
             if !reply.usage_refused {
-                state.unsent_usage.clear();
+                state.pending_usage.clear();
+                state.pending_batch = 0;
             }
             state.cursor = reply.cursor;
         }
@@ -288,6 +306,76 @@ mod tests {
         admit(k1);
         once(&gate, &mut state).await;
         assert_eq!(len(&gate), 0, "reset: the cursor fell off the log");
+    }
+
+    /// Traffic whose answer was lost goes again under the same batch name (the portal
+    /// counts a name once); traffic counted meanwhile follows in a batch of its own.
+    #[tokio::test]
+    async fn unconfirmed_traffic_is_resent_as_the_same_batch() {
+        let k = IdHash([1; 32]);
+        let central = Arc::new(Scripted::default());
+        *central.replies.lock().unwrap() = vec![
+            None,
+            reply(7, 0, vec![], false),
+            reply(7, 0, vec![], false),
+            reply(7, 0, vec![], false),
+        ];
+        let file = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"));
+        let config = crate::config::Config::load(file).unwrap();
+        let gate = Gate::new(
+            vec![],
+            central.clone(),
+            crate::server::urls::Urls::for_config(&config, 8443),
+            Duration::from_secs(1),
+            100,
+            Arc::new(crate::metrics::Metrics::new()),
+            crate::crypto::Key::random(),
+        );
+        let admission = Admission {
+            user: "alice".into(),
+            account: "alice".into(),
+            level: Level(3),
+            idle_timeout: Duration::from_secs(600),
+            remaining: Duration::from_secs(3600),
+            site_password: None,
+            seq: 0,
+        };
+        let entry = gate.table.insert(
+            k,
+            crate::gate::table::Entry::new(0, &admission, Duration::from_secs(1)).unwrap(),
+        );
+        let mut state = SyncState::default();
+        let traffic = |n| {
+            for _ in 0..n {
+                entry.count_request();
+            }
+            gate.table.mark_used(&k, &entry);
+        };
+
+        traffic(2);
+        once(&gate, &mut state).await; // no answer
+        traffic(3);
+        once(&gate, &mut state).await; // the same batch again: answered
+        assert!(
+            state.usage_waits(),
+            "the 3 requests since wait for the next sync"
+        );
+        once(&gate, &mut state).await;
+        assert!(!state.usage_waits());
+        once(&gate, &mut state).await; // nothing new: no batch
+        let reports = central.reports.lock().unwrap().clone();
+        let sent: Vec<(u64, u64)> = reports
+            .iter()
+            .map(|r| (r.usage_batch, r.usage.iter().map(|(_, u)| u.requests).sum()))
+            .collect();
+        assert_eq!(sent[0].1, 2);
+        assert_eq!(sent[1], sent[0], "resent as it was, under its name");
+        assert_eq!(sent[2].1, 3);
+        assert!(
+            sent[2].0 != sent[0].0 && sent[2].0 != 0,
+            "a new name for new traffic"
+        );
+        assert_eq!(sent[3], (0, 0));
     }
 
     #[test]

@@ -458,9 +458,13 @@ pub async fn run(
             tracing::warn!(grace = ?config.server.shutdown_grace, "grace period over; cutting remaining connections")
         }
     }
-    // A last sync: the traffic counted since the previous one reaches the accounts' usage.
+    // A last sync: the traffic counted since the previous one reaches the accounts' usage
+    // (a second one when the first was still carrying a batch sent before).
     if let Ok(mut state) = sync_task.await {
         crate::gate::sync::once(&gate, &mut state).await;
+        if state.usage_waits() {
+            crate::gate::sync::once(&gate, &mut state).await;
+        }
     }
     if let Some(portal) = &portal {
         portal.save_all_sessions().await;

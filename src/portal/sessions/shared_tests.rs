@@ -150,7 +150,7 @@ fn idle_expiry_shared_by_both_reapers() {
         b.sync(&SyncReport {
             cursor,
             used: vec![kept],
-            usage: Vec::new(),
+            ..SyncReport::default()
         })
         .unwrap();
     }
