@@ -98,17 +98,23 @@ pub async fn from_env(app: &App) -> Result<(), SeedError> {
     // a fresh site cookie (continue_to_site), the code redeemed for that cookie (callback).
     for binding in bindings.iter_mut() {
         let session = Identifier::new().hash();
+        let failed = |e: crate::store::StoreError| SeedError::Setup(e.to_string());
         portal
             .sessions
-            .start(None, session, record.clone(), site_passwords.clone());
+            .start(None, session, record.clone(), site_passwords.clone())
+            .await
+            .map_err(failed)?;
         let site_cookie = Identifier::new();
         let code = portal
             .sessions
             .mint_code(&session, &site.config.id, site_cookie.hash())
+            .await
             .ok_or_else(|| SeedError::Setup("could not mint a code".into()))?;
         portal
             .sessions
             .redeem(code.as_str(), site_cookie.hash(), &site.config.id)
+            .await
+            .map_err(failed)?
             .ok_or_else(|| SeedError::Setup("a fresh code was refused".into()))?;
         *binding = site_cookie.hash();
         if cookies.len() < COOKIES_KEPT {
