@@ -11,7 +11,8 @@
 //!   wholly before (the account is gone: its rows are skipped, as the contract says) or
 //!   wholly after, and never fails a foreign key halfway.
 //! - Locks are taken in that order (revision counter, accounts, then other rows in a fixed
-//!   order), so two transactions never wait for each other (no deadlock errors).
+//!   order), so transactions may wait for one another but never in a circle, which
+//!   PostgreSQL would end by failing one of them with a deadlock error.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -70,7 +71,7 @@ fn lock_accounts(
 }
 
 /// Lock one account against deletion (see the module's doc); `None` when it is unknown.
-fn keep_account(tx: &mut postgres::Transaction<'_>, name: &str) -> Result<Option<i64>, StoreError> {
+fn lock_account(tx: &mut postgres::Transaction<'_>, name: &str) -> Result<Option<i64>, StoreError> {
     Ok(lock_accounts(tx, &[name], "FOR KEY SHARE")?.remove(name))
 }
 
@@ -323,7 +324,7 @@ impl Store for PgStore {
 
     fn record_site_access(&self, account: &str, site: &str, at: i64) -> Result<bool, StoreError> {
         self.tx(|tx| {
-            let Some(account) = keep_account(tx, account)? else {
+            let Some(account) = lock_account(tx, account)? else {
                 return Ok(false);
             };
             let n = tx.execute(
@@ -458,7 +459,7 @@ impl Store for PgStore {
         at: i64,
     ) -> Result<Vec<String>, StoreError> {
         self.tx(|tx| {
-            let Some(account) = keep_account(tx, account)? else {
+            let Some(account) = lock_account(tx, account)? else {
                 return Ok(Vec::new());
             };
             let node: i64 = tx
