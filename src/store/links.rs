@@ -10,7 +10,7 @@ use super::StoreError;
 use crate::crypto::IdHash;
 
 /// Most candidates offered for linking at once (the most recently seen first).
-const MAX_CANDIDATES: i64 = 20;
+pub(super) const MAX_CANDIDATES: i64 = 20;
 
 fn account_id(c: &Connection, name: &str) -> Result<Option<i64>, StoreError> {
     Ok(

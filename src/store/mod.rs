@@ -5,6 +5,8 @@
 //! and [`postgres::PgStore`], shared by several portal processes. Calls are blocking and short: async callers run
 //! them with `tokio::task::spawn_blocking` (see `portal::Portal::store_call`).
 
+#[cfg(test)]
+mod engine_tests;
 mod links;
 pub mod postgres;
 pub mod sessions;
@@ -98,6 +100,94 @@ pub struct AccountNode {
     /// Unix times the account was first and last seen on the node.
     pub first_seen: i64,
     pub last_seen: i64,
+}
+
+// Pure helpers shared by both engines (sqlite.rs and postgres/store.rs), so that they read
+// and write users the same way.
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// An idle timeout as stored (whole seconds); one past `i64::MAX` seconds stops there.
+fn idle_secs(idle: Option<Duration>) -> Option<i64> {
+    idle.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn encode_levels(levels: &BTreeMap<String, Level>) -> String {
+    let plain: BTreeMap<&str, u32> = levels.iter().map(|(k, v)| (k.as_str(), v.0)).collect();
+    serde_json::to_string(&plain).unwrap_or_else(|_| "{}".into())
+}
+
+fn decode_levels(s: &str) -> Result<BTreeMap<String, Level>, StoreError> {
+    let plain: BTreeMap<String, u32> =
+        serde_json::from_str(s).map_err(|_| StoreError::Corrupt {
+            field: "users.site_levels",
+        })?;
+    Ok(plain.into_iter().map(|(k, v)| (k, Level(v))).collect())
+}
+
+/// A user with their account's name; both engines append their own `WHERE`/`ORDER BY`.
+const SELECT_USER: &str = "SELECT u.name, u.password_hash, u.level, u.site_levels, u.idle_timeout_secs, u.disabled, a.name, u.temporary_until
+     FROM users u JOIN accounts a ON a.id = u.account_id";
+
+/// A row of [`SELECT_USER`] as the engine returns it, before its values are checked.
+type UserRow = (
+    String,
+    String,
+    i64,
+    String,
+    Option<i64>,
+    bool,
+    String,
+    Option<i64>,
+);
+
+/// A [`UserRow`] from a row `$r` of [`SELECT_USER`], read with the engine's own getter
+/// method `$get` (rusqlite's `get`, postgres' `try_get`).
+macro_rules! user_row {
+    ($r:expr, $get:ident) => {
+        (
+            $r.$get(0)?,
+            $r.$get(1)?,
+            $r.$get(2)?,
+            $r.$get(3)?,
+            $r.$get(4)?,
+            $r.$get(5)?,
+            $r.$get(6)?,
+            $r.$get(7)?,
+        )
+    };
+}
+use user_row;
+
+fn to_record(t: UserRow) -> Result<UserRecord, StoreError> {
+    let (name, password_hash, level, site_levels, idle, disabled, account, temporary_until) = t;
+    Ok(UserRecord {
+        name,
+        password_hash,
+        level: Level(u32::try_from(level).map_err(|_| StoreError::Corrupt {
+            field: "users.level",
+        })?),
+        site_levels: decode_levels(&site_levels)?,
+        idle_timeout: idle.map(|s| Duration::from_secs(s.max(0) as u64)),
+        disabled,
+        account,
+        temporary_until,
+    })
+}
+
+/// Would [`Store::upsert_user`] leave `old` as it is? (An upsert also makes a temporary
+/// password the user's own.)
+fn upsert_changes_nothing(old: &UserRecord, new: &NewUser) -> bool {
+    old.password_hash == new.password_hash
+        && old.level == new.level
+        && old.site_levels == new.site_levels
+        && old.idle_timeout == new.idle_timeout
+        && old.disabled == new.disabled
+        && old.temporary_until.is_none()
 }
 
 pub trait Store: Send + Sync + 'static {

@@ -9,8 +9,9 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    AccountNode, AccountUsage, NewUser, SessionWrites, Store, StoreError, StoredSession, UsageRow,
-    UserRecord, links,
+    AccountNode, AccountUsage, NewUser, SELECT_USER, SessionWrites, Store, StoreError,
+    StoredSession, UsageRow, UserRecord, UserRow, encode_levels, idle_secs, links, now_secs,
+    to_record, upsert_changes_nothing,
 };
 use crate::config::Level;
 use crate::crypto::IdHash;
@@ -112,12 +113,6 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
 }
 
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 impl SqliteStore {
     /// Open (creating file, folder and schema if missing) and migrate to the newest schema.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
@@ -177,61 +172,8 @@ fn next_revision(tx: &rusqlite::Transaction) -> Result<i64, StoreError> {
     )
 }
 
-fn encode_levels(levels: &BTreeMap<String, Level>) -> String {
-    let plain: BTreeMap<&str, u32> = levels.iter().map(|(k, v)| (k.as_str(), v.0)).collect();
-    serde_json::to_string(&plain).unwrap_or_else(|_| "{}".into())
-}
-
-fn decode_levels(s: &str) -> Result<BTreeMap<String, Level>, StoreError> {
-    let plain: BTreeMap<String, u32> =
-        serde_json::from_str(s).map_err(|_| StoreError::Corrupt {
-            field: "users.site_levels",
-        })?;
-    Ok(plain.into_iter().map(|(k, v)| (k, Level(v))).collect())
-}
-
-const SELECT_USER: &str = "SELECT u.name, u.password_hash, u.level, u.site_levels, u.idle_timeout_secs, u.disabled, a.name, u.temporary_until
-     FROM users u JOIN accounts a ON a.id = u.account_id";
-
-/// A `users` row as SQLite returns it, before its values are checked.
-type UserRow = (
-    String,
-    String,
-    i64,
-    String,
-    Option<i64>,
-    bool,
-    String,
-    Option<i64>,
-);
-
 fn row_to_user(r: &rusqlite::Row) -> rusqlite::Result<UserRow> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-    ))
-}
-
-fn to_record(t: UserRow) -> Result<UserRecord, StoreError> {
-    let (name, password_hash, level, site_levels, idle, disabled, account, temporary_until) = t;
-    Ok(UserRecord {
-        name,
-        password_hash,
-        level: Level(u32::try_from(level).map_err(|_| StoreError::Corrupt {
-            field: "users.level",
-        })?),
-        site_levels: decode_levels(&site_levels)?,
-        idle_timeout: idle.map(|s| Duration::from_secs(s.max(0) as u64)),
-        disabled,
-        account,
-        temporary_until,
-    })
+    Ok(super::user_row!(r, get))
 }
 
 fn insert_user(
@@ -311,12 +253,7 @@ impl Store for SqliteStore {
                     true
                 }
                 Some(old) => {
-                    let same = old.password_hash == u.password_hash
-                        && old.level == u.level
-                        && old.site_levels == u.site_levels
-                        && old.idle_timeout == u.idle_timeout
-                        && old.disabled == u.disabled
-                        && old.temporary_until.is_none();
+                    let same = upsert_changes_nothing(&old, u);
                     if !same {
                         let rev = next_revision(&tx)?;
                         tx.execute(
@@ -369,8 +306,7 @@ impl Store for SqliteStore {
     }
 
     fn set_idle_timeout(&self, name: &str, idle: Option<Duration>) -> Result<bool, StoreError> {
-        let secs = idle.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        self.update(name, "idle_timeout_secs = ?3", &[&secs])
+        self.update(name, "idle_timeout_secs = ?3", &[&idle_secs(idle)])
     }
 
     fn account_nodes(&self, account: &str) -> Result<Vec<AccountNode>, StoreError> {
@@ -622,120 +558,20 @@ impl SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::engine_tests::{TestStore, engine_tests};
 
-    fn user(name: &str) -> NewUser {
-        NewUser {
-            name: name.into(),
-            password_hash: "$argon2id$x".into(),
-            level: Level(3),
-            site_levels: BTreeMap::from([("wiki".to_string(), Level(5))]),
-            idle_timeout: Some(Duration::from_secs(600)),
-            disabled: false,
+    impl TestStore for SqliteStore {
+        fn count(&self, sql: &str) -> i64 {
+            self.with(|c| Ok(c.query_row(sql, [], |r| r.get(0))?))
+                .unwrap()
         }
     }
 
-    /// Users round-trip with their account, levels and timeout.
-    #[test]
-    fn add_and_read_user() {
-        let s = SqliteStore::in_memory().unwrap();
-        assert!(s.add_user(&user("alice")).unwrap());
-        assert!(!s.add_user(&user("alice")).unwrap());
-        let u = s.user("alice").unwrap().unwrap();
-        assert_eq!(u.account, "alice");
-        assert_eq!(u.level_on("wiki"), Level(5));
-        assert_eq!(u.level_on("app"), Level(3));
-        assert_eq!(u.idle_timeout, Some(Duration::from_secs(600)));
-        assert!(s.user("bob").unwrap().is_none());
+    fn open() -> SqliteStore {
+        SqliteStore::in_memory().unwrap()
     }
 
-    /// Every change bumps the revision so running portals can notice it.
-    #[test]
-    fn changes_are_visible_by_revision() {
-        let s = SqliteStore::in_memory().unwrap();
-        s.add_user(&user("alice")).unwrap();
-        s.add_user(&user("bob")).unwrap();
-        let (_, rev) = s.users_changed_since(0).unwrap();
-        assert!(
-            !s.upsert_user(&user("alice")).unwrap(),
-            "same values change nothing"
-        );
-        assert!(s.set_level("bob", Level(1), None).unwrap());
-        assert_eq!(
-            s.users_changed_since(rev).unwrap().0,
-            vec!["bob".to_string()]
-        );
-        let (_, rev) = s.users_changed_since(0).unwrap();
-        assert!(s.remove_user("alice").unwrap());
-        assert_eq!(
-            s.users_changed_since(rev).unwrap().0,
-            vec!["alice".to_string()]
-        );
-        assert!(!s.set_disabled("nobody", true).unwrap());
-    }
-
-    /// An upgraded hash replaces only the hash it was verified against.
-    #[test]
-    fn upgrade_is_compare_and_swap() {
-        let s = SqliteStore::in_memory().unwrap();
-        s.add_user(&user("alice")).unwrap();
-        assert!(
-            !s.upgrade_password_hash("alice", "{SHA}other", "$argon2id$new")
-                .unwrap()
-        );
-        assert!(
-            s.upgrade_password_hash("alice", "$argon2id$x", "$argon2id$new")
-                .unwrap()
-        );
-        assert_eq!(
-            s.user("alice").unwrap().unwrap().password_hash,
-            "$argon2id$new"
-        );
-        assert!(
-            !s.upgrade_password_hash("bob", "$argon2id$x", "$argon2id$new")
-                .unwrap()
-        );
-    }
-
-    /// A registered user's password is temporary until replaced; a replacement is a
-    /// compare-and-swap, so one temporary password completes one change only.
-    #[test]
-    fn temporary_password_is_replaced_once() {
-        let s = SqliteStore::in_memory().unwrap();
-        assert!(s.register_user(&user("new@example.org"), 1234).unwrap());
-        assert!(!s.register_user(&user("new@example.org"), 99).unwrap());
-        let u = s.user("new@example.org").unwrap().unwrap();
-        assert_eq!(u.temporary_until, Some(1234));
-        assert_eq!(u.account, "new@example.org");
-        assert!(
-            s.replace_password("new@example.org", "$argon2id$x", "$argon2id$own")
-                .unwrap()
-        );
-        assert!(
-            !s.replace_password("new@example.org", "$argon2id$x", "$argon2id$again")
-                .unwrap()
-        );
-        let u = s.user("new@example.org").unwrap().unwrap();
-        assert_eq!(u.temporary_until, None);
-        assert_eq!(u.password_hash, "$argon2id$own");
-    }
-
-    /// The first access of an account to a site is kept; later ones do not move it.
-    #[test]
-    fn first_site_access_is_recorded_once() {
-        let s = SqliteStore::in_memory().unwrap();
-        s.upsert_user(&user("alice")).unwrap();
-        assert!(s.record_site_access("alice", "app", 100).unwrap());
-        assert!(!s.record_site_access("alice", "app", 200).unwrap());
-        assert!(s.record_site_access("alice", "wiki", 150).unwrap());
-        assert!(!s.record_site_access("nobody", "app", 100).unwrap());
-        assert_eq!(
-            s.account_sites("alice").unwrap(),
-            vec![("app".to_string(), 100), ("wiki".to_string(), 150)]
-        );
-        // Removing the last user of an account removes what was recorded of it.
-        assert!(s.remove_user("alice").unwrap());
-        assert!(s.account_sites("alice").unwrap().is_empty());
-    }
+    engine_tests!(open);
 
     /// A store made by schema 1 migrates forward and keeps its users.
     #[test]
@@ -759,337 +595,5 @@ mod tests {
         let bob = s.user("bob").unwrap().unwrap();
         assert_eq!((bob.account.as_str(), bob.temporary_until), ("bob", None));
         assert!(s.record_site_access("bob", "app", 1).unwrap());
-    }
-
-    fn node(n: u8) -> IdHash {
-        IdHash([n; 32])
-    }
-
-    fn usage_row(s: &SqliteStore, account: &str, site: &str, day: &str, n: i64) {
-        s.with(|c| {
-            c.execute(
-                "INSERT INTO usage (account_id, site, day, requests, bytes_in, bytes_out)
-                 SELECT id, ?2, ?3, ?4, ?4 * 10, ?4 * 100 FROM accounts WHERE name = ?1",
-                params![account, site, day, n],
-            )?;
-            Ok(())
-        })
-        .unwrap();
-    }
-
-    fn usage_of(s: &SqliteStore, account: &str) -> Vec<(String, String, i64, i64, i64)> {
-        s.with(|c| {
-            let mut stmt = c.prepare(
-                "SELECT u.site, u.day, u.requests, u.bytes_in, u.bytes_out FROM usage u
-                 JOIN accounts a ON a.id = u.account_id WHERE a.name = ?1 ORDER BY u.site, u.day",
-            )?;
-            let rows = stmt.query_map([account], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .unwrap()
-    }
-
-    fn count(s: &SqliteStore, sql: &str) -> i64 {
-        s.with(|c| Ok(c.query_row(sql, [], |r| r.get(0))?)).unwrap()
-    }
-
-    /// A node is registered once; each account signed in on it is noted, and the others
-    /// seen there are the candidates for linking, until kept apart (either way round).
-    #[test]
-    fn nodes_note_accounts_and_offer_the_others() {
-        let s = SqliteStore::in_memory().unwrap();
-        for u in ["alice", "bob", "carol"] {
-            s.add_user(&user(u)).unwrap();
-        }
-        assert!(
-            s.note_node_account(&node(1), "alice", 10)
-                .unwrap()
-                .is_empty()
-        );
-        assert!(
-            s.note_node_account(&node(1), "alice", 11)
-                .unwrap()
-                .is_empty()
-        );
-        assert!(s.note_node_account(&node(2), "bob", 12).unwrap().is_empty());
-        assert_eq!(s.note_node_account(&node(1), "bob", 13).unwrap(), ["alice"]);
-        assert_eq!(count(&s, "SELECT count(*) FROM nodes"), 2);
-        assert_eq!(count(&s, "SELECT count(*) FROM node_accounts"), 3);
-        assert_eq!(
-            count(&s, "SELECT last_seen FROM nodes WHERE id = 1"),
-            13,
-            "seen again"
-        );
-        assert!(
-            s.note_node_account(&node(3), "nobody", 14)
-                .unwrap()
-                .is_empty()
-        );
-        assert_eq!(
-            count(&s, "SELECT count(*) FROM nodes"),
-            2,
-            "no account, no node"
-        );
-
-        s.note_node_account(&node(1), "carol", 15).unwrap();
-        assert_eq!(
-            s.link_candidates(&node(1), "alice").unwrap(),
-            ["carol", "bob"]
-        );
-        s.keep_apart(&node(1), "bob", &["alice".into(), "bob".into()], 16)
-            .unwrap();
-        assert_eq!(s.link_candidates(&node(1), "alice").unwrap(), ["carol"]);
-        assert_eq!(s.link_candidates(&node(1), "bob").unwrap(), ["carol"]);
-        assert_eq!(s.link_candidates(&node(2), "carol").unwrap(), ["bob"]);
-        assert!(s.link_candidates(&node(9), "alice").unwrap().is_empty());
-    }
-
-    /// A merge moves users, sites, usage (summed per site and day) and nodes into the kept
-    /// account, records itself, and deletes the other account; a second merge carries the
-    /// record along.
-    #[test]
-    fn merge_moves_everything_in_one_go() {
-        let s = SqliteStore::in_memory().unwrap();
-        for u in ["alice", "bob", "carol"] {
-            s.add_user(&user(u)).unwrap();
-        }
-        s.record_site_access("alice", "app", 200).unwrap();
-        s.record_site_access("bob", "app", 100).unwrap();
-        s.record_site_access("bob", "wiki", 300).unwrap();
-        usage_row(&s, "alice", "app", "2026-11-25", 1);
-        usage_row(&s, "bob", "app", "2026-11-25", 2);
-        usage_row(&s, "bob", "app", "2026-11-26", 4);
-        s.note_node_account(&node(1), "alice", 10).unwrap();
-        s.note_node_account(&node(1), "bob", 20).unwrap();
-        s.note_node_account(&node(2), "bob", 30).unwrap();
-        s.note_node_account(&node(1), "carol", 40).unwrap();
-        s.keep_apart(&node(1), "bob", &["carol".into()], 41)
-            .unwrap();
-        let (_, rev) = s.users_changed_since(0).unwrap();
-
-        assert_eq!(
-            s.merge_accounts("alice", "bob", 50).unwrap(),
-            Some(vec!["bob".to_string()])
-        );
-        assert_eq!(s.user("bob").unwrap().unwrap().account, "alice");
-        assert_eq!(s.users_changed_since(rev).unwrap().0, ["bob"]);
-        assert_eq!(count(&s, "SELECT count(*) FROM accounts"), 2);
-        assert_eq!(
-            s.account_sites("alice").unwrap(),
-            [("app".to_string(), 100), ("wiki".to_string(), 300)]
-        );
-        assert_eq!(
-            usage_of(&s, "alice"),
-            [
-                ("app".into(), "2026-11-25".into(), 3, 30, 300),
-                ("app".into(), "2026-11-26".into(), 4, 40, 400)
-            ]
-        );
-        assert_eq!(count(&s, "SELECT count(*) FROM usage"), 2);
-        assert_eq!(
-            count(
-                &s,
-                "SELECT count(*) FROM node_accounts WHERE account_id = 1"
-            ),
-            2
-        );
-        assert_eq!(
-            count(
-                &s,
-                "SELECT first_seen FROM node_accounts WHERE account_id = 1 AND node_id = 1"
-            ),
-            10
-        );
-        assert!(
-            s.link_candidates(&node(1), "alice").unwrap().is_empty(),
-            "bob's choice to keep carol apart carries over"
-        );
-        assert_eq!(s.merged_into("alice").unwrap(), [("bob".to_string(), 50)]);
-        assert_eq!(s.account_login("alice").unwrap().as_deref(), Some("alice"));
-
-        // Merging alice (with bob) into carol moves both users and the merge history.
-        assert_eq!(
-            s.merge_accounts("carol", "alice", 60).unwrap(),
-            Some(vec!["alice".to_string(), "bob".to_string()])
-        );
-        assert_eq!(
-            s.merged_into("carol").unwrap(),
-            [("bob".to_string(), 50), ("alice".to_string(), 60)]
-        );
-        assert_eq!(usage_of(&s, "carol").len(), 2);
-        assert_eq!(count(&s, "SELECT count(*) FROM accounts"), 1);
-    }
-
-    /// Nothing happens for unknown accounts or an account merged with itself.
-    #[test]
-    fn merge_refuses_unknown_or_same() {
-        let s = SqliteStore::in_memory().unwrap();
-        s.add_user(&user("alice")).unwrap();
-        let (_, rev) = s.users_changed_since(0).unwrap();
-        assert_eq!(s.merge_accounts("alice", "alice", 1).unwrap(), None);
-        assert_eq!(s.merge_accounts("alice", "nobody", 1).unwrap(), None);
-        assert_eq!(s.merge_accounts("nobody", "alice", 1).unwrap(), None);
-        assert_eq!(s.users_changed_since(rev).unwrap().1, rev);
-        assert_eq!(count(&s, "SELECT count(*) FROM account_merges"), 0);
-        assert_eq!(s.account_login("nobody").unwrap(), None);
-    }
-
-    /// An account whose namesake user was removed is proven by its oldest user.
-    #[test]
-    fn account_login_falls_back_to_oldest_user() {
-        let s = SqliteStore::in_memory().unwrap();
-        for u in ["alice", "bob", "zed"] {
-            s.add_user(&user(u)).unwrap();
-        }
-        s.merge_accounts("alice", "zed", 1).unwrap();
-        s.merge_accounts("alice", "bob", 2).unwrap();
-        s.remove_user("alice").unwrap();
-        assert_eq!(s.account_login("alice").unwrap().as_deref(), Some("bob"));
-    }
-
-    /// Usage adds up per account, site and day; a report sums the days of its range, per
-    /// site, for every account (one without traffic too), or for the one asked for.
-    #[test]
-    fn usage_adds_up_over_a_range() {
-        use crate::central::Usage;
-        let s = SqliteStore::in_memory().unwrap();
-        s.upsert_user(&user("alice")).unwrap();
-        s.upsert_user(&user("bob")).unwrap();
-        s.upsert_user(&user("carol")).unwrap();
-        let u = |requests, bytes_in, bytes_out| Usage {
-            requests,
-            bytes_in,
-            bytes_out,
-        };
-        let row = |account: &str, site: &str, usage| UsageRow {
-            account: account.into(),
-            site: site.into(),
-            usage,
-        };
-        s.add_usage("2026-11-24", &[row("alice", "app", u(1, 10, 100))])
-            .unwrap();
-        s.add_usage(
-            "2026-11-25",
-            &[
-                row("alice", "app", u(2, 20, 200)),
-                row("alice", "wiki", u(3, 0, 300)),
-                row("bob", "app", u(4, 40, 400)),
-                // Removed meanwhile: skipped, the rest still recorded.
-                row("nobody", "app", u(9, 9, 9)),
-            ],
-        )
-        .unwrap();
-        s.add_usage("2026-11-25", &[row("alice", "app", u(5, 50, 500))])
-            .unwrap();
-        s.add_usage("2026-11-26", &[row("bob", "wiki", u(6, 60, 600))])
-            .unwrap();
-
-        let all = s.usage_report(None, None, None).unwrap();
-        let names: Vec<&str> = all.iter().map(|a| a.account.as_str()).collect();
-        assert_eq!(names, ["alice", "bob", "carol"]);
-        assert_eq!(all[0].sites["app"], u(8, 80, 800));
-        assert_eq!(all[0].sites["wiki"], u(3, 0, 300));
-        assert_eq!(all[0].total(), u(11, 80, 1100));
-        assert_eq!(all[1].total(), u(10, 100, 1000));
-        assert!(all[2].sites.is_empty(), "no traffic, still one row");
-
-        // Both ends of the range are included.
-        let day = s
-            .usage_report(Some("alice"), Some("2026-11-25"), Some("2026-11-25"))
-            .unwrap();
-        assert_eq!(day.len(), 1);
-        assert_eq!(day[0].sites["app"], u(7, 70, 700));
-        assert_eq!(day[0].total(), u(10, 70, 1000));
-        let from = s
-            .usage_report(Some("bob"), Some("2026-11-26"), None)
-            .unwrap();
-        assert_eq!(from[0].sites.keys().collect::<Vec<_>>(), ["wiki"]);
-        let to = s
-            .usage_report(Some("bob"), None, Some("2026-11-25"))
-            .unwrap();
-        assert_eq!(to[0].sites.keys().collect::<Vec<_>>(), ["app"]);
-        let none = s
-            .usage_report(Some("alice"), Some("2026-12-01"), None)
-            .unwrap();
-        assert!(none[0].sites.is_empty());
-        assert!(
-            s.usage_report(Some("nobody"), None, None)
-                .unwrap()
-                .is_empty()
-        );
-    }
-
-    /// Secrets are created once and then stable.
-    /// An own idle timeout is stored, read back and reset to the default; it bumps the
-    /// revision, so running portals learn of it.
-    #[test]
-    fn own_idle_timeout() {
-        let s = SqliteStore::in_memory().unwrap();
-        s.add_user(&user("alice")).unwrap();
-        let (_, rev) = s.users_changed_since(0).unwrap();
-        assert!(
-            s.set_idle_timeout("alice", Some(Duration::from_secs(60)))
-                .unwrap()
-        );
-        assert_eq!(
-            s.user("alice").unwrap().unwrap().idle_timeout,
-            Some(Duration::from_secs(60))
-        );
-        assert_eq!(
-            s.users_changed_since(rev).unwrap().0,
-            vec!["alice".to_string()]
-        );
-        assert!(s.set_idle_timeout("alice", Some(Duration::ZERO)).unwrap());
-        assert_eq!(
-            s.user("alice").unwrap().unwrap().idle_timeout,
-            Some(Duration::ZERO)
-        );
-        assert!(s.set_idle_timeout("alice", None).unwrap());
-        assert_eq!(s.user("alice").unwrap().unwrap().idle_timeout, None);
-        assert!(!s.set_idle_timeout("nobody", None).unwrap());
-    }
-
-    /// Nodes are listed per account, and forgetting one touches only that account's row.
-    #[test]
-    fn account_nodes_and_forgetting() {
-        let s = SqliteStore::in_memory().unwrap();
-        s.add_user(&user("alice")).unwrap();
-        s.add_user(&user("bob")).unwrap();
-        s.with(|c| {
-            c.execute_batch(
-                "INSERT INTO nodes (id, cookie_hash, created_at, last_seen) VALUES (7, x'01', 100, 300), (8, x'02', 100, 200);
-                 INSERT INTO node_accounts (node_id, account_id, first_seen, last_seen)
-                   SELECT 7, id, 100, 300 FROM accounts WHERE name = 'alice';
-                 INSERT INTO node_accounts (node_id, account_id, first_seen, last_seen)
-                   SELECT 8, id, 150, 200 FROM accounts WHERE name = 'alice';
-                 INSERT INTO node_accounts (node_id, account_id, first_seen, last_seen)
-                   SELECT 7, id, 110, 250 FROM accounts WHERE name = 'bob';",
-            )?;
-            Ok(())
-        })
-        .unwrap();
-        let nodes = s.account_nodes("alice").unwrap();
-        assert_eq!(
-            nodes
-                .iter()
-                .map(|n| (n.node, n.first_seen, n.last_seen))
-                .collect::<Vec<_>>(),
-            vec![(7, 100, 300), (8, 150, 200)],
-            "most recent first"
-        );
-        assert!(!s.forget_node("alice", 9).unwrap(), "not alice's");
-        assert!(s.forget_node("alice", 7).unwrap());
-        assert!(!s.forget_node("alice", 7).unwrap(), "already forgotten");
-        assert_eq!(s.account_nodes("alice").unwrap().len(), 1);
-        assert_eq!(s.account_nodes("bob").unwrap().len(), 1, "bob keeps node 7");
-    }
-
-    #[test]
-    fn secrets_are_stable() {
-        let s = SqliteStore::in_memory().unwrap();
-        assert_eq!(s.secret("csrf").unwrap(), s.secret("csrf").unwrap());
-        assert_ne!(s.secret("csrf").unwrap(), s.secret("other").unwrap());
     }
 }

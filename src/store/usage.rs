@@ -37,8 +37,8 @@ impl AccountUsage {
     }
 }
 
-/// SQLite integers are signed; a count past `i64::MAX` stops there rather than wrap.
-fn sql_int(n: u64) -> i64 {
+/// SQL integers are signed; a count past `i64::MAX` stops there rather than wrap.
+pub(super) fn sql_int(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
@@ -70,35 +70,26 @@ pub(super) fn add(conn: &mut Connection, day: &str, rows: &[UsageRow]) -> Result
     Ok(())
 }
 
-/// Usage per account over the days `from..=to` (`YYYY-MM-DD`, either end open), of one
-/// account or of all, ordered by account name. Every account asked for appears, with no
-/// sites when it had no traffic in the range.
-pub(super) fn report(
-    conn: &mut Connection,
-    account: Option<&str>,
-    from: Option<&str>,
-    to: Option<&str>,
+/// The days `from..=to` as bounds for a text comparison: days are `YYYY-MM-DD`, so text
+/// order is date order, and the defaults hold every day.
+pub(super) fn day_range<'a>(from: Option<&'a str>, to: Option<&'a str>) -> (&'a str, &'a str) {
+    (from.unwrap_or("0000-00-00"), to.unwrap_or("9999-99-99"))
+}
+
+/// A row of the report query: account name, then site and sums (`None` for an account
+/// without traffic in the range).
+pub(super) type ReportRow = (
+    String,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
+/// Fold report rows, ordered by account name, into one [`AccountUsage`] per account.
+pub(super) fn fold_report(
+    rows: impl IntoIterator<Item = Result<ReportRow, StoreError>>,
 ) -> Result<Vec<AccountUsage>, StoreError> {
-    // Days are `YYYY-MM-DD`: text order is date order, and these bounds hold every day.
-    let from = from.unwrap_or("0000-00-00");
-    let to = to.unwrap_or("9999-99-99");
-    let mut stmt = conn.prepare(
-        "SELECT a.name, u.site, SUM(u.requests), SUM(u.bytes_in), SUM(u.bytes_out)
-         FROM accounts a
-         LEFT JOIN usage u ON u.account_id = a.id AND u.day >= ?1 AND u.day <= ?2
-         WHERE ?3 IS NULL OR a.name = ?3
-         GROUP BY a.name, u.site
-         ORDER BY a.name, u.site",
-    )?;
-    let rows = stmt.query_map(params![from, to, account], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, Option<String>>(1)?,
-            r.get::<_, Option<i64>>(2)?,
-            r.get::<_, Option<i64>>(3)?,
-            r.get::<_, Option<i64>>(4)?,
-        ))
-    })?;
     let mut out: Vec<AccountUsage> = Vec::new();
     for row in rows {
         let (name, site, requests, bytes_in, bytes_out) = row?;
@@ -124,20 +115,53 @@ pub(super) fn report(
             },
         );
     }
+    Ok(out)
+}
+
+/// Note on each reported account the accounts merged into it, from `(into, merged)` pairs
+/// in merge order.
+pub(super) fn add_merges(
+    out: &mut [AccountUsage],
+    merges: impl IntoIterator<Item = Result<(String, String), StoreError>>,
+) -> Result<(), StoreError> {
+    for row in merges {
+        let (into, name) = row?;
+        if let Ok(i) = out.binary_search_by(|a| a.account.as_str().cmp(&into)) {
+            out[i].merged.push(name);
+        }
+    }
+    Ok(())
+}
+
+/// Usage per account over the days `from..=to` (`YYYY-MM-DD`, either end open), of one
+/// account or of all, ordered by account name. Every account asked for appears, with no
+/// sites when it had no traffic in the range.
+pub(super) fn report(
+    conn: &mut Connection,
+    account: Option<&str>,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<Vec<AccountUsage>, StoreError> {
+    let (from, to) = day_range(from, to);
+    let mut stmt = conn.prepare(
+        "SELECT a.name, u.site, SUM(u.requests), SUM(u.bytes_in), SUM(u.bytes_out)
+         FROM accounts a
+         LEFT JOIN usage u ON u.account_id = a.id AND u.day >= ?1 AND u.day <= ?2
+         WHERE ?3 IS NULL OR a.name = ?3
+         GROUP BY a.name, u.site
+         ORDER BY a.name, u.site",
+    )?;
+    let rows = stmt.query_map(params![from, to, account], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    })?;
+    let mut out = fold_report(rows.map(|r| r.map_err(StoreError::from)))?;
     drop(stmt);
     let mut merges = conn.prepare(
         "SELECT a.name, m.merged_name FROM account_merges m JOIN accounts a ON a.id = m.into_account
          WHERE ?1 IS NULL OR a.name = ?1
          ORDER BY a.name, m.at, m.merged_name",
     )?;
-    let merged = merges.query_map(params![account], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-    })?;
-    for row in merged {
-        let (into, name) = row?;
-        if let Ok(i) = out.binary_search_by(|a| a.account.as_str().cmp(&into)) {
-            out[i].merged.push(name);
-        }
-    }
+    let merged = merges.query_map(params![account], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    add_merges(&mut out, merged.map(|r| r.map_err(StoreError::from)))?;
     Ok(out)
 }

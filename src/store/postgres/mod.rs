@@ -33,13 +33,15 @@ const MIGRATION_LOCK: i64 = 0x6761_7465_686f_7573; // "gatehous"
 /// Schema versions, applied in order. Never edit a shipped step; add a new one.
 const MIGRATIONS: &[&str] = &[
     // 1: users and accounts, as SQLite's steps 1-3 (see sqlite.rs for what each is for).
+    // Names, sites and days compare and sort byte by byte (COLLATE "C"), as in SQLite,
+    // whatever the database's own collation.
     "CREATE TABLE accounts (
         id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-        name TEXT NOT NULL UNIQUE,
+        name TEXT COLLATE \"C\" NOT NULL UNIQUE,
         created_at BIGINT NOT NULL
      );
      CREATE TABLE users (
-        name TEXT PRIMARY KEY,
+        name TEXT COLLATE \"C\" PRIMARY KEY,
         password_hash TEXT NOT NULL,
         level BIGINT NOT NULL,
         site_levels TEXT NOT NULL DEFAULT '{}',
@@ -55,10 +57,10 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE secrets (name TEXT PRIMARY KEY, value BYTEA NOT NULL);
      CREATE TABLE meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL);
      INSERT INTO meta (key, value) VALUES ('revision', 0);
-     CREATE TABLE removed_users (name TEXT NOT NULL, revision BIGINT NOT NULL);
+     CREATE TABLE removed_users (name TEXT COLLATE \"C\" NOT NULL, revision BIGINT NOT NULL);
      CREATE TABLE account_sites (
         account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
-        site TEXT NOT NULL,
+        site TEXT COLLATE \"C\" NOT NULL,
         first_access BIGINT NOT NULL,
         PRIMARY KEY (account_id, site)
      );
@@ -78,8 +80,8 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX node_accounts_account ON node_accounts(account_id);
      CREATE TABLE usage (
         account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
-        site TEXT NOT NULL,
-        day TEXT NOT NULL,
+        site TEXT COLLATE \"C\" NOT NULL,
+        day TEXT COLLATE \"C\" NOT NULL,
         requests BIGINT NOT NULL DEFAULT 0,
         bytes_in BIGINT NOT NULL DEFAULT 0,
         bytes_out BIGINT NOT NULL DEFAULT 0,
@@ -94,7 +96,7 @@ const MIGRATIONS: &[&str] = &[
         CHECK (account_a < account_b)
      );
      CREATE TABLE account_merges (
-        merged_name TEXT NOT NULL,
+        merged_name TEXT COLLATE \"C\" NOT NULL,
         into_account BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
         at BIGINT NOT NULL
      );
