@@ -6,6 +6,8 @@
 # signed HTTPS API, as table misses would, admits them, counts one request on each, and times
 # one sync reporting them all (then an empty one). Loopback only; nothing is served to wrk.
 # Prints the edge's "bench sync" figures. Both processes are pinned to CPUS (default: none).
+# STORE=postgres runs the portal on a PostgreSQL store (a throwaway server on loopback,
+# started here with scripts/postgres-for-tests) instead of SQLite.
 CPUS=${CPUS-}
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 seed=${SEED:-100000}
@@ -16,6 +18,12 @@ certs=$here/../certs
 head -c 48 /dev/urandom | base64 > "$work/cluster.key"
 hash=$(printf 'bench-password' | "$bin" hash-password)
 pport=18601 eport=18602
+store="$work/gatehouse.db"
+if [[ ${STORE:-sqlite} == postgres ]]; then
+  pg_dir=$(mktemp -d /tmp/gatehouse-bench-pg.XXXXXX)
+  trap '"$here/../scripts/postgres-for-tests" stop "$pg_dir"; kill "${pids[@]}" 2>/dev/null || true; pkill -f -- "$work" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
+  store=$("$here/../scripts/postgres-for-tests" start "$pg_dir")
+fi
 
 common() { # the [tls], [portal] and [[sites]] every process shares
   cat <<TOML
@@ -25,7 +33,7 @@ key = "$certs/localhost.key"
 
 [portal]
 host = "auth.localhost"
-store = "$work/gatehouse.db"
+store = "$store"
 
 [[sites]]
 id = "app"

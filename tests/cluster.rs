@@ -779,11 +779,9 @@ async fn two_portals_share_one_postgres_store() {
         403,
         "the same code through the first portal"
     );
-    assert_eq!(browser.get(&c.url("app.localhost", "/")).await.status, 302);
-    assert_eq!(
-        browser.follow(&c.url("app.localhost", "/")).await.status,
-        200
-    );
+    // The site cookie the code was bound to is admitted on edge 0 too: its binding is in
+    // the shared table, whichever edge and portal made it.
+    assert_eq!(browser.get(&c.url("app.localhost", "/")).await.status, 200);
 
     // Sign out through the first portal: both edges refuse within a sync interval.
     browser.set_host_port("auth.localhost", first);
