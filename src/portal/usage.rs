@@ -30,9 +30,22 @@ impl Portal {
         }
         let day = Day::of_unix(super::unix_now()).to_string();
         let count = rows.len();
-        if let Err(e) = self.store_call(move |s| s.add_usage(&day, &rows)).await {
-            tracing::error!(rows = count, error = %crate::http::error::error_chain(&e), "cannot record usage; the gate will report it again");
-            reply.usage_refused = true;
+        let batch = report.usage_batch;
+        match self
+            .store_call(move |s| s.add_usage_once(&day, &rows, batch))
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(
+                    rows = count,
+                    "usage batch reported again (an answer was lost); counted once"
+                )
+            }
+            Err(e) => {
+                tracing::error!(rows = count, error = %crate::http::error::error_chain(&e), "cannot record usage; the gate will report it again");
+                reply.usage_refused = true;
+            }
         }
         Ok(reply)
     }

@@ -37,6 +37,7 @@ macro_rules! engine_tests {
             merge_refuses_unknown_or_same,
             account_login_falls_back_to_oldest_user,
             usage_adds_up_over_a_range,
+            a_usage_batch_counts_once,
             own_idle_timeout,
             account_nodes_and_forgetting,
             secrets_are_stable
@@ -550,4 +551,39 @@ pub(crate) fn account_nodes_and_forgetting(s: &dyn TestStore) {
 pub(crate) fn secrets_are_stable(s: &dyn TestStore) {
     assert_eq!(s.secret("csrf").unwrap(), s.secret("csrf").unwrap());
     assert_ne!(s.secret("csrf").unwrap(), s.secret("other").unwrap());
+}
+
+/// Traffic a gate sends again under the same batch name (its answer was lost) is added once;
+/// unnamed traffic (batch 0) and other names always add.
+pub(crate) fn a_usage_batch_counts_once(s: &dyn TestStore) {
+    s.upsert_user(&user("alice")).unwrap();
+    let rows = [UsageRow {
+        account: "alice".into(),
+        site: "app".into(),
+        usage: Usage {
+            requests: 2,
+            bytes_in: 10,
+            bytes_out: 100,
+        },
+    }];
+    assert!(s.add_usage_once("2026-11-26", &rows, 77).unwrap());
+    assert!(
+        !s.add_usage_once("2026-11-26", &rows, 77).unwrap(),
+        "the same batch again"
+    );
+    assert!(
+        s.add_usage_once("2026-11-26", &rows, u64::MAX).unwrap(),
+        "another name"
+    );
+    assert!(!s.add_usage_once("2026-11-26", &rows, u64::MAX).unwrap());
+    assert!(s.add_usage_once("2026-11-26", &rows, 0).unwrap());
+    assert!(
+        s.add_usage_once("2026-11-26", &rows, 0).unwrap(),
+        "unnamed: always added"
+    );
+    let report = s.usage_report(Some("alice"), None, None).unwrap();
+    assert_eq!(
+        report[0].sites["app"].requests, 8,
+        "77, MAX and two unnamed"
+    );
 }

@@ -41,6 +41,10 @@ pub enum StoreError {
     },
 }
 
+/// How long the name of a batch of reported traffic is kept, so a repeat is known: a day
+/// (a gate resends within seconds, or when the portal is back).
+pub const USAGE_BATCH_KEEP_SECS: i64 = 24 * 3600;
+
 /// A user as the portal needs it to sign them in and to decide their level.
 #[derive(Clone, PartialEq, Eq)]
 pub struct UserRecord {
@@ -277,7 +281,14 @@ pub trait Store: Send + Sync + 'static {
     fn secret(&self, name: &str) -> Result<[u8; 32], StoreError>;
     /// Add traffic to accounts' usage on `day` (`YYYY-MM-DD`, UTC), every row in one
     /// transaction (all or nothing). Rows of accounts no longer in the store are skipped.
-    fn add_usage(&self, day: &str, rows: &[UsageRow]) -> Result<(), StoreError>;
+    fn add_usage(&self, day: &str, rows: &[UsageRow]) -> Result<(), StoreError> {
+        self.add_usage_once(day, rows, 0).map(|_| ())
+    }
+    /// [`Store::add_usage`] for the traffic a gate reported as batch `batch` (see
+    /// `SyncReport::usage_batch`): added once. False, and nothing added, when a batch of
+    /// that name was added within [`USAGE_BATCH_KEEP_SECS`] (an answer was lost and the gate
+    /// sent it again). Batch 0 has no name and is always added.
+    fn add_usage_once(&self, day: &str, rows: &[UsageRow], batch: u64) -> Result<bool, StoreError>;
     /// Usage per account and site over the days `from..=to` (either end open), of one
     /// account or of all, by account name; every account asked for appears, even without
     /// traffic (none: `account` names no account).

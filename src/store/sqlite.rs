@@ -107,6 +107,10 @@ const MIGRATIONS: &[&str] = &[
         position INTEGER NOT NULL
      ) WITHOUT ROWID;
      CREATE INDEX session_bindings_session ON session_bindings(session_id, position);",
+    // 5: the names of the batches of traffic already added (Store::add_usage_once), so a
+    // batch a gate sends again after a lost answer is counted once.
+    "CREATE TABLE usage_batches (batch INTEGER PRIMARY KEY, at INTEGER NOT NULL);
+     CREATE INDEX usage_batches_at ON usage_batches(at);",
 ];
 
 pub struct SqliteStore {
@@ -451,8 +455,8 @@ impl Store for SqliteStore {
             })
         })
     }
-    fn add_usage(&self, day: &str, rows: &[UsageRow]) -> Result<(), StoreError> {
-        self.with(|c| super::usage::add(c, day, rows))
+    fn add_usage_once(&self, day: &str, rows: &[UsageRow], batch: u64) -> Result<bool, StoreError> {
+        self.with(|c| super::usage::add(c, day, rows, batch))
     }
 
     fn usage_report(

@@ -44,8 +44,28 @@ pub(super) fn sql_int(n: u64) -> i64 {
 
 /// Add every row on `day` in one transaction. Rows of accounts no longer in the store are
 /// skipped (the account was removed meanwhile).
-pub(super) fn add(conn: &mut Connection, day: &str, rows: &[UsageRow]) -> Result<(), StoreError> {
+pub(super) fn add(
+    conn: &mut Connection,
+    day: &str,
+    rows: &[UsageRow],
+    batch: u64,
+) -> Result<bool, StoreError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    if batch != 0 {
+        let now = super::now_secs();
+        tx.execute(
+            "DELETE FROM usage_batches WHERE at < ?1",
+            [now - super::USAGE_BATCH_KEEP_SECS],
+        )?;
+        // The name as SQLite's 64-bit integer (the same bits).
+        let new = tx.execute(
+            "INSERT OR IGNORE INTO usage_batches (batch, at) VALUES (?1, ?2)",
+            params![batch as i64, now],
+        )?;
+        if new == 0 {
+            return Ok(false);
+        }
+    }
     {
         let mut stmt = tx.prepare(
             "INSERT INTO usage (account_id, site, day, requests, bytes_in, bytes_out)
@@ -67,7 +87,7 @@ pub(super) fn add(conn: &mut Connection, day: &str, rows: &[UsageRow]) -> Result
         }
     }
     tx.commit()?;
-    Ok(())
+    Ok(true)
 }
 
 /// The days `from..=to` as bounds for a text comparison: days are `YYYY-MM-DD`, so text

@@ -143,6 +143,9 @@ const MIGRATIONS: &[&str] = &[
      -- Nonces of the portal API's signed calls, so a call replayed to another portal is
      -- refused too (each portal also remembers its own).
      CREATE TABLE api_nonces (nonce TEXT PRIMARY KEY, at_ms BIGINT NOT NULL);
+     -- The batches of reported traffic already added (Store::add_usage_once).
+     CREATE TABLE usage_batches (batch BIGINT PRIMARY KEY, at BIGINT NOT NULL);
+     CREATE INDEX usage_batches_at ON usage_batches(at);
      CREATE INDEX api_nonces_at ON api_nonces(at_ms);
      -- The log's newest sequence number (its row lock orders appends) and the oldest one
      -- still kept; the deployment's epoch, fixed for the life of the database.

@@ -629,8 +629,24 @@ impl Store for PgStore {
         })
     }
 
-    fn add_usage(&self, day: &str, rows: &[UsageRow]) -> Result<(), StoreError> {
+    fn add_usage_once(&self, day: &str, rows: &[UsageRow], batch: u64) -> Result<bool, StoreError> {
         self.tx(|tx| {
+            if batch != 0 {
+                let now = now_secs();
+                tx.execute(
+                    "DELETE FROM usage_batches WHERE at < $1",
+                    &[&(now - crate::store::USAGE_BATCH_KEEP_SECS)],
+                )?;
+                // The name as a 64-bit integer (the same bits). Of two portals adding one
+                // batch at once, the second waits on the first's row and then skips.
+                let new = tx.execute(
+                    "INSERT INTO usage_batches (batch, at) VALUES ($1, $2) ON CONFLICT (batch) DO NOTHING",
+                    &[&(batch as i64), &now],
+                )?;
+                if new == 0 {
+                    return Ok(false);
+                }
+            }
             let names: Vec<&str> = rows.iter().map(|r| r.account.as_str()).collect();
             let ids = lock_accounts(tx, &names, "FOR KEY SHARE")?;
             // Rows of accounts no longer in the store are skipped; the others are written
@@ -661,7 +677,7 @@ impl Store for PgStore {
                     ],
                 )?;
             }
-            Ok(())
+            Ok(true)
         })
     }
 
