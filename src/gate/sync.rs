@@ -223,6 +223,33 @@ mod tests {
         })
     }
 
+    /// A gate with no sites (its table is all these tests use), asking `central`.
+    fn gate_on(central: Arc<Scripted>, metrics: Arc<crate::metrics::Metrics>) -> Gate {
+        let file = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"));
+        let config = crate::config::Config::load(file).unwrap();
+        Gate::new(
+            vec![],
+            central,
+            crate::server::urls::Urls::for_config(&config, 8443),
+            Duration::from_secs(1),
+            100,
+            metrics,
+            crate::crypto::Key::random(),
+        )
+    }
+
+    fn alice(seq: u64) -> Admission {
+        Admission {
+            user: "alice".into(),
+            account: "alice".into(),
+            level: Level(3),
+            idle_timeout: Duration::from_secs(600),
+            remaining: Duration::from_secs(3600),
+            site_password: None,
+            seq,
+        }
+    }
+
     /// A failed sync keeps the table and the activity for the next one; revocations apply;
     /// a new portal epoch or a reset drops the whole table.
     #[tokio::test]
@@ -236,27 +263,9 @@ mod tests {
             reply(8, 0, vec![], false),
             reply(8, 1, vec![], true),
         ];
-        let file = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"));
-        let config = crate::config::Config::load(file).unwrap();
         let metrics = Arc::new(crate::metrics::Metrics::new());
-        let gate = Gate::new(
-            vec![],
-            central.clone(),
-            crate::server::urls::Urls::for_config(&config, 8443),
-            Duration::from_secs(1),
-            100,
-            metrics.clone(),
-            crate::crypto::Key::random(),
-        );
-        let admission = Admission {
-            user: "alice".into(),
-            account: "alice".into(),
-            level: Level(3),
-            idle_timeout: Duration::from_secs(600),
-            remaining: Duration::from_secs(3600),
-            site_password: None,
-            seq: 2,
-        };
+        let gate = gate_on(central.clone(), metrics.clone());
+        let admission = alice(2);
         let admit = |k| {
             gate.table.insert(
                 k,
@@ -320,26 +329,8 @@ mod tests {
             reply(7, 0, vec![], false),
             reply(7, 0, vec![], false),
         ];
-        let file = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"));
-        let config = crate::config::Config::load(file).unwrap();
-        let gate = Gate::new(
-            vec![],
-            central.clone(),
-            crate::server::urls::Urls::for_config(&config, 8443),
-            Duration::from_secs(1),
-            100,
-            Arc::new(crate::metrics::Metrics::new()),
-            crate::crypto::Key::random(),
-        );
-        let admission = Admission {
-            user: "alice".into(),
-            account: "alice".into(),
-            level: Level(3),
-            idle_timeout: Duration::from_secs(600),
-            remaining: Duration::from_secs(3600),
-            site_password: None,
-            seq: 0,
-        };
+        let gate = gate_on(central.clone(), Arc::new(crate::metrics::Metrics::new()));
+        let admission = alice(0);
         let entry = gate.table.insert(
             k,
             crate::gate::table::Entry::new(0, &admission, Duration::from_secs(1)).unwrap(),

@@ -256,6 +256,17 @@ impl Inner {
     }
 }
 
+/// Traffic summed per (account, site), as the store's rows.
+fn usage_rows(sums: BTreeMap<(String, String), Usage>) -> Vec<UsageRow> {
+    sums.into_iter()
+        .map(|((account, site), usage)| UsageRow {
+            account,
+            site,
+            usage,
+        })
+        .collect()
+}
+
 impl SessionTable {
     pub fn new(timeouts: Timeouts) -> Self {
         SessionTable {
@@ -597,15 +608,7 @@ impl SessionTable {
                 None => unknown += 1,
             }
         }
-        let rows = sums
-            .into_iter()
-            .map(|((account, site), usage)| UsageRow {
-                account,
-                site,
-                usage,
-            })
-            .collect();
-        (rows, unknown)
+        (usage_rows(sums), unknown)
     }
 
     /// End sessions past their idle or absolute limit, and drop stale codes.

@@ -360,15 +360,7 @@ impl SharedSessions {
                 .or_default()
                 .add(&row.usage);
         }
-        let rows = sums
-            .into_iter()
-            .map(|((account, site), usage)| UsageRow {
-                account,
-                site,
-                usage,
-            })
-            .collect();
-        Ok((rows, unknown))
+        Ok((super::usage_rows(sums), unknown))
     }
 
     /// End sessions past their limits (shared with the other portals' reapers), and forget
