@@ -51,7 +51,7 @@ TOML
 GATEHOUSE_BENCH_SEED=$seed GATEHOUSE_BENCH_SEED_USER=alice GATEHOUSE_BENCH_SEED_PASSWORD=bench-password \
   GATEHOUSE_BENCH_SEED_COOKIES=$work/cookies GATEHOUSE_BENCH_SEED_HASHES=$work/hashes \
   on_servers "$bin" run -c "$work/portal.toml" > "$work/portal.log" 2>&1 & pids+=($!)
-for _ in $(seq 600); do grep -q "bench seed done" "$work/portal.log" && break; sleep 0.2; done
+for _ in $(seq "${SEED_WAIT:-600}"); do grep -q "bench seed done" "$work/portal.log" && break; sleep 0.2; done
 grep -q "bench seed done" "$work/portal.log" || { cat "$work/portal.log"; echo "cluster-sync.sh: the portal did not seed" >&2; exit 1; }
 sleep 1   # serving starts right after the seed
 

@@ -820,6 +820,17 @@ async fn two_portals_share_one_postgres_store() {
         .await;
     assert_eq!(done.status, 200, "{done:?}");
     until_status(&bob, &c.url("wiki.localhost", "/"), 302, SYNC * 5).await;
-    let log = c.portal2.as_ref().unwrap().log_text();
+    let portal2 = c.portal2.as_mut().unwrap();
+    let log = portal2.log_text();
     assert!(!log.contains("bob-pw") && !log.contains("alice-pw"));
+
+    // SIGTERM: a clean exit, its database connections closed (not an abort at teardown).
+    portal2.signal("-TERM");
+    let status = portal2.wait_exit(Duration::from_secs(20));
+    assert!(status.success(), "{status}:\n{}", portal2.log_text());
+    assert!(
+        !portal2.log_text().contains("panic"),
+        "{}",
+        portal2.log_text()
+    );
 }

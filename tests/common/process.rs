@@ -75,6 +75,22 @@ impl Process {
         assert!(status.success());
     }
 
+    /// Wait for the process to exit by itself, at most `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still running after {within:?}:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Kill (SIGKILL) and reap.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

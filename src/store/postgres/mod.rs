@@ -282,7 +282,13 @@ impl PgStore {
 fn migrate(client: &mut Client) -> Result<(), StoreError> {
     let mut tx = client.transaction()?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
-    tx.batch_execute("CREATE TABLE IF NOT EXISTS gatehouse_schema (version BIGINT NOT NULL)")?;
+    // Checked rather than `CREATE … IF NOT EXISTS`, whose notice would be logged at every start.
+    let made: bool = tx
+        .query_one("SELECT to_regclass('gatehouse_schema') IS NOT NULL", &[])?
+        .get(0);
+    if !made {
+        tx.batch_execute("CREATE TABLE gatehouse_schema (version BIGINT NOT NULL)")?;
+    }
     let version: i64 = match tx.query_opt("SELECT version FROM gatehouse_schema", &[])? {
         Some(row) => row.get(0),
         None => {
@@ -358,6 +364,20 @@ impl Pool {
         }
         drop(state);
         self.returned.notify_one();
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        let idle = std::mem::take(&mut state.idle);
+        if idle.is_empty() {
+            return;
+        }
+        // A `postgres::Client` closes its connection on a runtime of its own, which cannot
+        // start on a thread already running one (the server's, at shutdown): there it would
+        // panic inside a destructor and abort the process. Close them on a thread of their own.
+        let _ = std::thread::spawn(move || drop(idle)).join();
     }
 }
 
