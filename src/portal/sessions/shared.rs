@@ -95,14 +95,17 @@ impl SharedSessions {
     /// (idle and absolute limits), and, since the user is read fresh, a disabled, removed
     /// or re-passworded user ends it at once.
     fn live_user(&self, s: &SessionRow, now: i64) -> Result<Option<UserRecord>, StoreError> {
-        let Some(user) = self.pg.user(&s.user_name)? else {
-            return Ok(None);
-        };
+        Ok(self.alive(s, self.pg.user(&s.user_name)?, now))
+    }
+
+    /// [`SharedSessions::live_user`] with the user already read (`None`: removed).
+    fn alive(&self, s: &SessionRow, user: Option<UserRecord>, now: i64) -> Option<UserRecord> {
+        let user = user?;
         let idle = ms(user.idle_timeout.unwrap_or(self.timeouts.default_idle));
         let within_idle = idle == 0 || now.saturating_sub(s.last_active_ms) <= idle;
         let within_absolute = now.saturating_sub(s.created_ms) < ms(self.timeouts.absolute);
         let same_password = IdHash::of(user.password_hash.as_bytes()) == s.password_tag;
-        Ok((within_idle && within_absolute && same_password && !user.disabled).then_some(user))
+        (within_idle && within_absolute && same_password && !user.disabled).then_some(user)
     }
 
     fn admission(&self, s: &SessionRow, user: &UserRecord, site: &SiteId, now: i64) -> Admission {
@@ -214,9 +217,9 @@ impl SharedSessions {
         cookie: IdHash,
         site: &SiteId,
     ) -> Result<Option<Admission>, StoreError> {
-        // Before the session is read: see `store::postgres::sessions`.
-        let seq = self.pg.log_position()?;
-        let Some(c) = self.pg.take_code(&IdHash::of(code.as_bytes()))? else {
+        // The position is read with the session (see `store::postgres::sessions`).
+        let Some((seq, c, found)) = self.pg.take_code_for_redeem(&IdHash::of(code.as_bytes()))?
+        else {
             return Ok(None);
         };
         let now = now_ms();
@@ -226,10 +229,10 @@ impl SharedSessions {
         if !(fresh && same_site && same_cookie) {
             return Ok(None);
         }
-        let Some(s) = self.pg.session(&c.session)? else {
+        let Some((s, _, user)) = found else {
             return Ok(None);
         };
-        let Some(user) = self.live_user(&s, now)? else {
+        let Some(user) = self.alive(&s, user, now) else {
             return Ok(None);
         };
         if !self.pg.bind(&cookie, &s.id, &site.0, now)? {
@@ -242,15 +245,16 @@ impl SharedSessions {
     }
 
     pub fn check(&self, cookie: IdHash, site: &SiteId) -> Result<Option<Admission>, StoreError> {
-        let seq = self.pg.log_position()?;
+        // One round trip: the log position with the session (see `store::postgres::sessions`).
+        let (seq, found) = self.pg.check_binding(&cookie)?;
         if let Some(a) = self.basic.check(cookie, site) {
             return Ok(Some(Admission { seq, ..a }));
         }
         let now = now_ms();
-        let Some((s, bound_site)) = self.pg.session_of_binding(&cookie)? else {
+        let Some((s, bound_site, user)) = found else {
             return Ok(None);
         };
-        let Some(user) = self.live_user(&s, now)? else {
+        let Some(user) = self.alive(&s, user, now) else {
             return Ok(None);
         };
         self.pg.touch_sessions(&[s.id], now)?;

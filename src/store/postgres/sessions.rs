@@ -8,8 +8,8 @@
 //! The log's order is its commit order: every append first bumps the `log_last` row of
 //! `meta`, whose row lock is held until commit, so appends are serialised and a reader that
 //! sees sequence number N has seen every change numbered below it. Answers carry the log
-//! position read *before* the session is read ([`PgStore::log_position`]), so an answer
-//! that crosses a revocation is always older than it (see `Admission::seq`).
+//! position read in the same statement as the session (one snapshot: [`CHECK_COLUMNS`]),
+//! so an answer that crosses a revocation is always older than it (see `Admission::seq`).
 //!
 //! Liveness (idle and absolute limits, a disabled or re-passworded user) is decided by the
 //! portal code (`portal::sessions::shared`) for single reads, and here in SQL for the
@@ -19,7 +19,7 @@ use postgres::GenericClient;
 
 use super::PgStore;
 use crate::crypto::IdHash;
-use crate::store::StoreError;
+use crate::store::{StoreError, UserRecord};
 
 /// Changes (revocations) kept for edges that sync late; one that falls further behind drops
 /// its table (as the in-memory log's cap).
@@ -88,14 +88,47 @@ const SESSION_COLUMNS: &str =
     "s.id, s.user_name, s.password_tag, s.created_ms, s.last_active_ms, s.roaming";
 
 fn session_row(row: &postgres::Row) -> Result<SessionRow, StoreError> {
+    session_row_at(row, 0)
+}
+
+/// [`SESSION_COLUMNS`] read from column `at` on.
+fn session_row_at(row: &postgres::Row, at: usize) -> Result<SessionRow, StoreError> {
     Ok(SessionRow {
-        id: hash(row.get(0), "sessions.id")?,
-        user_name: row.get(1),
-        password_tag: hash(row.get(2), "sessions.password_tag")?,
-        created_ms: row.get(3),
-        last_active_ms: row.get(4),
-        roaming: row.get(5),
+        id: hash(row.try_get(at)?, "sessions.id")?,
+        user_name: row.try_get(at + 1)?,
+        password_tag: hash(row.try_get(at + 2)?, "sessions.password_tag")?,
+        created_ms: row.try_get(at + 3)?,
+        last_active_ms: row.try_get(at + 4)?,
+        roaming: row.try_get(at + 5)?,
     })
+}
+
+/// The user columns (as `store::SELECT_USER`), the log position, then [`SESSION_COLUMNS`]
+/// and the binding's site, for the binding or code joined in as `b` and its session `s`:
+/// what a check or a redemption reads, in one statement, so in one snapshot (the position is
+/// never newer than the session read with it).
+const CHECK_COLUMNS: &str = "u.name, u.password_hash, u.level, u.site_levels, u.idle_timeout_secs,
+    u.disabled, a.name, u.temporary_until,
+    (SELECT value FROM meta WHERE key = 'log_last'),
+    s.id, s.user_name, s.password_tag, s.created_ms, s.last_active_ms, s.roaming, b.site";
+
+/// A session found by a check or a redemption, with the user it belongs to as stored now
+/// (`None`: removed), and the site of its binding or code.
+pub type Found = (SessionRow, String, Option<UserRecord>);
+
+/// A row of [`CHECK_COLUMNS`]: the log position, and what was found (none when `s` is null).
+fn found(row: &postgres::Row) -> Result<(u64, Option<Found>), StoreError> {
+    let seq = row.try_get::<_, i64>(8)?.max(0) as u64;
+    if row.try_get::<_, Option<Vec<u8>>>(9)?.is_none() {
+        return Ok((seq, None));
+    }
+    let session = session_row_at(row, 9)?;
+    let site: String = row.try_get(15)?;
+    let user = match row.try_get::<_, Option<String>>(0)? {
+        Some(_) => Some(crate::store::to_record(super::store::row_to_user(row)?)?),
+        None => None,
+    };
+    Ok((seq, Some((session, site, user))))
 }
 
 fn log_last(c: &mut impl GenericClient) -> Result<u64, StoreError> {
@@ -190,20 +223,51 @@ impl PgStore {
         })
     }
 
-    /// The session a site cookie is bound to, with the site it is bound on.
-    pub fn session_of_binding(
-        &self,
-        cookie: &IdHash,
-    ) -> Result<Option<(SessionRow, String)>, StoreError> {
+    /// What a check of a site cookie needs, in one round trip: the log position, and the
+    /// session the cookie is bound to (with the binding's site and the session's user).
+    pub fn check_binding(&self, cookie: &IdHash) -> Result<(u64, Option<Found>), StoreError> {
         self.with(|c| {
             let sql = format!(
-                "SELECT {SESSION_COLUMNS}, b.site FROM session_bindings b
-                 JOIN sessions s ON s.id = b.session_id WHERE b.cookie_hash = $1"
+                "SELECT {CHECK_COLUMNS} FROM (SELECT 1) AS one
+                 LEFT JOIN session_bindings b ON b.cookie_hash = $1
+                 LEFT JOIN sessions s ON s.id = b.session_id
+                 LEFT JOIN users u ON u.name = s.user_name
+                 LEFT JOIN accounts a ON a.id = u.account_id"
             );
-            match c.query_opt(&sql, &[&cookie.0.as_slice()])? {
-                Some(r) => Ok(Some((session_row(&r)?, r.get(6)))),
-                None => Ok(None),
-            }
+            found(&c.query_one(&sql, &[&cookie.0.as_slice()])?)
+        })
+    }
+
+    /// Take a one-time code out of the table (of any number of portals asking at once, exactly
+    /// one gets it: the database's `DELETE … RETURNING`) and read what its redemption needs,
+    /// in one round trip: the log position, and the code's session (with the site the code
+    /// was minted for and the session's user). `None`: no such code.
+    pub fn take_code_for_redeem(
+        &self,
+        code: &IdHash,
+    ) -> Result<Option<(u64, CodeRow, Option<Found>)>, StoreError> {
+        self.with(|c| {
+            let sql = format!(
+                "WITH b AS (
+                    DELETE FROM one_time_codes WHERE code_hash = $1
+                    RETURNING session_id, site, binding, expires_ms
+                 )
+                 SELECT {CHECK_COLUMNS}, b.session_id, b.binding, b.expires_ms FROM b
+                 LEFT JOIN sessions s ON s.id = b.session_id
+                 LEFT JOIN users u ON u.name = s.user_name
+                 LEFT JOIN accounts a ON a.id = u.account_id"
+            );
+            let Some(row) = c.query_opt(&sql, &[&code.0.as_slice()])? else {
+                return Ok(None);
+            };
+            let (seq, session) = found(&row)?;
+            let taken = CodeRow {
+                session: hash(row.try_get(16)?, "one_time_codes.session_id")?,
+                site: row.try_get(15)?,
+                binding: hash(row.try_get(17)?, "one_time_codes.binding")?,
+                expires_ms: row.try_get(18)?,
+            };
+            Ok(Some((seq, taken, session)))
         })
     }
 
@@ -307,27 +371,6 @@ impl PgStore {
                 ],
             )?;
             Ok(n == 1)
-        })
-    }
-
-    /// Take a one-time code out of the table: of any number of portals asking at once,
-    /// exactly one gets it (the database's `DELETE … RETURNING`).
-    pub fn take_code(&self, code: &IdHash) -> Result<Option<CodeRow>, StoreError> {
-        self.with(|c| {
-            let row = c.query_opt(
-                "DELETE FROM one_time_codes WHERE code_hash = $1
-                 RETURNING session_id, site, binding, expires_ms",
-                &[&code.0.as_slice()],
-            )?;
-            row.map(|r| {
-                Ok(CodeRow {
-                    session: hash(r.get(0), "one_time_codes.session_id")?,
-                    site: r.get(1),
-                    binding: hash(r.get(2), "one_time_codes.binding")?,
-                    expires_ms: r.get(3),
-                })
-            })
-            .transpose()
         })
     }
 

@@ -108,7 +108,7 @@ fn account_pairs(
         .collect::<Result<_, postgres::Error>>()?)
 }
 
-fn row_to_user(r: &postgres::Row) -> Result<UserRow, postgres::Error> {
+pub(super) fn row_to_user(r: &postgres::Row) -> Result<UserRow, postgres::Error> {
     Ok(crate::store::user_row!(r, try_get))
 }
 
