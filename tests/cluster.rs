@@ -239,6 +239,26 @@ impl Cluster {
         callback
     }
 
+    /// Sign `browser` out at the portal it reaches, and see both edges refuse it within one
+    /// sync interval (plus a request's time).
+    async fn sign_out_everywhere(&self, browser: &Client) {
+        let confirm = browser.get(&self.url("auth.localhost", "/logout")).await;
+        let csrf = form_field(&confirm.body, "csrf").unwrap();
+        let done = browser
+            .post_form(&self.url("auth.localhost", "/logout"), &[("csrf", &csrf)])
+            .await;
+        assert_eq!(done.status, 200, "{done:?}");
+        let signed_out = Instant::now();
+        for host in ["app.localhost", "wiki.localhost"] {
+            until_status(browser, &self.url(host, "/"), 302, SYNC * 5).await;
+            let took = signed_out.elapsed();
+            assert!(
+                took <= SYNC + Duration::from_millis(800),
+                "{host} refused only after {took:?}"
+            );
+        }
+    }
+
     async fn wait_ready(&self, edge: usize, ready: bool, within: Duration) {
         let deadline = Instant::now() + within;
         loop {
@@ -785,41 +805,37 @@ async fn two_portals_share_one_postgres_store() {
 
     // Sign out through the first portal: both edges refuse within a sync interval.
     browser.set_host_port("auth.localhost", first);
-    let confirm = browser.get(&c.url("auth.localhost", "/logout")).await;
-    let csrf = form_field(&confirm.body, "csrf").unwrap();
-    let done = browser
-        .post_form(&c.url("auth.localhost", "/logout"), &[("csrf", &csrf)])
-        .await;
-    assert_eq!(done.status, 200, "{done:?}");
-    let signed_out = Instant::now();
-    for host in ["app.localhost", "wiki.localhost"] {
-        until_status(&browser, &c.url(host, "/"), 302, SYNC * 5).await;
-        let took = signed_out.elapsed();
-        assert!(
-            took <= SYNC + Duration::from_millis(800),
-            "{host} refused only after {took:?}"
-        );
-    }
+    c.sign_out_everywhere(&browser).await;
 
-    // Bob signs in through the first portal, which is then killed (kill -9, whatever it was
-    // doing): the second portal knows his session and hands him to wiki without a password.
-    let bob = c.browser();
+    // Bob signs in through the first portal (on site app, edge 0), goes to wiki (edge 1)
+    // through the second, and signs out through the second: both edges refuse him too.
+    let mut bob = c.browser();
     let res = c.sign_in(&bob, "app.localhost", "bob", "bob-pw").await;
     assert_eq!(res.status, 200, "{res:?}");
-    c.portal.kill();
-    let mut bob = bob;
     bob.set_host_port("auth.localhost", second);
-    let res = bob.follow(&c.url("wiki.localhost", "/")).await;
+    assert_eq!(bob.follow(&c.url("wiki.localhost", "/")).await.status, 200);
+    c.sign_out_everywhere(&bob).await;
+
+    // Alice signs in again through the first portal, which is then killed (kill -9,
+    // whatever it was doing, edge 0's syncs included): the second portal knows her session
+    // and hands her to wiki without a password, and signs her out on the edge it serves.
+    let mut alice = c.browser();
+    let res = c
+        .sign_in(&alice, "app.localhost", "alice", "alice-pw")
+        .await;
+    assert_eq!(res.status, 200, "{res:?}");
+    c.portal.kill();
+    alice.set_host_port("auth.localhost", second);
+    let res = alice.follow(&c.url("wiki.localhost", "/")).await;
     assert_eq!(res.status, 200, "the second portal carries on: {res:?}");
-    assert_eq!(c.backend.last().headers["x-auth-user"], "bob");
-    // And signs him out there, on the edge it serves.
-    let confirm = bob.get(&c.url("auth.localhost", "/logout")).await;
+    assert_eq!(c.backend.last().headers["x-auth-user"], "alice");
+    let confirm = alice.get(&c.url("auth.localhost", "/logout")).await;
     let csrf = form_field(&confirm.body, "csrf").unwrap();
-    let done = bob
+    let done = alice
         .post_form(&c.url("auth.localhost", "/logout"), &[("csrf", &csrf)])
         .await;
     assert_eq!(done.status, 200, "{done:?}");
-    until_status(&bob, &c.url("wiki.localhost", "/"), 302, SYNC * 5).await;
+    until_status(&alice, &c.url("wiki.localhost", "/"), 302, SYNC * 5).await;
     let portal2 = c.portal2.as_mut().unwrap();
     let log = portal2.log_text();
     assert!(!log.contains("bob-pw") && !log.contains("alice-pw"));
