@@ -82,6 +82,9 @@ pub struct Throttle {
     user: Counter,
     /// (user name, address) pairs that signed in lately: exempt from the per-user counter.
     known: Cache<IdHash, ()>,
+    /// Makes [`Throttle::begin`]'s look and count one step: without it, attempts beginning
+    /// at the same moment could all see the last free failure and all be checked.
+    beginning: std::sync::Mutex<()>,
 }
 
 /// The keys of one attempt in each counter.
@@ -183,6 +186,7 @@ impl Throttle {
                 .max_capacity(CAPACITY)
                 .time_to_live(KNOWN_ADDRESS_TTL)
                 .build(),
+            beginning: std::sync::Mutex::new(()),
         }
     }
 
@@ -211,8 +215,10 @@ impl Throttle {
     /// An attempt begins: refused with the wait when a counter holds it; else counted as a
     /// failure until [`Throttle::succeeded`] takes that back.
     pub fn begin(&self, user: &str, ip: IpAddr) -> Result<(), (Duration, Limit)> {
-        let now = Instant::now();
         let keys = Keys::of(user, ip);
+        // Nothing under the lock can panic halfway, so a poisoned one is still sound.
+        let _one_at_a_time = self.beginning.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
         if let Some(wait) = self.waits(&keys, now) {
             return Err(wait);
         }
@@ -248,6 +254,32 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    /// Attempts beginning at the same moment on many threads: exactly the free failures
+    /// are let through, never one more.
+    #[test]
+    fn simultaneous_attempts_never_outrun_the_count() {
+        for _ in 0..200 {
+            let t = throttle(3, 100, 100);
+            let start = std::sync::Barrier::new(8);
+            let passed = std::thread::scope(|s| {
+                let attempts: Vec<_> = (0..8)
+                    .map(|_| {
+                        s.spawn(|| {
+                            start.wait();
+                            t.begin("alice", ip("192.0.2.1")).is_ok()
+                        })
+                    })
+                    .collect();
+                attempts
+                    .into_iter()
+                    .map(|a| a.join().unwrap())
+                    .filter(|ok| *ok)
+                    .count()
+            });
+            assert_eq!(passed, 3);
+        }
     }
 
     /// 1 s after the allowed failures, doubling, capped.
