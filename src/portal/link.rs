@@ -88,7 +88,12 @@ impl Portal {
     ) -> Response<Body> {
         if shared_computer {
             // An existing node cookie (another user's) is neither renewed nor noted.
-            self.sessions.mark_roaming(session).await;
+            if let Err(e) = self.sessions.mark_roaming(session).await {
+                // Fail closed: without the mark, signing out would not clear the shared
+                // computer; end the new session and show the error instead.
+                let _ = self.sessions.end(session).await;
+                return HttpError::Internal(Box::new(e)).into_response();
+            }
             return self.continue_after_link(session, handoff).await;
         }
         let node = node_cookie_or_fresh(headers);

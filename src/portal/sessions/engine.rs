@@ -41,10 +41,11 @@ async fn blocking<T: Send + 'static>(
         })
 }
 
-/// A failure where the caller can only go on as if there were no session: logged.
+/// A failure where the caller can only go on with the safe answer `otherwise` (no session,
+/// nothing listed): logged.
 fn logged<T>(what: &str, result: Result<T, StoreError>, otherwise: T) -> T {
     result.unwrap_or_else(|e| {
-        tracing::error!(error = %crate::http::error::error_chain(&e), "shared session table: cannot {what}; treated as no session");
+        tracing::error!(error = %crate::http::error::error_chain(&e), "shared session table: cannot {what}; going on with the safe answer");
         otherwise
     })
 }
@@ -80,26 +81,32 @@ impl Sessions {
         }
     }
 
-    pub async fn mark_roaming(&self, id: &IdHash) {
+    /// An error means the mark is not made: the caller must not go on as if it were (a
+    /// sign-out would then leave the visit's traces on a shared computer).
+    pub async fn mark_roaming(&self, id: &IdHash) -> Result<(), StoreError> {
         match self {
-            Sessions::Local(t) => t.mark_roaming(id),
+            Sessions::Local(t) => {
+                t.mark_roaming(id);
+                Ok(())
+            }
             Sessions::Shared(s) => {
                 let id = *id;
-                let done = blocking(s, move |s| s.mark_roaming(&id)).await;
-                logged("mark a session roaming", done, ());
+                blocking(s, move |s| s.mark_roaming(&id)).await
             }
         }
     }
 
+    /// Unknown (the database failed) counts as roaming: a sign-out then clears what the
+    /// browser kept, which costs a visit on the user's own computer nothing but a reload.
     pub async fn is_roaming(&self, id: &IdHash) -> bool {
         match self {
             Sessions::Local(t) => t.is_roaming(id),
             Sessions::Shared(s) => {
                 let id = *id;
                 logged(
-                    "read a session",
+                    "read whether a session is roaming",
                     blocking(s, move |s| s.is_roaming(&id)).await,
-                    false,
+                    true,
                 )
             }
         }

@@ -26,6 +26,12 @@ use super::StoreError;
 
 /// Most connections one portal process opens; callers beyond wait for one to come back.
 const MAX_CONNECTIONS: usize = 16;
+/// How long a caller waits for a connection when all are in use, before failing (closed:
+/// no session) rather than piling up behind a stalled server.
+const WAIT_FOR_CONNECTION: Duration = Duration::from_secs(10);
+/// A statement running longer than this fails, for the same reason (unless the URL sets
+/// its own `options`). The longest, a sync touching 100 000 sessions, takes about 1 s.
+const STATEMENT_TIMEOUT: &str = "-c statement_timeout=30000";
 
 /// Serialises migrations of portals starting at once (any constant, the same in all).
 const MIGRATION_LOCK: i64 = 0x6761_7465_686f_7573; // "gatehous"
@@ -158,15 +164,24 @@ pub fn redacted(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((userinfo, hosts)) => {
+    // The user info ends at the last '@' before the query: a password may hold '/' or '@'
+    // typed raw, and must not spill into what is shown.
+    let head = &rest[..rest.find('?').unwrap_or(rest.len())];
+    match head.rfind('@') {
+        Some(at) => {
+            let (userinfo, after) = (&rest[..at], &rest[at..]);
             let user = userinfo.split(':').next().unwrap_or("");
             let hidden = if userinfo.contains(':') { ":***" } else { "" };
-            let tail = hide_password_parameter(tail);
-            format!("{scheme}://{user}{hidden}@{hosts}{tail}")
+            let (hosts, tail) = after.split_at(after.find(['/', '?']).unwrap_or(after.len()));
+            format!(
+                "{scheme}://{user}{hidden}{hosts}{}",
+                hide_password_parameter(tail)
+            )
         }
-        None => format!("{scheme}://{authority}{}", hide_password_parameter(tail)),
+        None => {
+            let (hosts, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+            format!("{scheme}://{hosts}{}", hide_password_parameter(tail))
+        }
     }
 }
 
@@ -230,6 +245,9 @@ impl PgStore {
             config.connect_timeout(Duration::from_secs(5));
         }
         config.application_name("gatehouse");
+        if config.get_options().is_none() {
+            config.options(STATEMENT_TIMEOUT);
+        }
         let store = PgStore {
             config,
             pool: Pool::default(),
@@ -250,19 +268,24 @@ impl PgStore {
         &self,
         f: impl FnOnce(&mut Client) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut client = match self.pool.take() {
+        let client = match self.pool.take()? {
             Some(client) => client,
             None => match self.config.connect(NoTls) {
                 Ok(client) => client,
                 Err(e) => {
-                    self.pool.opening_failed();
+                    self.pool.one_closed();
                     return Err(e.into());
                 }
             },
         };
-        let result = f(&mut client);
-        self.pool.give_back(client);
-        result
+        let mut lease = Lease {
+            pool: &self.pool,
+            client: Some(client),
+        };
+        let Some(client) = lease.client.as_mut() else {
+            unreachable!("a lease holds its connection until it is dropped")
+        };
+        f(client)
     }
 
     /// Run `f` in one transaction, committed when it returns Ok.
@@ -335,22 +358,36 @@ impl Pool {
     }
 
     /// An idle connection, or `None` when the caller may open a new one (counted open now).
-    /// Waits while all [`MAX_CONNECTIONS`] are in use.
-    fn take(&self) -> Option<Client> {
+    /// Waits while all [`MAX_CONNECTIONS`] are in use, at most [`WAIT_FOR_CONNECTION`].
+    fn take(&self) -> Result<Option<Client>, StoreError> {
+        let deadline = std::time::Instant::now() + WAIT_FOR_CONNECTION;
         let mut state = self.lock();
         loop {
             if let Some(client) = state.idle.pop() {
-                return Some(client);
+                return Ok(Some(client));
             }
             if state.open < MAX_CONNECTIONS {
                 state.open += 1;
-                return None;
+                return Ok(None);
             }
-            state = self.returned.wait(state).unwrap_or_else(|p| p.into_inner());
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(StoreError::Config {
+                    why: format!(
+                        "all {MAX_CONNECTIONS} PostgreSQL connections stayed busy for {WAIT_FOR_CONNECTION:?}"
+                    ),
+                });
+            }
+            state = self
+                .returned
+                .wait_timeout(state, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
 
-    fn opening_failed(&self) {
+    /// One connection fewer is open (it failed to open, or was closed).
+    fn one_closed(&self) {
         self.lock().open -= 1;
         self.returned.notify_one();
     }
@@ -364,6 +401,28 @@ impl Pool {
         }
         drop(state);
         self.returned.notify_one();
+    }
+}
+
+/// A connection taken from the pool: given back when dropped, or, when its user panicked
+/// (the connection may be mid-transaction), closed and no longer counted, so a panic never
+/// leaks a place in the pool.
+struct Lease<'a> {
+    pool: &'a Pool,
+    client: Option<Client>,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        let Some(client) = self.client.take() else {
+            return;
+        };
+        if std::thread::panicking() {
+            drop(client);
+            self.pool.one_closed();
+        } else {
+            self.pool.give_back(client);
+        }
     }
 }
 
@@ -398,6 +457,11 @@ mod tests {
         assert_eq!(
             redacted("postgres://localhost/gh"),
             "postgres://localhost/gh"
+        );
+        // A password typed raw with '/' or '@' in it is hidden whole.
+        assert_eq!(
+            redacted("postgres://gh:s3c/r@t@127.0.0.1/gh"),
+            "postgres://gh:***@127.0.0.1/gh"
         );
     }
 

@@ -262,3 +262,22 @@ fn mixed_concurrent_calls_never_fail() {
         .collect();
     assert_eq!(accounts, ["e"; 5]);
 }
+
+/// A caller that panics while holding a connection does not leak its place in the pool:
+/// after more panics than the pool has connections, calls still get one at once.
+#[test]
+fn a_panic_never_leaks_a_connection() {
+    let store = open();
+    for _ in 0..super::super::MAX_CONNECTIONS + 4 {
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _: Result<(), StoreError> = store.with(|c| {
+                c.batch_execute("SELECT 1")?;
+                panic!("a bug while holding a connection")
+            });
+        }));
+        assert!(panicked.is_err());
+    }
+    let started = std::time::Instant::now();
+    assert!(store.user("nobody").unwrap().is_none());
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
