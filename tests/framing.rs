@@ -53,38 +53,82 @@ fn assert_refused_and_closed(what: &str, reply: &RawReply) {
     assert!(reply.closed, "{what}: connection left open: {reply:?}");
 }
 
-/// `Content-Length` together with `Transfer-Encoding: chunked`: hyper resolves it before the
-/// gateway sees the request (RFC 9112 §6.3: the chunks win, the length is dropped, and the
-/// connection is closed after the response), so the gateway cannot answer 400 here. What it
-/// guarantees is what matters: one response, the connection closed, the backend sent one
-/// framing of its own (no client `Content-Length`), and nothing after the chunks ever read
-/// as a request.
+/// `Content-Length` together with `Transfer-Encoding`, in either order and any case: 400 and
+/// the connection closed, nothing forwarded. (hyper settles the conflict itself and drops the
+/// length before the gateway sees the request; the gateway's framing watch in front of hyper
+/// refuses the head instead, `src/http/framing_watch.rs`.)
 #[tokio::test]
-async fn content_length_with_chunked_never_smuggles() {
+async fn content_length_with_transfer_encoding_refused() {
     let f = fixture().await;
     let body = format!("0\r\n\r\n{SMUGGLED}");
-    for (path, head) in [
-        (
-            "/cl-te",
-            format!(
-                "POST /cl-te HTTP/1.1\r\nContent-Length: {}\r\nTransfer-Encoding: chunked",
-                body.len()
-            ),
+    let before = f.backend.count();
+    for head in [
+        format!(
+            "POST /cl-te HTTP/1.1\r\nContent-Length: {}\r\nTransfer-Encoding: chunked",
+            body.len()
         ),
-        (
-            "/te-cl",
-            "POST /te-cl HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 4".to_string(),
-        ),
+        "POST /te-cl HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 4".to_string(),
+        "POST /lower HTTP/1.1\r\ntransfer-encoding: chunked\r\ncontent-length:0".to_string(),
+        "POST /gzip HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: gzip, chunked".to_string(),
+        "GET /get HTTP/1.1\r\nContent-Length: 0\r\nTransfer-Encoding: chunked".to_string(),
     ] {
         let reply = f.send(&head, &body).await;
-        assert_eq!(reply.statuses().len(), 1, "{head}: {reply:?}");
-        assert!(reply.closed, "{head}: connection left open: {reply:?}");
-        if let Some(seen) = f.backend.requests().into_iter().find(|r| r.path == path) {
-            assert!(seen.headers.get("content-length").is_none(), "{head}");
-            assert_eq!(seen.body_len, 0, "{head}");
-        }
+        assert_refused_and_closed(&head, &reply);
     }
+    assert_eq!(
+        f.backend.count(),
+        before,
+        "a refused request reached the backend"
+    );
     assert!(!f.backend_saw("/smuggled"));
+}
+
+/// The same when the head arrives in pieces, cut inside the header names and inside the
+/// final blank line, and when it follows requests on the same connection whose bodies (by
+/// length and chunked) hold look-alike header lines: those are answered, the conflicting
+/// one gets 400, the connection closes.
+#[tokio::test]
+async fn conflict_found_across_reads_and_after_bodies() {
+    let f = fixture().await;
+    let host = format!("Host: app.localhost:{}", f.gw.port);
+    let cookie = f.browser.cookie_line("app.localhost");
+    let conflict = format!("POST /split HTTP/1.1\r\n{host}\r\n{cookie}Content-Len");
+    let pieces = [
+        conflict.as_bytes(),
+        b"gth: 5\r\nTransfer-Enco",
+        b"ding: chunked\r\n\r",
+        b"\n0\r\n\r\n",
+    ];
+    let reply = f
+        .browser
+        .raw_exchange_in_pieces("app.localhost", &pieces)
+        .await;
+    assert_refused_and_closed("split head", &reply);
+    assert!(!f.backend_saw("/split"));
+
+    let fake = "Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let sized = format!(
+        "POST /sized HTTP/1.1\r\n{host}\r\n{cookie}Content-Length: {}\r\n\r\n{fake}",
+        fake.len()
+    );
+    let chunked = format!(
+        "POST /chunked HTTP/1.1\r\n{host}\r\n{cookie}Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{fake}\r\n0\r\n\r\n",
+        fake.len()
+    );
+    let bad = format!(
+        "POST /after HTTP/1.1\r\n{host}\r\n{cookie}Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n"
+    );
+    let reply = f
+        .browser
+        .raw_exchange_in_pieces(
+            "app.localhost",
+            &[sized.as_bytes(), chunked.as_bytes(), bad.as_bytes()],
+        )
+        .await;
+    assert_eq!(reply.statuses(), [200, 200, 400], "{reply:?}");
+    assert!(reply.closed, "connection left open: {reply:?}");
+    assert!(f.backend_saw("/sized") && f.backend_saw("/chunked"));
+    assert!(!f.backend_saw("/after"));
 }
 
 /// Two identical `Content-Length` lines are one length (RFC 9110 §8.6; hyper merges them):

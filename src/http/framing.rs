@@ -3,9 +3,10 @@
 //!
 //! hyper already refuses what it cannot parse, but it resolves some ambiguities itself that a
 //! proxy must not: with both `Content-Length` and `Transfer-Encoding: chunked` it reads the
-//! chunks (RFC 9112 §6.3 lets a server do so, and then requires it to close the connection),
-//! it accepts repeated identical lengths (`5, 5`), and a `Transfer-Encoding` list ending in
-//! `chunked`. A backend or an intermediary that reads the same bytes another way sees a
+//! chunks (RFC 9112 §6.3 lets a server do so, and then requires it to close the connection)
+//! and drops the length before this check runs, so that case is refused earlier, in the
+//! bytes, by [`super::framing_watch`]; it accepts repeated identical lengths (`5, 5`), and a
+//! `Transfer-Encoding` list ending in `chunked`. A backend or an intermediary that reads the same bytes another way sees a
 //! different request boundary: request smuggling. So only one unambiguous shape passes: at
 //! most one `Content-Length` of plain digits, or exactly `Transfer-Encoding: chunked` on
 //! HTTP/1.1, never both. Names that a backend could fold onto these two (`Content_Length`,

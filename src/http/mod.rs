@@ -6,6 +6,7 @@ pub mod body;
 pub mod cookies;
 pub mod error;
 pub mod framing;
+pub mod framing_watch;
 pub mod header_names;
 pub mod headers;
 pub mod page;

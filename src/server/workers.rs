@@ -23,6 +23,7 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_rustls::TlsAcceptor;
 
 use super::{App, HANDSHAKE_TIMEOUT};
+use crate::http::framing_watch::FramingWatch;
 
 /// What every connection needs, shared by all workers.
 pub struct Shared {
@@ -122,7 +123,7 @@ pub async fn serve_tls(
         let conn = shared.http2.serve_connection(TokioIo::new(tls), service);
         watched(conn, watcher, |c| c.graceful_shutdown()).await
     } else {
-        let io = TokioIo::new(CappedReads(tls));
+        let io = TokioIo::new(Http1Reads::new(tls, peer));
         let conn = shared.http1.serve_connection(io, service).with_upgrades();
         watched(conn, watcher, |c| c.graceful_shutdown()).await
     };
@@ -134,41 +135,69 @@ pub async fn serve_tls(
 /// Most bytes handed to hyper's HTTP/1 reader per read, when it offers more.
 const READ_CAP: usize = 8 * 1024;
 
-/// The TLS stream for hyper's HTTP/1 side, handing over at most [`READ_CAP`] bytes per
-/// read. hyper checks `max_buf_size` (431 for a head over `MAX_HEAD_BYTES`) only between
+/// The TLS stream for hyper's HTTP/1 side: every read passes the connection's
+/// [`FramingWatch`] (a head with both `Content-Length` and `Transfer-Encoding` is spoiled so
+/// that hyper answers 400), and at most [`READ_CAP`] bytes are handed over per read.
+///
+/// The cap: hyper checks `max_buf_size` (431 for a head over `MAX_HEAD_BYTES`) only between
 /// reads, and reads into all the spare room of its buffer, which it grows by doubling: a
 /// client sending a large head quickly could get up to twice the limit parsed in one read.
 /// (Through hyper-util's auto builder the buffer's sizes happened to land on the limit.)
 /// With reads capped, a head is refused once it passes the limit by at most `READ_CAP`.
 /// Requests that fit in the buffer (all the usual ones) are read exactly as before.
-struct CappedReads<T>(T);
+struct Http1Reads<T> {
+    io: T,
+    watch: FramingWatch,
+    peer: SocketAddr,
+}
 
-impl<T: AsyncRead + Unpin> AsyncRead for CappedReads<T> {
+impl<T> Http1Reads<T> {
+    fn new(io: T, peer: SocketAddr) -> Self {
+        Http1Reads {
+            io,
+            watch: FramingWatch::new(),
+            peer,
+        }
+    }
+
+    fn watch(&mut self, read: &mut [u8]) {
+        if self.watch.watch(read) {
+            tracing::debug!(peer = %self.peer, "request refused: both Content-Length and Transfer-Encoding");
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Http1Reads<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
         if buf.remaining() <= READ_CAP {
-            return Pin::new(&mut self.0).poll_read(cx, buf);
+            let before = buf.filled().len();
+            std::task::ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
+            this.watch(&mut buf.filled_mut()[before..]);
+            return Poll::Ready(Ok(()));
         }
         // Zeroes at most READ_CAP bytes (a safe `ReadBuf` over part of `buf`), only when
         // hyper's buffer has grown past its usual 8 KiB.
         let mut limited = ReadBuf::new(buf.initialize_unfilled_to(READ_CAP));
-        std::task::ready!(Pin::new(&mut self.0).poll_read(cx, &mut limited))?;
+        std::task::ready!(Pin::new(&mut this.io).poll_read(cx, &mut limited))?;
+        this.watch(limited.filled_mut());
         let n = limited.filled().len();
         buf.advance(n);
         Poll::Ready(Ok(()))
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for CappedReads<T> {
+impl<T: AsyncWrite + Unpin> AsyncWrite for Http1Reads<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, data)
+        Pin::new(&mut self.io).poll_write(cx, data)
     }
 
     fn poll_write_vectored(
@@ -176,19 +205,19 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for CappedReads<T> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
+        self.io.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
+        Pin::new(&mut self.io).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

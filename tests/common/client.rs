@@ -436,10 +436,21 @@ impl Client {
     /// gateway closes the connection or, once it has answered, sends nothing for two
     /// seconds (it gets ten for its first byte, so a loaded machine is not a failure).
     pub async fn raw_exchange(&self, sni: &str, request: &[u8]) -> RawReply {
+        self.raw_exchange_in_pieces(sni, &[request]).await
+    }
+
+    /// [`Client::raw_exchange`], the request written in `pieces`, each flushed as a TLS
+    /// record of its own 20 ms after the one before, so that the gateway reads them apart.
+    pub async fn raw_exchange_in_pieces(&self, sni: &str, pieces: &[&[u8]]) -> RawReply {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut tls = self.connect(sni).await;
-        tls.write_all(request).await.unwrap();
-        tls.flush().await.unwrap();
+        for (i, piece) in pieces.iter().enumerate() {
+            if i > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            tls.write_all(piece).await.unwrap();
+            tls.flush().await.unwrap();
+        }
         let mut buf = Vec::new();
         let mut chunk = [0u8; 8192];
         let closed = loop {
