@@ -97,6 +97,9 @@ struct Session {
     user: Arc<UserRecord>,
     created: Instant,
     last_active: Instant,
+    /// The last activity the store has (or gets at the next flush): a use only is written
+    /// once the store's copy lags by [`Session::write_lag`].
+    stored_active: Instant,
     bindings: Vec<IdHash>,
     site_passwords: SitePasswords,
     /// Signed in on a shared computer (SPEC §6, roaming): sign-out also asks the browser
@@ -138,9 +141,35 @@ struct Code {
     expires: Instant,
 }
 
+/// Most a stored last activity lags behind a session in use (less with a short idle limit,
+/// see [`Session::write_lag`]).
+const MAX_WRITE_LAG: Duration = Duration::from_secs(60);
+
 impl Session {
     fn idle_limit(&self, t: &Timeouts) -> Duration {
         self.user.idle_timeout.unwrap_or(t.default_idle)
+    }
+
+    /// How far the stored last activity may lag: a minute, or a sixteenth of the idle limit
+    /// when that is less. Writing every use would cost a store write per active session per
+    /// flush (10 000 a second with 10 000 browsers busy; bench/README.md "A full table"),
+    /// where the lag costs only this: a session restored after a restart ends at most this
+    /// much early, never late.
+    fn write_lag(&self, t: &Timeouts) -> Duration {
+        match self.idle_limit(t) {
+            idle if idle.is_zero() => MAX_WRITE_LAG,
+            idle => MAX_WRITE_LAG.min(idle / 16),
+        }
+    }
+
+    /// Record a use at `now`; true when the store's copy should be written again.
+    fn touch(&mut self, t: &Timeouts, now: Instant) -> bool {
+        self.last_active = now;
+        if now.saturating_duration_since(self.stored_active) < self.write_lag(t) {
+            return false;
+        }
+        self.stored_active = now;
+        true
     }
 
     fn alive(&self, t: &Timeouts, now: Instant) -> bool {
@@ -249,9 +278,10 @@ impl Inner {
         if !session.alive(t, now) {
             return None;
         }
-        session.last_active = now;
-        // As `mark(.., Touched)`, which would borrow all of `self` while `session` is held.
-        self.dirty.entry(binding.session).or_insert(Dirty::Touched);
+        if session.touch(t, now) {
+            // As `mark(.., Touched)`, which would borrow all of `self` while `session` is held.
+            self.dirty.entry(binding.session).or_insert(Dirty::Touched);
+        }
         Some((session, &binding.site))
     }
 }
@@ -323,6 +353,7 @@ impl SessionTable {
             user: Arc::new(user),
             created: now,
             last_active: now,
+            stored_active: now,
             bindings: Vec::new(),
             site_passwords,
             roaming: false,
@@ -385,9 +416,11 @@ impl SessionTable {
         if !s.alive(&self.timeouts, now) {
             return None;
         }
-        s.last_active = now;
+        let write = s.touch(&self.timeouts, now);
         let user = s.user.clone();
-        inner.mark(*id, Dirty::Touched);
+        if write {
+            inner.mark(*id, Dirty::Touched);
+        }
         Some(user)
     }
 
@@ -425,7 +458,9 @@ impl SessionTable {
         if !session.alive(&self.timeouts, now) {
             return None;
         }
-        session.last_active = now;
+        // Written whole below, this use with it.
+        session.touch(&self.timeouts, now);
+        session.stored_active = now;
         session.bindings.push(cookie);
         let mut admission = session.admission(&self.timeouts, site, now);
         admission.seq = inner.last_seq;
@@ -466,6 +501,7 @@ impl SessionTable {
             user: Arc::new(user),
             created: now,
             last_active: now,
+            stored_active: now,
             bindings: vec![key],
             site_passwords: site_password
                 .map(|sp| SitePasswords::from([(site.clone(), sp)]))

@@ -227,6 +227,7 @@ impl SessionTable {
             user: user.clone(),
             created: clock.instant(s.created_ms)?,
             last_active: clock.instant(s.last_active_ms)?,
+            stored_active: clock.instant(s.last_active_ms)?,
             bindings: Vec::new(),
             site_passwords: SitePasswords::new(),
             roaming: s.roaming,

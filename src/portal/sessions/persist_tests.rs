@@ -80,7 +80,8 @@ fn stored(name: &str, created_ago: Duration, idle_for: Duration) -> StoredSessio
 /// touch), and its end; nothing changed, nothing written.
 #[test]
 fn changes_become_writes() {
-    let t = table();
+    // An idle limit of 1.6 s: a use is written once the stored one lags by 100 ms.
+    let t = table_with_idle(Duration::from_millis(1600));
     assert!(t.take_writes(100).is_empty());
     let s = signed_in(&t, "alice");
     let w = t.take_writes(100);
@@ -99,10 +100,18 @@ fn changes_become_writes() {
     );
 
     t.check(cookie, &site("wiki")).unwrap();
+    t.user(&s).unwrap();
+    assert!(
+        t.take_writes(100).is_empty(),
+        "uses right after a write are not written"
+    );
+    std::thread::sleep(Duration::from_millis(150));
+    t.check(cookie, &site("wiki")).unwrap();
     t.check(cookie, &site("wiki")).unwrap();
     t.user(&s).unwrap();
     let w = t.take_writes(100);
     assert_eq!(w.touched.len(), 1, "uses coalesce: {w:?}");
+    assert!((w.touched[0].1 - now_ms()).abs() < 1_000);
     assert!(w.saved.is_empty() && w.ended.is_empty());
     assert!(t.take_writes(100).is_empty());
 
@@ -110,6 +119,7 @@ fn changes_become_writes() {
     let w = t.take_writes(100);
     assert!(w.saved[0].roaming);
 
+    std::thread::sleep(Duration::from_millis(150));
     t.check(cookie, &site("wiki")).unwrap();
     t.end(&s);
     let w = t.take_writes(100);
