@@ -9,6 +9,9 @@
 //! session as it is then, or deletes it when it is gone, so any number of changes between
 //! two flushes cost one row, and a flush that failed is retried by marking its sessions
 //! again ([`SessionTable::requeue`]). A crash loses at most the changes since the last flush.
+//! A use alone marks its session only once the stored last activity lags by
+//! `Session::write_lag` (a minute at most): with thousands of browsers busy, writing every
+//! use each second cost more CPU than serving them.
 //!
 //! At start ([`SessionTable::restore`]) the stored sessions come back with their times moved
 //! from the wall clock to this process's monotonic clock.
