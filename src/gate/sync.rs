@@ -79,6 +79,8 @@ fn next_wait(interval: Duration, failures: u32) -> Duration {
 
 /// One sync. On failure, `state` carries activity and traffic over to the next one.
 pub async fn once(gate: &Gate, state: &mut SyncState) {
+    // Expired entries are never served; their memory goes back here, a few shards a time.
+    gate.table.sweep_some();
     let taken = gate.table.take_used();
     state.unsent.extend(taken.used);
     state.unsent.sort_unstable();

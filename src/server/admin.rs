@@ -27,7 +27,6 @@ pub async fn handle<B>(app: &Arc<App>, req: &Request<B>) -> Response<Body> {
                 .to_string(),
         ),
         (&Method::GET | &Method::HEAD, "/metrics") => {
-            app.gate.table.run_pending_tasks();
             let text = app.gate.metrics.render(
                 app.gate.table.len(),
                 app.portal.as_ref().map(|p| p.sessions.len()),
