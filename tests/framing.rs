@@ -71,6 +71,12 @@ async fn content_length_with_transfer_encoding_refused() {
         "POST /lower HTTP/1.1\r\ntransfer-encoding: chunked\r\ncontent-length:0".to_string(),
         "POST /gzip HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: gzip, chunked".to_string(),
         "GET /get HTTP/1.1\r\nContent-Length: 0\r\nTransfer-Encoding: chunked".to_string(),
+        // Lengths hyper skips after Transfer-Encoding, or would refuse, or reads with zeros.
+        "POST /te-bad HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: +5".to_string(),
+        "POST /te-two HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\nContent-Length: 6"
+            .to_string(),
+        "POST /zeros HTTP/1.1\r\nContent-Length: 0000000000000000000000005\r\nTransfer-Encoding: chunked"
+            .to_string(),
     ] {
         let reply = f.send(&head, &body).await;
         assert_refused_and_closed(&head, &reply);
@@ -84,7 +90,7 @@ async fn content_length_with_transfer_encoding_refused() {
 }
 
 /// The same when the head arrives in pieces, cut inside the header names and inside the
-/// final blank line, and when it follows requests on the same connection whose bodies (by
+/// final blank line (its last byte alone in the last piece), and when it follows requests on the same connection whose bodies (by
 /// length and chunked) hold look-alike header lines: those are answered, the conflicting
 /// one gets 400, the connection closes.
 #[tokio::test]
@@ -97,7 +103,8 @@ async fn conflict_found_across_reads_and_after_bodies() {
         conflict.as_bytes(),
         b"gth: 5\r\nTransfer-Enco",
         b"ding: chunked\r\n\r",
-        b"\n0\r\n\r\n",
+        // The head's last byte alone: nothing after it shows hyper an end of head.
+        b"\n",
     ];
     let reply = f
         .browser

@@ -327,8 +327,9 @@ impl Table {
     }
 
     /// Put an entry in, replacing any under its key; it expires its life from now. A full
-    /// shard first drops its expired entries, then, if still full, one entry at random
-    /// (that user's gate asks the portal again: an eviction never admits anyone).
+    /// shard first drops its expired entries, then, if still full, the soonest to expire of
+    /// the first few it holds (that user's gate asks the portal again: an eviction never
+    /// admits anyone).
     pub fn insert(&self, key: IdHash, entry: Entry) -> Arc<Entry> {
         let (now, now_ms) = self.now_ms();
         let expires = AtomicU64::new(now_ms.saturating_add(millis(entry.life_from(now))));
@@ -336,8 +337,14 @@ impl Table {
         let mut map = Self::write(self.shard(&key));
         if map.len() >= self.shard_capacity && !map.contains_key(&key) {
             map.retain(|_, slot| slot.expires.load(Ordering::Relaxed) > now_ms);
+            // Still full: of a few entries, the one that would expire first.
+            let victim = map
+                .iter()
+                .take(16)
+                .min_by_key(|(_, slot)| slot.expires.load(Ordering::Relaxed))
+                .map(|(k, _)| *k);
             if map.len() >= self.shard_capacity
-                && let Some(victim) = map.keys().next().copied()
+                && let Some(victim) = victim
             {
                 map.remove(&victim);
             }
@@ -368,8 +375,16 @@ impl Table {
     /// meanwhile is left alone rather than brought back.
     pub fn set_idle_timeout(&self, key: &IdHash, idle_timeout: Duration, cache_margin: Duration) {
         let mut map = Self::write(self.shard(key));
+        let (now, now_ms) = self.now_ms();
+        if map
+            .get(key)
+            .is_some_and(|slot| slot.expires.load(Ordering::Relaxed) <= now_ms)
+        {
+            // Expired, not yet swept: gone, not to be brought back with a new life.
+            map.remove(key);
+            return;
+        }
         if let Some(slot) = map.get_mut(key) {
-            let (now, now_ms) = self.now_ms();
             let entry = slot.entry.with_idle_timeout(idle_timeout, cache_margin);
             let life = millis(entry.life_from(now));
             *slot = Slot {
@@ -573,6 +588,21 @@ mod tests {
             Duration::from_secs(500),
             "no idle limit: the absolute end rules"
         );
+    }
+
+    /// A new idle timeout does not bring back an entry that has expired but not yet been
+    /// swept: the user's next request asks the portal, which may have ended the session.
+    #[test]
+    fn idle_timeout_never_revives_an_expired_entry() {
+        let t = Table::new(100);
+        let k = IdHash([6; 32]);
+        let mut a = admission(1, 3600);
+        a.idle_timeout = Duration::from_millis(1100);
+        t.insert(k, Entry::new(0, &a, Duration::from_secs(1)).unwrap());
+        std::thread::sleep(Duration::from_millis(200));
+        t.set_idle_timeout(&k, Duration::from_secs(900), Duration::from_secs(1));
+        assert!(t.get(&k).is_none());
+        assert!(t.peek(&k).is_none(), "dropped, not renewed");
     }
 
     /// Entries expire on their own schedule, per entry.

@@ -6,14 +6,17 @@
 //! before the gateway sees the request, so [`super::framing::check`] cannot tell. The
 //! connection's reads therefore pass through a [`FramingWatch`], which follows each request's
 //! head and body the way hyper's parser does, and notices a head that names both. It then
-//! spoils that head's final line break before hyper has seen it, and hyper refuses the head
-//! as malformed: 400 and the connection closed, nothing forwarded.
+//! spoils that head's final line break before hyper has seen it (and the connection's reader
+//! adds a blank line after it, so that hyper, which waits for a head's end before parsing
+//! it again, sees one), and hyper refuses the head as malformed: 400 and the connection
+//! closed, nothing forwarded.
 //!
-//! It is a watch, never a gate: where it loses the thread (a length that is not plain
-//! digits, a broken chunk line, an `Upgrade` that may turn the connection into a tunnel) it
-//! stops looking for the rest of the connection, and everything is as without it. hyper and
-//! the header check still refuse what they refuse, and a request with both headers is read as
-//! chunked, its length never forwarded, and its connection closed after the response.
+//! It is a watch, never a gate: where it loses the thread (a `Content-Length` value hyper
+//! might read another way, a broken chunk line, an `Upgrade` that may turn the connection
+//! into a tunnel) it stops looking for the rest of the connection, and everything is as
+//! without it. hyper and the header check still refuse what they refuse, and a request with
+//! both headers is read as chunked, its length never forwarded, and its connection closed
+//! after the response.
 //!
 //! On the hot path: one `memchr` per line of each head and a look at the lines starting with
 //! `c`, `t` or `u`; bodies are skipped by their length, chunks by their size lines.
@@ -49,7 +52,14 @@ struct Head {
     line_len: usize,
     /// The request line has been seen (empty lines before it are skipped, as hyper does).
     started: bool,
+    /// A `Content-Length` line was seen (whatever its value).
+    length_named: bool,
+    /// Its length, when every such line gave the same plain number (leading zeros allowed,
+    /// as hyper allows them).
     length: Option<u64>,
+    /// A `Content-Length` value hyper might read differently or refuse: the body's end is
+    /// not ours to follow then.
+    length_unclear: bool,
     chunked: bool,
     upgrade: bool,
 }
@@ -60,7 +70,9 @@ impl Default for Head {
             line: [0; LINE_KEEP],
             line_len: 0,
             started: false,
+            length_named: false,
             length: None,
+            length_unclear: false,
             chunked: false,
             upgrade: false,
         }
@@ -88,7 +100,6 @@ enum Chunked {
 enum Line {
     More,
     End,
-    Lost,
 }
 
 impl Default for FramingWatch {
@@ -106,7 +117,8 @@ impl FramingWatch {
 
     /// Follow the bytes just read from the client, in order. Returns true when a head
     /// carrying both framing headers ended in them: its last line break has been replaced,
-    /// so hyper refuses it. Nothing else is ever changed.
+    /// so hyper refuses it, and the caller should add a blank line after the bytes (see
+    /// the module's notes). Nothing else is ever changed.
     pub fn watch(&mut self, bytes: &mut [u8]) -> bool {
         let mut at = 0;
         while at < bytes.len() {
@@ -121,10 +133,6 @@ impl FramingWatch {
                         }
                         self.state = after_head(head);
                         next
-                    }
-                    HeadStep::Lost => {
-                        self.state = State::Off;
-                        return false;
                     }
                 },
                 State::Body(left) => {
@@ -172,11 +180,7 @@ enum HeadStep {
     /// The read ended inside the head.
     NeedMore,
     /// The head ended with the line break just before `next`.
-    Ended {
-        next: usize,
-        refused: bool,
-    },
-    Lost,
+    Ended { next: usize, refused: bool },
 }
 
 /// Read lines of the head from `bytes[at..]` until it ends or the bytes do.
@@ -205,9 +209,8 @@ fn head_step(head: &mut Head, bytes: &mut [u8], mut at: usize) -> HeadStep {
         };
         match outcome {
             Line::More => at = end + 1,
-            Line::Lost => return HeadStep::Lost,
             Line::End => {
-                let refused = head.length.is_some() && head.chunked;
+                let refused = head.length_named && head.chunked;
                 if refused {
                     // hyper has not parsed this head yet (it was incomplete without this
                     // byte); a NUL where the blank line's LF was is malformed to it.
@@ -252,18 +255,24 @@ fn line(head: &mut Head, line: &[u8], truncated: bool) -> Line {
     };
     let (name, value) = (&line[..colon], &line[colon + 1..]);
     if name.eq_ignore_ascii_case(b"content-length") {
+        // Named is enough for the conflict with Transfer-Encoding, whatever the value; the
+        // value only matters for following the body when there is no Transfer-Encoding.
+        head.length_named = true;
         let value = value.trim_ascii();
-        let plain =
-            !truncated && (1..=19).contains(&value.len()) && value.iter().all(u8::is_ascii_digit);
-        if !plain {
-            // hyper or the header check refuses it; either way not ours to follow.
-            return Line::Lost;
+        let length = (!truncated && !value.is_empty())
+            .then(|| {
+                value.iter().try_fold(0u64, |n, &d| {
+                    d.is_ascii_digit()
+                        .then_some(())
+                        .and_then(|()| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+                })
+            })
+            .flatten();
+        match (length, head.length) {
+            (Some(new), None) => head.length = Some(new),
+            (Some(new), Some(old)) if new == old => {}
+            _ => head.length_unclear = true,
         }
-        let length = value.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
-        if head.length.is_some_and(|l| l != length) {
-            return Line::Lost;
-        }
-        head.length = Some(length);
     } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
         head.chunked = true;
     } else if name.eq_ignore_ascii_case(b"upgrade") {
@@ -274,7 +283,10 @@ fn line(head: &mut Head, line: &[u8], truncated: bool) -> Line {
 
 /// What comes after a head that ended without a conflict.
 fn after_head(head: &Head) -> State {
-    if head.upgrade {
+    if head.length_unclear {
+        // hyper or the header check refuses it, or reads a length we did not.
+        State::Off
+    } else if head.upgrade {
         // If the backend switches protocols, the rest is a tunnel, not requests.
         State::Off
     } else if head.chunked {
@@ -383,6 +395,41 @@ mod tests {
             let (out, _) = outcome(&stream);
             assert_eq!(out[head.len() - 1], 0, "{head:?}");
         }
+    }
+
+    /// With Transfer-Encoding, any Content-Length line is a conflict, whatever its value:
+    /// one hyper would refuse, skip or read with leading zeros, one padded past what is
+    /// kept, or two that differ.
+    #[test]
+    fn any_length_value_with_transfer_encoding_refused() {
+        let padded = format!("Content-Length:{}5", " ".repeat(80));
+        for length in [
+            "Content-Length: 5, 5",
+            "Content-Length: +5",
+            "Content-Length: x",
+            "Content-Length:",
+            "Content-Length: 0000000000000000000000005",
+            "Content-Length: 99999999999999999999",
+            "Content-Length: 5\r\nContent-Length: 6",
+            padded.as_str(),
+        ] {
+            for head in [
+                format!("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n{length}\r\n\r\n"),
+                format!("POST / HTTP/1.1\r\n{length}\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            ] {
+                assert!(refused(&format!("{head}0\r\n\r\n")), "{head:?}");
+            }
+        }
+    }
+
+    /// A length with leading zeros is the length hyper reads: the body after it is skipped
+    /// and the next head still watched.
+    #[test]
+    fn leading_zeros_are_followed() {
+        let bad = "POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let first = "POST / HTTP/1.1\r\nContent-Length: 0000000000000000000005\r\n\r\nhello";
+        assert!(!refused(first));
+        assert!(refused(&format!("{first}{bad}")));
     }
 
     /// Plain requests, bodies by length and chunked bodies pass untouched, and the watch

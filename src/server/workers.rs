@@ -160,9 +160,16 @@ impl<T> Http1Reads<T> {
         }
     }
 
-    fn watch(&mut self, read: &mut [u8]) {
-        if self.watch.watch(read) {
+    /// Pass the bytes read into `buf` since `before` to the framing watch. A refused head
+    /// gets a blank line after it: hyper, once it has seen part of a head, parses again
+    /// only when a head's end (`\r\n\r\n`, `\n\n`) shows up, and the spoiled one no
+    /// longer ends that way. Nothing after a refused head is read as a request.
+    fn watch(&mut self, buf: &mut ReadBuf<'_>, before: usize) {
+        if self.watch.watch(&mut buf.filled_mut()[before..]) {
             tracing::debug!(peer = %self.peer, "request refused: both Content-Length and Transfer-Encoding");
+            if buf.remaining() >= 4 {
+                buf.put_slice(b"\r\n\r\n");
+            }
         }
     }
 }
@@ -177,14 +184,14 @@ impl<T: AsyncRead + Unpin> AsyncRead for Http1Reads<T> {
         if buf.remaining() <= READ_CAP {
             let before = buf.filled().len();
             std::task::ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
-            this.watch(&mut buf.filled_mut()[before..]);
+            this.watch(buf, before);
             return Poll::Ready(Ok(()));
         }
         // Zeroes at most READ_CAP bytes (a safe `ReadBuf` over part of `buf`), only when
         // hyper's buffer has grown past its usual 8 KiB.
         let mut limited = ReadBuf::new(buf.initialize_unfilled_to(READ_CAP));
         std::task::ready!(Pin::new(&mut this.io).poll_read(cx, &mut limited))?;
-        this.watch(limited.filled_mut());
+        this.watch(&mut limited, 0);
         let n = limited.filled().len();
         buf.advance(n);
         Poll::Ready(Ok(()))
