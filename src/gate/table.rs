@@ -30,7 +30,8 @@ use crate::crypto::ids::KeyedIdHashBuilder;
 ///
 /// `repr(C)`, fields in the order a request touches them: with a million entries, each
 /// cache line of an entry a request reads is a likely miss, so what every request needs
-/// comes first (with the reference count just before it, in the `Arc`).
+/// comes first (with the reference count just before it, in the `Arc`) and what only a
+/// derived site or a revocation reads comes last.
 #[derive(Debug)]
 #[repr(C)]
 pub struct Entry {
@@ -39,6 +40,10 @@ pub struct Entry {
     pub level: Level,
     /// Index of the site this entry admits to; a cookie is good for its own site only.
     pub site: usize,
+    /// How long the entry lives after its last use (read by every lookup, to renew).
+    ttl: Duration,
+    /// The session's absolute end (likewise).
+    deadline: Instant,
     pub user: HeaderValue,
     pub account: HeaderValue,
     /// Traffic since the last sync (SPEC §6 usage), taken by [`Table::take_used`]. Relaxed
@@ -52,12 +57,9 @@ pub struct Entry {
     /// Boxed: most sites have none, and every entry pays for the field (a table may hold
     /// millions).
     pub backend_authorization: Option<Box<HeaderValue>>,
-    /// The portal's revocation-log position of the answer that made this entry.
+    /// The portal's revocation-log position of the answer that made this entry (read at
+    /// revocation only).
     seq: u64,
-    /// How long the entry lives after its last use.
-    ttl: Duration,
-    /// The session's absolute end.
-    deadline: Instant,
 }
 
 impl Entry {
@@ -327,26 +329,33 @@ impl Table {
     }
 
     /// Put an entry in, replacing any under its key; it expires its life from now. A full
-    /// shard first drops its expired entries, then, if still full, the soonest to expire of
-    /// the first few it holds (that user's gate asks the portal again: an eviction never
-    /// admits anyone).
+    /// shard makes room among the first few entries it holds: the expired ones, or else the
+    /// soonest to expire (that user's gate asks the portal again: an eviction never admits
+    /// anyone).
     pub fn insert(&self, key: IdHash, entry: Entry) -> Arc<Entry> {
         let (now, now_ms) = self.now_ms();
         let expires = AtomicU64::new(now_ms.saturating_add(millis(entry.life_from(now))));
         let entry = Arc::new(entry);
         let mut map = Self::write(self.shard(&key));
         if map.len() >= self.shard_capacity && !map.contains_key(&key) {
-            map.retain(|_, slot| slot.expires.load(Ordering::Relaxed) > now_ms);
-            // Still full: of a few entries, the one that would expire first.
-            let victim = map
+            // Of a few entries, the expired ones, or else the one that would expire first:
+            // a bounded cost per admission however full the shard (the sweeps take the
+            // other expired entries).
+            let sample: Vec<(IdHash, u64)> = map
                 .iter()
                 .take(16)
-                .min_by_key(|(_, slot)| slot.expires.load(Ordering::Relaxed))
-                .map(|(k, _)| *k);
-            if map.len() >= self.shard_capacity
-                && let Some(victim) = victim
-            {
-                map.remove(&victim);
+                .map(|(k, slot)| (*k, slot.expires.load(Ordering::Relaxed)))
+                .collect();
+            let expired: Vec<IdHash> = sample
+                .iter()
+                .filter(|(_, expires)| *expires <= now_ms)
+                .map(|(k, _)| *k)
+                .collect();
+            let soonest = sample.iter().min_by_key(|(_, expires)| *expires);
+            match (expired.is_empty(), soonest) {
+                (false, _) => expired.iter().for_each(|k| drop(map.remove(k))),
+                (true, Some((k, _))) => drop(map.remove(k)),
+                (true, None) => {}
             }
         }
         let slot = Slot {

@@ -27,10 +27,16 @@ pub async fn handle<B>(app: &Arc<App>, req: &Request<B>) -> Response<Body> {
                 .to_string(),
         ),
         (&Method::GET | &Method::HEAD, "/metrics") => {
-            let text = app.gate.metrics.render(
-                app.gate.table.len(),
-                app.portal.as_ref().map(|p| p.sessions.len()),
-            );
+            // Counting live entries walks the table (about 1 ms per 200 000): off the
+            // event loop that serves requests.
+            let table = app.gate.table.clone();
+            let entries = tokio::task::spawn_blocking(move || table.len())
+                .await
+                .unwrap_or(0);
+            let text = app
+                .gate
+                .metrics
+                .render(entries, app.portal.as_ref().map(|p| p.sessions.len()));
             (
                 StatusCode::OK,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
