@@ -109,11 +109,26 @@ impl Drop for Process {
     }
 }
 
-/// A port free on 127.0.0.1 right now (bound and released), for a process's config.
+/// A port free on 127.0.0.1 right now, for a child process's config (which must name its
+/// own port and its peers' before any of them runs).
+///
+/// Not the kernel's `bind(0)`: a port it hands out comes from the ephemeral range, where any
+/// other test's `bind(0)` or outgoing connection may be given the same port between this
+/// check and the child's own bind ("Address already in use"). Ports below the ephemeral range
+/// (32768 up by default) are only ever taken by name, so each test process walks its own
+/// stretch of them (placed by its pid) and skips any that is taken.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 10_000;
+    const SPAN: u32 = 20_000; // 10000..30000, under the ephemeral range
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id() % (SPAN / 500) * 500;
+    for _ in 0..SPAN {
+        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN;
+        let port = u16::try_from(LOW + offset).unwrap();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 127.0.0.1:{LOW}..{}", LOW + SPAN);
 }

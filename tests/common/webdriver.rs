@@ -42,12 +42,7 @@ impl Driver {
                  `apt-get install -y --no-install-recommends chromium chromium-driver`"
             );
         }
-        // Ask the kernel for a free port; the tiny race until chromedriver binds it is fine here.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = super::process::free_port();
         let child = {
             use std::os::unix::process::CommandExt;
             Command::new(CHROMEDRIVER)
