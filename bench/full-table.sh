@@ -43,4 +43,18 @@ for _ in $(seq "$runs"); do
   run one 18501 "$pid_one"
   run full 18502 "$pid_full"
 done
-echo "rss of the full process: $(awk '/VmRSS/{print $2, $3}' "/proc/$pid_full/status")"
+# PERF=1: one more run of each under `perf record`, and the symbols that differ most.
+if [[ ${PERF:-0} == 1 ]]; then
+  keep=${BENCH_OUT:-/tmp}/full-table-perf-$(date +%Y%m%d-%H%M%S); mkdir -p "$keep"
+  for name in one full; do
+    pid_var=pid_$name
+    perf record -F 1999 -g -p "${!pid_var}" -o "$work/$name.perf" -- sleep "$secs" 2>/dev/null &
+    run "$name" "$([[ $name == one ]] && echo 18501 || echo 18502)" "${!pid_var}"; wait $!
+    perf report -i "$work/$name.perf" --no-children -g none --percent-limit 0.2 --sort symbol --stdio 2>/dev/null |
+      grep -E '^ +[0-9]' | cut -c1-120 > "$keep/$name.top"
+    mv "$work/$name.perf" "$keep/"
+  done
+  echo "perf, share of samples (one | full), kept in $keep:"
+  paste -d'|' <(head -40 "$keep/one.top") <(head -40 "$keep/full.top")
+fi
+echo "rss of the full process: $(awk '/VmRSS/{print $2, $3}' "/proc/$pid_full/status"), of it in huge pages: $(awk '/AnonHugePages/{print $2, $3}' "/proc/$pid_full/smaps_rollup")"

@@ -190,25 +190,40 @@ impl Gate {
         key: IdHash,
         admission: &Admission,
     ) -> Option<Arc<Entry>> {
-        if self
-            .recent_revocations
-            .get(&key)
-            .is_some_and(|revoked_at| admission.seq < revoked_at)
-        {
-            tracing::debug!(site = %site.config.id, "an answer older than the key's revocation; not admitted");
-            return None;
-        }
         if lacks_site_password(&site.config, admission) {
             tracing::debug!(site = %site.config.id, user = %admission.user, "no site password for this derived site; back through sign-in");
             return None;
         }
-        match Entry::new(site.index, admission, self.cache_margin) {
-            Some(entry) => Some(self.table.insert(key, entry)),
-            None => {
-                tracing::warn!(site = %site.config.id, "user or account name cannot be sent as a header; refusing");
-                None
-            }
+        let Some(entry) = Entry::new(site.index, admission, self.cache_margin) else {
+            tracing::warn!(site = %site.config.id, "user or account name cannot be sent as a header; refusing");
+            return None;
+        };
+        let admitted = self
+            .table
+            .insert_unless_revoked(key, entry, |k| self.recent_revocations.get(k));
+        if admitted.is_none() {
+            tracing::debug!(site = %site.config.id, "an answer older than the key's revocation; not admitted");
         }
+        admitted
+    }
+
+    /// Single node: be told of every revocation of this process's portal as it happens,
+    /// not at the next sync.
+    pub fn follow_revocations(self: &Arc<Self>, sessions: &crate::portal::sessions::SessionTable) {
+        // Weak: the gate reaches the portal (its central), which holds this listener.
+        let gate = Arc::downgrade(self);
+        sessions.subscribe(move |revoked| {
+            if let Some(gate) = gate.upgrade() {
+                revoked.iter().for_each(|(k, seq)| gate.revoke(k, *seq));
+            }
+        });
+    }
+
+    /// The portal revoked `key` at log position `seq` (a sign-out, an expiry): drop its
+    /// entry, and remember the revocation against answers still on their way.
+    pub(crate) fn revoke(&self, key: &IdHash, seq: u64) {
+        self.table
+            .revoke(key, seq, || self.recent_revocations.insert(*key, seq));
     }
 
     /// Send an unknown browser to the portal with a fresh site cookie (SPEC §3 step 1).

@@ -124,8 +124,7 @@ pub async fn once(gate: &Gate, state: &mut SyncState) {
                 gate.table.set_idle_timeout(key, *idle, gate.cache_margin);
             }
             for (key, seq) in &reply.revoked {
-                gate.recent_revocations.insert(*key, *seq);
-                gate.table.revoke(key, *seq);
+                gate.revoke(key, *seq);
             }
             gate.metrics.set_ready(true);
             gate.table.set_renewing(true);
@@ -250,6 +249,76 @@ mod tests {
             site_password: None,
             seq,
         }
+    }
+
+    /// Single node: a sign-out reaches the gate at once, with its log position, and an
+    /// answer the portal gave before it (a check that crossed the sign-out on its way) is
+    /// not put in the table after it. Without the sign-out the same answer is admitted.
+    #[tokio::test]
+    async fn an_answer_crossing_a_local_sign_out_is_not_admitted() {
+        use crate::portal::sessions::{SessionTable, Timeouts};
+        let file = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"));
+        let config = crate::config::Config::load(file).unwrap();
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let sites = crate::server::site_runtimes(&config, &metrics);
+        let gate = Arc::new(Gate::new(
+            sites.clone(),
+            Arc::new(Scripted::default()),
+            crate::server::urls::Urls::for_config(&config, 8443),
+            Duration::from_secs(1),
+            100,
+            metrics,
+            crate::crypto::Key::random(),
+        ));
+        let sessions = SessionTable::new(Timeouts {
+            default_idle: Duration::from_secs(900),
+            absolute: Duration::from_secs(3600),
+            code_ttl: Duration::from_secs(60),
+        });
+        gate.follow_revocations(&sessions);
+        let site = &sites[0];
+        let user = crate::store::UserRecord {
+            name: "alice".into(),
+            password_hash: "unused".into(),
+            level: Level(3),
+            site_levels: Default::default(),
+            idle_timeout: None,
+            disabled: false,
+            account: "alice".into(),
+            temporary_until: None,
+        };
+        // The portal's answer for a new site cookie: a signed-in session, a code, redeemed.
+        let answer_for = |cookie: IdHash| {
+            let session = crate::crypto::Identifier::new().hash();
+            sessions.start(None, session, user.clone(), Default::default());
+            let code = sessions
+                .mint_code(&session, &site.config.id, cookie)
+                .unwrap();
+            let answer = sessions
+                .redeem(code.as_str(), cookie, &site.config.id)
+                .unwrap();
+            (session, answer)
+        };
+
+        let kept = IdHash([7; 32]);
+        let (_, answer) = answer_for(kept);
+        assert!(gate.admit(site, kept, &answer).is_some(), "no sign-out");
+
+        let crossed = IdHash([8; 32]);
+        let (session, answer) = answer_for(crossed);
+        sessions.end(&session);
+        assert!(
+            gate.admit(site, crossed, &answer).is_none(),
+            "an answer older than the sign-out"
+        );
+        assert!(
+            gate.recent_revocations
+                .get(&crossed)
+                .is_some_and(|at| at > answer.seq),
+            "the sign-out reached the gate with its log position"
+        );
+        assert!(gate.table.get(&crossed).is_none());
+        assert!(gate.table.get(&kept).is_some(), "another session stays");
     }
 
     /// A failed sync keeps the table and the activity for the next one; revocations apply;

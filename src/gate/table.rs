@@ -333,10 +333,27 @@ impl Table {
     /// soonest to expire (that user's gate asks the portal again: an eviction never admits
     /// anyone).
     pub fn insert(&self, key: IdHash, entry: Entry) -> Arc<Entry> {
+        self.insert_unless_revoked(key, entry, |_| None)
+            .expect("nothing revoked")
+    }
+
+    /// [`Table::insert`] an entry the portal's answer made, unless `revoked_at` knows its key
+    /// was revoked after that answer (a check that crossed a sign-out on its way). Asked
+    /// under the shard's lock, the lock [`Table::revoke`] records a revocation under: the
+    /// revocation either comes first and is seen here, or comes after and removes the entry.
+    pub fn insert_unless_revoked(
+        &self,
+        key: IdHash,
+        entry: Entry,
+        revoked_at: impl FnOnce(&IdHash) -> Option<u64>,
+    ) -> Option<Arc<Entry>> {
         let (now, now_ms) = self.now_ms();
         let expires = AtomicU64::new(now_ms.saturating_add(millis(entry.life_from(now))));
         let entry = Arc::new(entry);
         let mut map = Self::write(self.shard(&key));
+        if revoked_at(&key).is_some_and(|at| entry.seq < at) {
+            return None;
+        }
         if map.len() >= self.shard_capacity && !map.contains_key(&key) {
             // Of a few entries, the expired ones, or else the one that would expire first:
             // a bounded cost per admission however full the shard (the sweeps take the
@@ -363,7 +380,7 @@ impl Table {
             expires,
         };
         map.insert(key, slot);
-        entry
+        Some(entry)
     }
 
     pub fn remove(&self, key: &IdHash) {
@@ -372,8 +389,11 @@ impl Table {
 
     /// Drop the entry of a key revoked at log position `seq`, unless a newer answer of the
     /// portal made it (the session that replaced the revoked one under the same key).
-    pub fn revoke(&self, key: &IdHash, seq: u64) {
+    /// `remember` records the revocation for [`Table::insert_unless_revoked`], under the
+    /// same lock.
+    pub fn revoke(&self, key: &IdHash, seq: u64, remember: impl FnOnce()) {
         let mut map = Self::write(self.shard(key));
+        remember();
         if map.get(key).is_some_and(|slot| slot.entry.seq < seq) {
             map.remove(key);
         }
@@ -546,12 +566,12 @@ mod tests {
             k,
             Entry::new(0, &admission(600, 3600), Duration::ZERO).unwrap(),
         );
-        t.revoke(&k, 5);
+        t.revoke(&k, 5, || {});
         assert!(
             t.get(&k).is_some(),
             "made at 5, revoked at 5: the answer is the newer"
         );
-        t.revoke(&k, 6);
+        t.revoke(&k, 6, || {});
         assert!(t.get(&k).is_none());
     }
 
@@ -830,7 +850,7 @@ mod tests {
                                     Entry::new(0, &admission(900, 3600), Duration::ZERO).unwrap(),
                                 );
                             }
-                            1 => t.revoke(&k, 6),
+                            1 => t.revoke(&k, 6, || {}),
                             _ => {
                                 if let Some(e) = t.get(&k) {
                                     assert_eq!(e.seq, 5);
@@ -842,7 +862,7 @@ mod tests {
             }
         });
         for k in &keys {
-            t.revoke(k, 6);
+            t.revoke(k, 6, || {});
             assert!(t.get(k).is_none());
         }
         assert_eq!(t.len(), 0);

@@ -47,7 +47,7 @@ pub struct Timeouts {
     pub code_ttl: Duration,
 }
 
-type Listener = Box<dyn Fn(&[IdHash]) + Send + Sync>;
+type Listener = Box<dyn Fn(&[(IdHash, u64)]) + Send + Sync>;
 
 /// The derived site passwords of one session, by site: made while the user typed their
 /// password, kept only here in memory, wiped when the session ends (SPEC §5).
@@ -219,7 +219,7 @@ impl Inner {
     }
 
     /// Remove a session and log every binding it had as revoked.
-    fn end(&mut self, id: &IdHash, revoked: &mut Vec<IdHash>) {
+    fn end(&mut self, id: &IdHash, revoked: &mut Vec<(IdHash, u64)>) {
         if let Some(s) = self.sessions.remove(id) {
             self.mark(*id, Dirty::Changed);
             let now = Instant::now();
@@ -239,9 +239,10 @@ impl Inner {
         }
     }
 
-    fn revoke(&mut self, hash: IdHash, revoked: &mut Vec<IdHash>) {
+    /// Revoke a binding: logged, and pushed to `revoked` with its log position.
+    fn revoke(&mut self, hash: IdHash, revoked: &mut Vec<(IdHash, u64)>) {
         self.log_change(Change::Revoked(hash));
-        revoked.push(hash);
+        revoked.push((hash, self.last_seq));
     }
 
     fn log_change(&mut self, change: Change) {
@@ -312,15 +313,16 @@ impl SessionTable {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Be told at once of every revoked binding (single-node mode: the local gate).
-    pub fn subscribe(&self, f: impl Fn(&[IdHash]) + Send + Sync + 'static) {
+    /// Be told at once of every revoked binding, with its revocation-log position
+    /// (single-node mode: the local gate).
+    pub fn subscribe(&self, f: impl Fn(&[(IdHash, u64)]) + Send + Sync + 'static) {
         self.listeners
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .push(Box::new(f));
     }
 
-    fn notify(&self, revoked: &[IdHash]) {
+    fn notify(&self, revoked: &[(IdHash, u64)]) {
         if revoked.is_empty() {
             return;
         }

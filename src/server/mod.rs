@@ -129,7 +129,7 @@ pub struct App {
 /// runtime it was made for only, even across a reload that reorders the sites.
 static NEXT_SITE_INDEX: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-fn site_runtimes(config: &Config, metrics: &Metrics) -> Vec<Arc<SiteRuntime>> {
+pub(crate) fn site_runtimes(config: &Config, metrics: &Metrics) -> Vec<Arc<SiteRuntime>> {
     config
         .sites
         .iter()
@@ -346,8 +346,7 @@ pub async fn run(
     // Single node: a sign-out reaches this process's gate at once, not at the next sync.
     // (A portal sharing its sessions with others serves no gate of its own.)
     if let Some(table) = portal.as_ref().and_then(|p| p.sessions.local()) {
-        let gate_table = gate.table.clone();
-        table.subscribe(move |revoked| revoked.iter().for_each(|k| gate_table.remove(k)));
+        gate.follow_revocations(table);
     }
 
     let (tls_config, certs) = tls::server_config(&config)?;

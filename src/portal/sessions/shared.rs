@@ -68,8 +68,10 @@ impl SharedSessions {
         // log can be written as the revocation happens, before the caller goes on.
         let weak = Arc::downgrade(&shared);
         shared.basic.subscribe(move |revoked| {
+            // The in-memory log's positions mean nothing to PostgreSQL's log: keys only.
+            let keys: Vec<IdHash> = revoked.iter().map(|(k, _)| *k).collect();
             if let Some(shared) = weak.upgrade()
-                && let Err(e) = shared.pg.revoke_keys(revoked, now_ms())
+                && let Err(e) = shared.pg.revoke_keys(&keys, now_ms())
             {
                 tracing::error!(keys = revoked.len(), error = %crate::http::error::error_chain(&e), "cannot log the revocation of API sessions; edges keep them until their entries expire");
             }
