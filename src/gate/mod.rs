@@ -297,7 +297,7 @@ impl Gate {
         let identity = Identity {
             user: &entry.user,
             level: &level,
-            account: &entry.account,
+            account: entry.account(),
             authorization,
         };
         headers::inject(h, &site.config.headers, &identity, &peer_ip, &host);

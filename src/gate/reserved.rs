@@ -161,7 +161,7 @@ async fn whoami(
         &serde_json::json!({
             "user": text(&entry.user),
             "level": entry.level.0,
-            "account": text(&entry.account),
+            "account": text(entry.account()),
             "site": site.config.id.0,
         }),
     ))

@@ -29,9 +29,10 @@ use crate::crypto::ids::KeyedIdHashBuilder;
 /// hot path only clones them (a reference-count bump).
 ///
 /// `repr(C)`, fields in the order a request touches them: with a million entries, each
-/// cache line of an entry a request reads is a likely miss, so what every request needs
-/// comes first (with the reference count just before it, in the `Arc`) and what only a
-/// derived site or a revocation reads comes last.
+/// cache line of an entry a request reads is a likely miss, so what every lookup needs
+/// comes first (with the reference count just before it, in the `Arc`: 64 bytes), then
+/// what every proxied request needs (the next 64), and what only a request body, a derived
+/// site or a revocation reads comes last.
 #[derive(Debug)]
 #[repr(C)]
 pub struct Entry {
@@ -44,14 +45,16 @@ pub struct Entry {
     ttl: Duration,
     /// The session's absolute end (likewise).
     deadline: Instant,
-    pub user: HeaderValue,
-    pub account: HeaderValue,
     /// Traffic since the last sync (SPEC §6 usage), taken by [`Table::take_used`]. Relaxed
     /// atomics: one uncontended add per request or body frame, no lock, no allocation.
     /// Requests fit 32 bits: no entry sees four billion requests between two syncs.
     requests: AtomicU32,
-    bytes_in: AtomicU64,
     bytes_out: AtomicU64,
+    pub user: HeaderValue,
+    /// The account's name when it is not the user's (most accounts are named after their
+    /// user); boxed, so an entry pays 8 bytes for it. See [`Entry::account`].
+    own_account: Option<Box<HeaderValue>>,
+    bytes_in: AtomicU64,
     /// On a derived site: `Basic base64(user ":" SP)`, built once and marked sensitive (its
     /// Debug prints `Sensitive`). Dropped with the entry.
     /// Boxed: most sites have none, and every entry pays for the field (a table may hold
@@ -76,18 +79,16 @@ impl Entry {
         let now = Instant::now();
         let ttl = entry_ttl(a.idle_timeout, a.remaining, cache_margin);
         let user = HeaderValue::from_str(&a.user).ok()?;
-        // Most accounts are named after their user: share the value (one allocation, one
-        // reference count touched per request instead of two).
-        let account = if a.account == a.user {
-            user.clone()
+        let own_account = if a.account == a.user {
+            None
         } else {
-            HeaderValue::from_str(&a.account).ok()?
+            Some(Box::new(HeaderValue::from_str(&a.account).ok()?))
         };
         Some(Entry {
             site,
             level: a.level,
             user,
-            account,
+            own_account,
             backend_authorization,
             ttl,
             deadline: now + a.remaining,
@@ -135,6 +136,12 @@ impl Entry {
         }
     }
 
+    /// The account's name, as a header value: the user's own, unless the account has
+    /// another name.
+    pub fn account(&self) -> &HeaderValue {
+        self.own_account.as_deref().unwrap_or(&self.user)
+    }
+
     fn life_from(&self, now: Instant) -> Duration {
         self.ttl.min(self.deadline.saturating_duration_since(now))
     }
@@ -148,7 +155,7 @@ impl Entry {
             site: self.site,
             level: self.level,
             user: self.user.clone(),
-            account: self.account.clone(),
+            own_account: self.own_account.clone(),
             backend_authorization: self.backend_authorization.clone(),
             ttl: entry_ttl(idle_timeout, remaining, cache_margin),
             deadline: self.deadline,
@@ -652,16 +659,28 @@ mod tests {
         assert!(t.get(&long).is_some());
     }
 
+    /// What every lookup reads of an entry fits the first 64 bytes of its allocation (after
+    /// the `Arc`'s two counts), and what every proxied request reads the first 128.
+    #[test]
+    fn fields_every_request_reads_come_first() {
+        use std::mem::{offset_of, size_of};
+        let counts = 2 * size_of::<usize>();
+        assert!(counts + offset_of!(Entry, deadline) + size_of::<Instant>() <= 64);
+        assert!(counts + offset_of!(Entry, own_account) + size_of::<usize>() <= 128);
+        assert!(offset_of!(Entry, requests) < offset_of!(Entry, own_account));
+        assert!(offset_of!(Entry, bytes_out) < offset_of!(Entry, own_account));
+    }
+
     /// The account header is the account's name, whether or not it is the user's.
     #[test]
     fn account_header_values() {
         let mut a = admission(900, 3600);
         let e = Entry::new(0, &a, Duration::from_secs(60)).unwrap();
-        assert_eq!(e.account.as_bytes(), b"alice");
+        assert_eq!(e.account().as_bytes(), b"alice");
         a.account = "acme".into();
         let e = Entry::new(0, &a, Duration::from_secs(60)).unwrap();
         assert_eq!(
-            (e.user.as_bytes(), e.account.as_bytes()),
+            (e.user.as_bytes(), e.account().as_bytes()),
             (&b"alice"[..], &b"acme"[..])
         );
     }
