@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# User-space instructions per signed-in request, under valgrind's callgrind: a figure that
+# does not move with the machine's noise, for A/B comparisons of the hot path (the harness's
+# CPU figures vary by several per cent between runs). gatehouse (GATEHOUSE_BIN, default the
+# release build) runs under callgrind in front of the nginx backend; after a real sign-in
+# and WARM (200) requests the counters are zeroed, N (2000) signed-in requests are sent on
+# one keep-alive HTTP/1.1 connection, and the instructions counted are divided by N.
+# Valgrind hides the CPU's SHA extensions, so the cookie's SHA-256 runs in software there
+# (about 3 400 of the instructions; a few hundred cycles on the real CPU). Compare builds
+# with each other, not with the harness's µs. Needs valgrind, nginx, curl, python3.
+# Loopback only.
+#   bench/instructions.sh                       # prints: instructions_per_request=…
+#   GATEHOUSE_BIN=/tmp/old bench/instructions.sh
+#   KEEP=/tmp/cg bench/instructions.sh         # also keeps the dump for callgrind_annotate
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+n=${N:-2000} warm=${WARM:-200}
+real_bin=${GATEHOUSE_BIN:-$here/../target/release/gatehouse}
+[[ -n ${GATEHOUSE_BIN:-} ]] || (cd "$here/.." && cargo build --release --locked -q)
+# gateway.sh runs "$GATEHOUSE_BIN run -c …" (and "… hash-password" first, not measured).
+cat > "$work/under-callgrind" <<SH
+#!/usr/bin/env bash
+[[ \$1 == run ]] || exec "$real_bin" "\$@"
+exec valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out" "$real_bin" "\$@"
+SH
+chmod +x "$work/under-callgrind"
+export GATEHOUSE_BIN=$work/under-callgrind CPUS=${CPUS-0}
+make_cert; start_backend; start_gatehouse
+requests() { # COUNT: signed-in GETs on one connection; fails unless every answer is 200
+  python3 - "$port" "$cookie" "$1" <<'PY'
+import http.client, ssl, sys
+port, cookie, count = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+c = http.client.HTTPSConnection("127.0.0.1", port, context=ssl._create_unverified_context())
+for _ in range(count):
+    c.request("GET", "/", headers={"Host": "app.localhost", "Cookie": cookie})
+    r = c.getresponse(); r.read()
+    assert r.status == 200, r.status
+PY
+}
+requests "$warm"
+callgrind_control -z "$gw" >/dev/null 2>&1
+requests "$n"
+callgrind_control -d "$gw" >/dev/null 2>&1
+sleep 1
+total=$(ls "$work"/callgrind.out* | grep -v '\.out$' | tail -1 | xargs grep -h '^summary:' | awk '{print $2}')
+echo "requests=$n instructions=$total instructions_per_request=$((total / n))"
+if [[ -n ${KEEP:-} ]]; then # KEEP=DIR: keep the dump, for callgrind_annotate
+  mkdir -p "$KEEP" && cp "$(ls "$work"/callgrind.out* | grep -v '\.out$' | tail -1)" "$KEEP/callgrind.out"
+  echo "kept: $KEEP/callgrind.out (callgrind_annotate $KEEP/callgrind.out)"
+fi
