@@ -154,3 +154,32 @@ async fn disabled_user_loses_access() {
     }
     assert_eq!(status, 401, "refused within a few seconds of the change");
 }
+
+/// Parallel first calls of one API client (the same credential, nothing in the table yet)
+/// all succeed: the portal goes on with the session the first verification started instead
+/// of each verification ending the one before, whose key the gate would then refuse the
+/// earlier answers for. Four at once (more would meet the sign-in throttle, which counts an
+/// attempt as failed until it succeeds); repeated over fresh gateways, as calls race
+/// differently each time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_first_calls_all_succeed() {
+    for _ in 0..5 {
+        let (backend, gw) = setup().await;
+        let gw = std::sync::Arc::new(gw);
+        let calls: Vec<_> = (0..4)
+            .map(|_| {
+                let gw = gw.clone();
+                tokio::spawn(async move {
+                    let client = gw.client();
+                    get_with(&client, &gw, "api.localhost", &basic("alice", "alice-pw"))
+                        .await
+                        .status
+                })
+            })
+            .collect();
+        for call in calls {
+            assert_eq!(call.await.unwrap(), 200);
+        }
+        assert_eq!(backend.count(), 4);
+    }
+}

@@ -221,9 +221,21 @@ impl Gate {
 
     /// The portal revoked `key` at log position `seq` (a sign-out, an expiry): drop its
     /// entry, and remember the revocation against answers still on their way.
+    ///
+    /// The remembered position only ever moves forward: the same key's revocations may
+    /// arrive out of order (one at once from this node's portal, an older one with a sync),
+    /// and going back would let an answer made between the two in again. Every revocation
+    /// of a key is remembered under its shard's lock, so this read and write are not split.
     pub(crate) fn revoke(&self, key: &IdHash, seq: u64) {
-        self.table
-            .revoke(key, seq, || self.recent_revocations.insert(*key, seq));
+        self.table.revoke(key, seq, || {
+            if self
+                .recent_revocations
+                .get(key)
+                .is_none_or(|known| known < seq)
+            {
+                self.recent_revocations.insert(*key, seq);
+            }
+        });
     }
 
     /// Send an unknown browser to the portal with a fresh site cookie (SPEC §3 step 1).

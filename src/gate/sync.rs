@@ -321,6 +321,73 @@ mod tests {
         assert!(gate.table.get(&kept).is_some(), "another session stays");
     }
 
+    /// Two verifications of one API credential (parallel first calls): the second goes on
+    /// with the session the first started, so the first answer is still admitted. And a
+    /// key's remembered revocation never moves back to an older one arriving late.
+    #[tokio::test]
+    async fn parallel_basic_answers_and_late_older_revocations() {
+        use crate::portal::sessions::{SessionTable, Timeouts};
+        let file = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"));
+        let config = crate::config::Config::load(file).unwrap();
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let sites = crate::server::site_runtimes(&config, &metrics);
+        let gate = Arc::new(Gate::new(
+            sites.clone(),
+            Arc::new(Scripted::default()),
+            crate::server::urls::Urls::for_config(&config, 8443),
+            Duration::from_secs(1),
+            100,
+            metrics,
+            crate::crypto::Key::random(),
+        ));
+        let sessions = SessionTable::new(Timeouts {
+            default_idle: Duration::from_secs(900),
+            absolute: Duration::from_secs(3600),
+            code_ttl: Duration::from_secs(60),
+        });
+        gate.follow_revocations(&sessions);
+        let site = &sites[0];
+        let user = crate::store::UserRecord {
+            name: "alice".into(),
+            password_hash: "unused".into(),
+            level: Level(3),
+            site_levels: Default::default(),
+            idle_timeout: None,
+            disabled: false,
+            account: "alice".into(),
+            temporary_until: None,
+        };
+        let key = IdHash([9; 32]);
+        let first = sessions.start_basic(key, user.clone(), &site.config.id, None);
+        let second = sessions.start_basic(key, user.clone(), &site.config.id, None);
+        assert!(
+            gate.admit(site, key, &first).is_some(),
+            "not ended by the second"
+        );
+        assert!(gate.admit(site, key, &second).is_some());
+
+        // The user changed (a new level): that session ends, its key is revoked.
+        let mut promoted = user.clone();
+        promoted.level = Level(5);
+        let third = sessions.start_basic(key, promoted, &site.config.id, None);
+        assert!(third.seq > second.seq);
+        assert!(
+            gate.admit(site, key, &second).is_none(),
+            "older than the revocation"
+        );
+
+        // An older revocation of the key arriving after a newer one changes nothing.
+        let k = IdHash([10; 32]);
+        gate.revoke(&k, third.seq + 5);
+        gate.revoke(&k, third.seq + 1);
+        assert_eq!(gate.recent_revocations.get(&k), Some(third.seq + 5));
+        let between = Admission {
+            seq: third.seq + 3,
+            ..first.clone()
+        };
+        assert!(gate.admit(site, k, &between).is_none());
+    }
+
     /// A failed sync keeps the table and the activity for the next one; revocations apply;
     /// a new portal epoch or a reset drops the whole table.
     #[tokio::test]

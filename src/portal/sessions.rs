@@ -268,6 +268,37 @@ impl Inner {
     }
 
     /// The live session behind a site binding, touched as used.
+    /// [`SessionTable::continue_basic`], under the table's lock.
+    fn continue_basic(
+        &mut self,
+        t: &Timeouts,
+        key: IdHash,
+        user: &UserRecord,
+        site: &SiteId,
+        site_password: Option<&SitePassword>,
+        now: Instant,
+    ) -> Option<Admission> {
+        let seq = self.last_seq;
+        let existing = self.sessions.get_mut(&key)?;
+        let same_password = match (existing.site_passwords.get(site), site_password) {
+            (None, None) => true,
+            (Some(a), Some(b)) => ct_eq(a.expose().as_bytes(), b.expose().as_bytes()),
+            _ => false,
+        };
+        if !(existing.alive(t, now) && *existing.user == *user && same_password) {
+            return None;
+        }
+        let touched = existing.touch(t, now);
+        let admission = Admission {
+            seq,
+            ..existing.admission(t, site, now)
+        };
+        if touched {
+            self.mark(key, Dirty::Touched);
+        }
+        Some(admission)
+    }
+
     fn live_binding(
         &mut self,
         t: &Timeouts,
@@ -489,8 +520,34 @@ impl SessionTable {
         })
     }
 
+    /// The live session of an API client that presents its credential again: the key is
+    /// made from the credential and the site, so a live session under it is this client's.
+    /// With the same user record and site password it goes on (touched), so parallel calls
+    /// of one client do not end each other's sessions: each end would revoke the key the
+    /// other was just admitted under, and the gate refuses an answer older than a
+    /// revocation of its key. `None`: no such session; start one.
+    pub fn continue_basic(
+        &self,
+        key: IdHash,
+        user: &UserRecord,
+        site: &SiteId,
+        site_password: Option<&SitePassword>,
+    ) -> Option<Admission> {
+        let mut inner = self.lock();
+        inner.continue_basic(
+            &self.timeouts,
+            key,
+            user,
+            site,
+            site_password,
+            Instant::now(),
+        )
+    }
+
     /// Start an API client's session, known by its Basic key, bound to one site (with the
-    /// site password derived from the password it presented, on a derived site).
+    /// site password derived from the password it presented, on a derived site); or go on
+    /// with its live one ([`SessionTable::continue_basic`], under the same lock, so two
+    /// first calls at once make one session, not one ending the other).
     pub fn start_basic(
         &self,
         key: IdHash,
@@ -499,21 +556,31 @@ impl SessionTable {
         site_password: Option<SitePassword>,
     ) -> Admission {
         let now = Instant::now();
-        let session = Session {
-            user: Arc::new(user),
-            created: now,
-            last_active: now,
-            stored_active: now,
-            bindings: vec![key],
-            site_passwords: site_password
-                .map(|sp| SitePasswords::from([(site.clone(), sp)]))
-                .unwrap_or_default(),
-            roaming: false,
-        };
-        let mut admission = session.admission(&self.timeouts, site, now);
         let mut revoked = Vec::new();
-        {
+        let admission = {
             let mut inner = self.lock();
+            if let Some(admission) = inner.continue_basic(
+                &self.timeouts,
+                key,
+                &user,
+                site,
+                site_password.as_ref(),
+                now,
+            ) {
+                return admission;
+            }
+            let session = Session {
+                user: Arc::new(user),
+                created: now,
+                last_active: now,
+                stored_active: now,
+                bindings: vec![key],
+                site_passwords: site_password
+                    .map(|sp| SitePasswords::from([(site.clone(), sp)]))
+                    .unwrap_or_default(),
+                roaming: false,
+            };
+            let mut admission = session.admission(&self.timeouts, site, now);
             inner.end(&key, &mut revoked);
             // After the revocation of the session it replaces (same key): newer than it.
             admission.seq = inner.last_seq;
@@ -525,7 +592,8 @@ impl SessionTable {
                     site: site.clone(),
                 },
             );
-        }
+            admission
+        };
         self.notify(&revoked);
         admission
     }

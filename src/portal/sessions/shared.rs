@@ -273,8 +273,17 @@ impl SharedSessions {
         site: &SiteId,
         site_password: Option<SitePassword>,
     ) -> Result<Admission, StoreError> {
-        // The session this key had ends first (its revocation logged now), so this answer's
-        // position is newer than that revocation.
+        // The client's live session goes on (see `SessionTable::continue_basic`). The log
+        // position is read first: a revocation after it is newer than this answer.
+        let seq = self.pg.log_position()?;
+        if let Some(admission) = self
+            .basic
+            .continue_basic(key, &user, site, site_password.as_ref())
+        {
+            return Ok(Admission { seq, ..admission });
+        }
+        // Otherwise the session this key had ends first (its revocation logged now), so this
+        // answer's position is newer than that revocation.
         self.basic.end(&key);
         let seq = self.pg.log_position()?;
         let admission = self.basic.start_basic(key, user, site, site_password);
