@@ -43,16 +43,17 @@ for _ in $(seq "$runs"); do
   run one 18501 "$pid_one"
   run full 18502 "$pid_full"
 done
-# PERF=1: one more run of each under `perf record`, and the symbols that differ most.
+# PERF=1: one more run of each under `perf record`, and each one's top symbols side by side.
 if [[ ${PERF:-0} == 1 ]]; then
+  command -v perf >/dev/null || { echo "full-table.sh: PERF=1 needs perf (linux-perf)" >&2; exit 1; }
   keep=${BENCH_OUT:-/tmp}/full-table-perf-$(date +%Y%m%d-%H%M%S); mkdir -p "$keep"
   for name in one full; do
     pid_var=pid_$name
-    perf record -F 1999 -g -p "${!pid_var}" -o "$work/$name.perf" -- sleep "$secs" 2>/dev/null &
-    run "$name" "$([[ $name == one ]] && echo 18501 || echo 18502)" "${!pid_var}"; wait $!
-    perf report -i "$work/$name.perf" --no-children -g none --percent-limit 0.2 --sort symbol --stdio 2>/dev/null |
-      grep -E '^ +[0-9]' | cut -c1-120 > "$keep/$name.top"
-    mv "$work/$name.perf" "$keep/"
+    perf record -F 1999 -p "${!pid_var}" -o "$keep/$name.perf" -- sleep "$secs" 2>"$keep/$name.perf.log" &
+    run "$name" "$([[ $name == one ]] && echo 18501 || echo 18502)" "${!pid_var}"
+    wait $! || { cat "$keep/$name.perf.log" >&2; echo "full-table.sh: perf record failed" >&2; exit 1; }
+    perf report -i "$keep/$name.perf" --no-children --percent-limit 0.2 --sort symbol --stdio 2>/dev/null |
+      { grep -E '^ +[0-9]' || true; } | cut -c1-120 > "$keep/$name.top"
   done
   echo "perf, share of samples (one | full), kept in $keep:"
   paste -d'|' <(head -40 "$keep/one.top") <(head -40 "$keep/full.top")

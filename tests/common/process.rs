@@ -120,15 +120,24 @@ impl Drop for Process {
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     const LOW: u32 = 10_000;
-    const SPAN: u32 = 20_000; // 10000..30000, under the ephemeral range
+    // Up to 30000, and below the ephemeral range wherever this machine puts it.
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let span = 30_000.min(ephemeral_low).saturating_sub(LOW);
+    assert!(
+        span >= 1_000,
+        "the ephemeral port range starts at {ephemeral_low}: no room below it for test ports"
+    );
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let start = std::process::id() % (SPAN / 500) * 500;
-    for _ in 0..SPAN {
-        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN;
+    let start = std::process::id() % (span / 500) * 500;
+    for _ in 0..span {
+        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
         let port = u16::try_from(LOW + offset).unwrap();
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
-    panic!("no free port in 127.0.0.1:{LOW}..{}", LOW + SPAN);
+    panic!("no free port in 127.0.0.1:{LOW}..{}", LOW + span);
 }
