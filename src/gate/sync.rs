@@ -251,11 +251,14 @@ mod tests {
         }
     }
 
-    /// Single node: a sign-out reaches the gate at once, with its log position, and an
-    /// answer the portal gave before it (a check that crossed the sign-out on its way) is
-    /// not put in the table after it. Without the sign-out the same answer is admitted.
-    #[tokio::test]
-    async fn an_answer_crossing_a_local_sign_out_is_not_admitted() {
+    /// A single node's gate (the shipped config's sites) following its portal's session
+    /// table, and a user to sign in.
+    fn single_node() -> (
+        Arc<Gate>,
+        crate::portal::sessions::SessionTable,
+        Vec<Arc<crate::gate::SiteRuntime>>,
+        crate::store::UserRecord,
+    ) {
         use crate::portal::sessions::{SessionTable, Timeouts};
         let file = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"));
         let config = crate::config::Config::load(file).unwrap();
@@ -276,7 +279,6 @@ mod tests {
             code_ttl: Duration::from_secs(60),
         });
         gate.follow_revocations(&sessions);
-        let site = &sites[0];
         let user = crate::store::UserRecord {
             name: "alice".into(),
             password_hash: "unused".into(),
@@ -287,6 +289,16 @@ mod tests {
             account: "alice".into(),
             temporary_until: None,
         };
+        (gate, sessions, sites, user)
+    }
+
+    /// Single node: a sign-out reaches the gate at once, with its log position, and an
+    /// answer the portal gave before it (a check that crossed the sign-out on its way) is
+    /// not put in the table after it. Without the sign-out the same answer is admitted.
+    #[tokio::test]
+    async fn an_answer_crossing_a_local_sign_out_is_not_admitted() {
+        let (gate, sessions, sites, user) = single_node();
+        let site = &sites[0];
         // The portal's answer for a new site cookie: a signed-in session, a code, redeemed.
         let answer_for = |cookie: IdHash| {
             let session = crate::crypto::Identifier::new().hash();
@@ -326,37 +338,8 @@ mod tests {
     /// key's remembered revocation never moves back to an older one arriving late.
     #[tokio::test]
     async fn parallel_basic_answers_and_late_older_revocations() {
-        use crate::portal::sessions::{SessionTable, Timeouts};
-        let file = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"));
-        let config = crate::config::Config::load(file).unwrap();
-        let metrics = Arc::new(crate::metrics::Metrics::new());
-        let sites = crate::server::site_runtimes(&config, &metrics);
-        let gate = Arc::new(Gate::new(
-            sites.clone(),
-            Arc::new(Scripted::default()),
-            crate::server::urls::Urls::for_config(&config, 8443),
-            Duration::from_secs(1),
-            100,
-            metrics,
-            crate::crypto::Key::random(),
-        ));
-        let sessions = SessionTable::new(Timeouts {
-            default_idle: Duration::from_secs(900),
-            absolute: Duration::from_secs(3600),
-            code_ttl: Duration::from_secs(60),
-        });
-        gate.follow_revocations(&sessions);
+        let (gate, sessions, sites, user) = single_node();
         let site = &sites[0];
-        let user = crate::store::UserRecord {
-            name: "alice".into(),
-            password_hash: "unused".into(),
-            level: Level(3),
-            site_levels: Default::default(),
-            idle_timeout: None,
-            disabled: false,
-            account: "alice".into(),
-            temporary_until: None,
-        };
         let key = IdHash([9; 32]);
         let first = sessions.start_basic(key, user.clone(), &site.config.id, None);
         let second = sessions.start_basic(key, user.clone(), &site.config.id, None);
