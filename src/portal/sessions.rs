@@ -267,7 +267,6 @@ impl Inner {
         }
     }
 
-    /// The live session behind a site binding, touched as used.
     /// [`SessionTable::continue_basic`], under the table's lock.
     fn continue_basic(
         &mut self,
@@ -299,6 +298,7 @@ impl Inner {
         Some(admission)
     }
 
+    /// The live session behind a site binding, touched as used.
     fn live_binding(
         &mut self,
         t: &Timeouts,
