@@ -125,11 +125,16 @@ impl Entry {
         }
     }
 
-    /// The level as a header value: shared prebuilt values for the usual levels, so the
-    /// entry need not carry one.
+    /// The level as a header value: prebuilt values for the usual levels, so the entry need
+    /// not carry one. Static ones, whose clone is a plain copy: a clone of a shared value
+    /// would write a reference count that every request on every core writes.
     pub fn level_header(&self) -> std::borrow::Cow<'static, HeaderValue> {
-        static COMMON: std::sync::LazyLock<Vec<HeaderValue>> =
-            std::sync::LazyLock::new(|| (0..=255u32).map(HeaderValue::from).collect());
+        static COMMON: std::sync::LazyLock<Vec<HeaderValue>> = std::sync::LazyLock::new(|| {
+            (0..=255u32)
+                // Leaked once per process: 256 short strings.
+                .map(|l| HeaderValue::from_static(l.to_string().leak()))
+                .collect()
+        });
         match COMMON.get(self.level.0 as usize) {
             Some(v) => std::borrow::Cow::Borrowed(v),
             None => std::borrow::Cow::Owned(HeaderValue::from(self.level.0)),

@@ -25,7 +25,8 @@ use tokio_rustls::TlsAcceptor;
 use super::{App, HANDSHAKE_TIMEOUT};
 use crate::http::framing_watch::FramingWatch;
 
-/// What every connection needs, shared by all workers.
+/// What every connection needs. Each worker thread has its own copy (see [`Workers::start`]).
+#[derive(Clone)]
 pub struct Shared {
     pub acceptor: TlsAcceptor,
     pub app: Arc<App>,
@@ -105,11 +106,15 @@ pub async fn serve_tls(
     // Once per connection, not per request.
     let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
         .unwrap_or(HeaderValue::from_static("unknown"));
-    let app = shared.app.clone();
+    // Each request's future holds a reference: to the worker's own `Shared`, not to the
+    // `App` all workers share, so that this reference count stays in this core's cache.
+    let local = shared.clone();
     let service = service_fn(move |req| {
-        let (app, sni, peer_ip) = (app.clone(), sni.clone(), peer_ip.clone());
+        let (local, sni, peer_ip) = (local.clone(), sni.clone(), peer_ip.clone());
         async move {
-            Ok::<_, std::convert::Infallible>(app.serve(req, peer, &peer_ip, sni.as_deref()).await)
+            Ok::<_, std::convert::Infallible>(
+                local.app.serve(req, peer, &peer_ip, sni.as_deref()).await,
+            )
         }
     });
     // The protocol is the one agreed by ALPN (RFC 9113 §3.3: over TLS, HTTP/2 only through
@@ -260,7 +265,9 @@ impl Workers {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            let shared = shared.clone();
+            // A copy per worker: every request clones its worker's `Arc<Shared>`, and one
+            // reference count written by all cores would bounce between their caches.
+            let shared = Arc::new(Shared::clone(&shared));
             let thread = std::thread::Builder::new()
                 .name(format!("gatehouse-worker-{index}"))
                 .spawn(move || {
