@@ -306,13 +306,20 @@ impl Gate {
             h.insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
         }
         let level = entry.level_header();
+        // Checked when the entry was made, so these cannot fail; if they did, no request
+        // goes on without its identity.
+        let (Some(user), Some(account)) = (entry.user_header(), entry.account_header()) else {
+            return Err(HttpError::Internal(
+                "a name that cannot be a header value".into(),
+            ));
+        };
         let identity = Identity {
-            user: &entry.user,
+            user,
             level: &level,
-            account: entry.account(),
+            account,
             authorization,
         };
-        headers::inject(h, &site.config.headers, &identity, &peer_ip, &host);
+        headers::inject(h, &site.config.headers, identity, &peer_ip, &host);
         // Usage (SPEC §6): every admitted request passed on counts, whatever the backend
         // answers; the bodies count their bytes as they stream.
         entry.count_request();

@@ -155,13 +155,12 @@ async fn whoami(
             &serde_json::json!({ "error": "not signed in" }),
         ));
     };
-    let text = |v: &HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
     Ok(page::json(
         StatusCode::OK,
         &serde_json::json!({
-            "user": text(&entry.user),
+            "user": entry.user(),
             "level": entry.level.0,
-            "account": text(entry.account()),
+            "account": entry.account(),
             "site": site.config.id.0,
         }),
     ))

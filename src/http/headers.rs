@@ -104,11 +104,12 @@ pub fn scrub_request(headers: &mut HeaderMap, scrubber: &Scrubber) {
     super::cookies::strip_ours(headers);
 }
 
-/// What the gateway tells the backend about the user.
+/// What the gateway tells the backend about the user. The user's and account's values are
+/// this request's own (see `Entry::user_header`), moved into the request.
 pub struct Identity<'a> {
-    pub user: &'a HeaderValue,
+    pub user: HeaderValue,
     pub level: &'a HeaderValue,
-    pub account: &'a HeaderValue,
+    pub account: HeaderValue,
     /// The gateway's own `Authorization` for the backend (SPEC §5), if the site has one.
     /// The client's copy was removed before; this one is added last, after every scrub.
     pub authorization: Option<&'a HeaderValue>,
@@ -118,13 +119,13 @@ pub struct Identity<'a> {
 pub fn inject(
     headers: &mut HeaderMap,
     names: &IdentityHeaders,
-    identity: &Identity,
+    identity: Identity,
     peer: &HeaderValue,
     host: &HeaderValue,
 ) {
-    headers.insert(names.user.clone(), identity.user.clone());
+    headers.insert(names.user.clone(), identity.user);
     headers.insert(names.level.clone(), identity.level.clone());
-    headers.insert(names.account.clone(), identity.account.clone());
+    headers.insert(names.account.clone(), identity.account);
     if let Some(authorization) = identity.authorization {
         headers.insert(header::AUTHORIZATION, authorization.clone());
     }
@@ -250,10 +251,10 @@ mod tests {
         inject(
             &mut h,
             &names(),
-            &Identity {
-                user: &v,
+            Identity {
+                user: v.clone(),
                 level: &l,
-                account: &v,
+                account: v,
                 authorization: Some(&HeaderValue::from_static("Basic gateway")),
             },
             &HeaderValue::from_static("127.0.0.1"),
