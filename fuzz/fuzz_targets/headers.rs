@@ -45,10 +45,10 @@ fuzz_target!(|data: &[u8]| {
     inject(
         &mut headers,
         &names,
-        &Identity {
-            user: &user,
+        Identity {
+            user: user.clone(),
             level: &level,
-            account: &account,
+            account: account.clone(),
             authorization: Some(&authorization),
         },
         &peer,
