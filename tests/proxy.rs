@@ -1026,3 +1026,113 @@ async fn utf8_app_cookie_keeps_session_and_app_cookies() {
         "the app's cookies, and only those"
     );
 }
+
+/// A keep-alive HTTP/1.1 backend that counts the connections it accepts and can close all
+/// of them at once, as a backend restarting or timing out idle connections does.
+struct CountingBackend {
+    addr: std::net::SocketAddr,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    close_all: tokio::sync::watch::Sender<u32>,
+}
+
+impl CountingBackend {
+    async fn start() -> CountingBackend {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (close_all, closes) = tokio::sync::watch::channel(0u32);
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let mut closes = closes.clone();
+                closes.mark_unchanged();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        let n = tokio::select! {
+                            n = tcp.read(&mut buf) => n.unwrap_or(0),
+                            _ = closes.changed() => 0,
+                        };
+                        if n == 0 {
+                            return; // dropping the stream closes it
+                        }
+                        head.extend_from_slice(&buf[..n]);
+                        while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                            head.drain(..end + 4);
+                            let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                            if tcp.write_all(reply).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        CountingBackend {
+            addr,
+            accepted,
+            close_all,
+        }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Backend connections are kept and reused between requests; when the backend closes them
+/// while they sit idle, the next request is still answered (on a new connection), not
+/// failed with a 502.
+#[tokio::test]
+async fn backend_connections_reused_and_closed_ones_replaced() {
+    let _shared = shared().await;
+    let backend = CountingBackend::start().await;
+    // One worker thread: idle backend connections are kept per worker thread.
+    let gw = Gateway::builder()
+        .server("workers = 1")
+        .user("alice", "alice-pw", 3)
+        .site("app", &format!("http://{}", backend.addr))
+        .start()
+        .await;
+    let browser = signed_in_browser(&gw, "app.localhost", "alice", "alice-pw").await;
+    let after_sign_in = backend.accepted();
+    assert_eq!(after_sign_in, 1);
+    for i in 0..50 {
+        let res = browser
+            .get(&gw.url("app.localhost", &format!("/r{i}")))
+            .await;
+        assert_eq!((res.status, res.body.as_str()), (200, "ok"), "request {i}");
+    }
+    assert_eq!(
+        backend.accepted(),
+        after_sign_in,
+        "one request after another reuses the same backend connection"
+    );
+
+    for round in 1..=3 {
+        backend.close_all.send_modify(|n| *n += 1);
+        // Let the backend's FIN reach the gateway's idle connection.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let before = backend.accepted();
+        let res = browser.get(&gw.url("app.localhost", "/after-close")).await;
+        assert_eq!(
+            (res.status, res.body.as_str()),
+            (200, "ok"),
+            "round {round}: a closed idle connection is replaced, not reported as a 502"
+        );
+        assert_eq!(
+            backend.accepted(),
+            before + 1,
+            "round {round}: one new connection"
+        );
+    }
+    assert_eq!(
+        gw.metric("gatehouse_requests_total{site=\"app\",status=\"502\"}")
+            .await,
+        None,
+        "no request failed"
+    );
+}
