@@ -22,6 +22,7 @@ key = "$BENCH_KEY"
 [portal]
 host = "auth.localhost"
 store = "$BENCH_RUNDIR/gatehouse.db"
+${BENCH_PORTAL_EXTRA:-}
 
 [[users]]
 name = "$BENCH_USER"

@@ -1,5 +1,5 @@
 # Shared set-up for the scripts in this folder that measure outside the harness
-# (handshakes.sh, http2.sh, idle-memory.sh, signin-storm.sh). Source it; it starts nothing
+# (basic.sh, handshakes.sh, http2.sh, idle-memory.sh, signin-storm.sh). Source it; it starts nothing
 # by itself. Everything listens on 127.0.0.1 and is stopped when the script exits.
 #   CPUS      taskset list for the servers ("" = no pinning; default 0)
 set -euo pipefail
