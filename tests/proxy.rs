@@ -1136,3 +1136,80 @@ async fn backend_connections_reused_and_closed_ones_replaced() {
         "no request failed"
     );
 }
+
+/// Each browser connection keeps its head-read and response deadlines' timers and reuses
+/// them for every request (src/http/timer.rs); each deadline must still be set anew. On one
+/// keep-alive connection: a backend slower than `header_read_timeout` does not get the next
+/// head cut off; quick answers leave no early deadline behind; a backend slower than
+/// `response_timeout` still gets its 504 on time; and the idle connection is still closed
+/// once `header_read_timeout` has passed.
+#[tokio::test]
+async fn one_connections_deadlines_are_set_anew_for_each_request() {
+    let _shared = shared().await;
+    let backend = Backend::start().await;
+    let gw = Gateway::builder()
+        .server("header_read_timeout = \"1s\"")
+        .user("alice", "alice-pw", 3)
+        .site_with("app", &backend.url(), "response_timeout = \"2s\"")
+        .start()
+        .await;
+    let browser = signed_in_browser(&gw, "app.localhost", "alice", "alice-pw").await;
+    let cookie = browser.cookie_line("app.localhost");
+    let cookie = cookie
+        .strip_prefix("Cookie: ")
+        .and_then(|c| c.strip_suffix("\r\n"))
+        .expect("signed in")
+        .to_string();
+    let io = hyper_util::rt::TokioIo::new(browser.connect("app.localhost").await);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+    let conn = tokio::spawn(conn);
+    let host = format!("app.localhost:{}", gw.port);
+    let mut get = async |path: &str| {
+        let req = http::Request::get(path)
+            .header(http::header::HOST, &host)
+            .header(http::header::COOKIE, &cookie)
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        sender.ready().await.expect("the connection is still open");
+        let started = Instant::now();
+        let res = sender.send_request(req).await.expect("an answer");
+        let status = res.status().as_u16();
+        res.into_body().collect().await.unwrap();
+        (status, started.elapsed())
+    };
+
+    // Longer than the head deadline: the head timer, kept meanwhile, must not fire later.
+    assert_eq!(get("/slow?ms=1500").await.0, 200);
+    for i in 0..5 {
+        assert_eq!(get("/slow?ms=10").await.0, 200, "quick request {i}");
+    }
+    assert_eq!(
+        get("/slow?ms=1500").await.0,
+        200,
+        "the response deadline moved on"
+    );
+    let (status, took) = get("/slow?ms=4000").await;
+    assert_eq!(status, 504);
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_millis(3500),
+        "504 after {took:?} with a 2 s response timeout"
+    );
+    assert_eq!(
+        get("/slow?ms=10").await.0,
+        200,
+        "served again after the 504"
+    );
+
+    // Idle now: closed by the gateway after the 1 s head deadline, not before.
+    let idle = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(5), conn).await;
+    assert!(
+        closed.is_ok(),
+        "an idle connection was kept past its head deadline"
+    );
+    assert!(
+        idle.elapsed() >= Duration::from_millis(900),
+        "closed after {:?} with a 1 s head deadline",
+        idle.elapsed()
+    );
+}

@@ -28,6 +28,7 @@ use crate::http::cookies;
 use crate::http::error::HttpError;
 use crate::http::headers::{self, Identity, Scrubber};
 use crate::http::page;
+use crate::http::timer::TimerSlot;
 use crate::proxy::Upstream;
 use crate::server::urls::Urls;
 use table::{Entry, Table};
@@ -79,6 +80,8 @@ pub struct Routed {
     pub peer_ip: HeaderValue,
     /// The Host the browser used (with port), already checked against the site.
     pub host: HeaderValue,
+    /// The connection's timer for the backend's answer, lent to one request at a time.
+    pub response_timer: TimerSlot,
 }
 
 impl Gate {
@@ -281,6 +284,7 @@ impl Gate {
             mut req,
             peer_ip,
             host,
+            response_timer,
             ..
         } = incoming;
         // A declared length over the limit is refused before anything reaches the backend;
@@ -323,7 +327,9 @@ impl Gate {
         // Usage (SPEC §6): every admitted request passed on counts, whatever the backend
         // answers; the bodies count their bytes as they stream.
         entry.count_request();
-        site.upstream.forward(req, target, upgrade, entry).await
+        site.upstream
+            .forward(req, target, upgrade, entry, &response_timer)
+            .await
     }
 }
 

@@ -12,3 +12,4 @@ pub mod headers;
 pub mod page;
 pub mod path;
 pub mod redirect;
+pub mod timer;

@@ -19,6 +19,7 @@ use crate::gate::table::Entry;
 use crate::http::body::Body;
 use crate::http::error::HttpError;
 use crate::http::headers;
+use crate::http::timer::TimerSlot;
 
 pub use outgoing::Outgoing;
 pub use pool::{UpstreamBody, UpstreamError, set_worker_index};
@@ -60,6 +61,7 @@ impl Upstream {
         target: PathAndQuery,
         upgrade: bool,
         meter: &Arc<Entry>,
+        response_timer: &TimerSlot,
     ) -> Result<Response<Body>, HttpError> {
         let (pool, timeout, max_body) = match self {
             Upstream::Echo => {
@@ -87,7 +89,7 @@ impl Upstream {
         let req = Request::from_parts(parts, body);
         let backend_late = async move {
             sent.await;
-            tokio::time::sleep(timeout).await;
+            response_timer.lend_for(timeout).await;
         };
         let (mut res, lease) = tokio::select! {
             res = pool.send(req) => res.map_err(|e| {

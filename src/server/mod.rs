@@ -36,6 +36,7 @@ use crate::gate::{Gate, Routed, SiteRuntime};
 use crate::http::body::Body;
 use crate::http::error::HttpError;
 use crate::http::headers::Scrubber;
+use crate::http::timer::TimerSlot;
 use crate::metrics::Metrics;
 use crate::portal::Portal;
 use crate::proxy::Upstream;
@@ -552,6 +553,7 @@ impl App {
         peer: SocketAddr,
         peer_ip: &HeaderValue,
         sni: Option<&str>,
+        response_timer: TimerSlot,
     ) -> Response<Body> {
         if let Err(e) = crate::http::framing::check(&req) {
             return HttpError::from(e).into_response();
@@ -597,6 +599,7 @@ impl App {
                     peer,
                     peer_ip: peer_ip.clone(),
                     host,
+                    response_timer,
                 };
                 self.gate.handle(&site, routed).await
             }

@@ -24,6 +24,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::{App, HANDSHAKE_TIMEOUT};
 use crate::http::framing_watch::FramingWatch;
+use crate::http::timer::TimerSlot;
 
 /// What every connection needs. Each worker thread has its own copy (see [`Workers::start`]).
 #[derive(Clone)]
@@ -109,11 +110,18 @@ pub async fn serve_tls(
     // Each request's future holds a reference: to the worker's own `Shared`, not to the
     // `App` all workers share, so that this reference count stays in this core's cache.
     let local = shared.clone();
+    // One timer per connection for its requests' backend deadlines, one for hyper's head
+    // deadline: reused, not made anew per request (crate::http::timer).
+    let response_timer = TimerSlot::new();
     let service = service_fn(move |req| {
         let (local, sni, peer_ip) = (local.clone(), sni.clone(), peer_ip.clone());
+        let response_timer = response_timer.clone();
         async move {
             Ok::<_, std::convert::Infallible>(
-                local.app.serve(req, peer, &peer_ip, sni.as_deref()).await,
+                local
+                    .app
+                    .serve(req, peer, &peer_ip, sni.as_deref(), response_timer)
+                    .await,
             )
         }
     });
@@ -129,7 +137,9 @@ pub async fn serve_tls(
         watched(conn, watcher, |c| c.graceful_shutdown()).await
     } else {
         let io = TokioIo::new(Http1Reads::new(tls, peer));
-        let conn = shared.http1.serve_connection(io, service).with_upgrades();
+        let mut http1 = shared.http1.clone();
+        http1.timer(TimerSlot::new());
+        let conn = http1.serve_connection(io, service).with_upgrades();
         watched(conn, watcher, |c| c.graceful_shutdown()).await
     };
     if let Err(e) = result {
