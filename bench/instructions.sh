@@ -14,6 +14,7 @@
 #   bench/instructions.sh                       # prints: instructions_per_request=…
 #   GATEHOUSE_BIN=/tmp/old bench/instructions.sh
 #   KEEP=/tmp/cg bench/instructions.sh         # also keeps the dump for callgrind_annotate
+#   H2=1 bench/instructions.sh                 # HTTP/2 (h2load, one stream at a time; needs nghttp2-client)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 n=${N:-2000} warm=${WARM:-200}
 real_bin=${GATEHOUSE_BIN:-$here/../target/release/gatehouse}
@@ -28,6 +29,12 @@ chmod +x "$work/under-callgrind"
 export GATEHOUSE_BIN=$work/under-callgrind CPUS=${CPUS-0}
 make_cert; start_backend; start_gatehouse
 requests() { # COUNT: signed-in GETs on one connection; fails unless every answer is 200
+  if [[ -n ${H2:-} ]]; then # HTTP/2 (h2load): one connection, one stream at a time
+    local out
+    out=$(h2load -n "$1" -c 1 -m 1 -t 1 -H ":authority: app.localhost:$port" -H "cookie: $cookie" "https://127.0.0.1:$port/" 2>&1)
+    grep -q "^status codes: $1 2xx" <<<"$out" || { echo "$out" >&2; echo "instructions.sh: not every HTTP/2 answer was 2xx" >&2; exit 1; }
+    return
+  fi
   python3 - "$port" "$cookie" "$1" <<'PY'
 import http.client, ssl, sys
 port, cookie, count = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
