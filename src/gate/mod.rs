@@ -109,7 +109,7 @@ impl Gate {
         }
     }
 
-    pub async fn handle(&self, site: &SiteRuntime, incoming: Routed) -> Response<Body> {
+    pub async fn handle(&self, site: &SiteRuntime, incoming: Box<Routed>) -> Response<Body> {
         let res = match self.serve(site, incoming).await {
             Ok(res) => res,
             Err(e) => e.into_response(),
@@ -121,7 +121,7 @@ impl Gate {
     async fn serve(
         &self,
         site: &SiteRuntime,
-        incoming: Routed,
+        incoming: Box<Routed>,
     ) -> Result<Response<Body>, HttpError> {
         let (target, outcome) = {
             let uri = incoming.req.uri();
@@ -276,7 +276,7 @@ impl Gate {
     async fn forward(
         &self,
         site: &SiteRuntime,
-        incoming: Routed,
+        incoming: Box<Routed>,
         entry: &Arc<Entry>,
         target: PathAndQuery,
     ) -> Result<Response<Body>, HttpError> {
@@ -286,7 +286,7 @@ impl Gate {
             host,
             response_timer,
             ..
-        } = incoming;
+        } = *incoming;
         // A declared length over the limit is refused before anything reaches the backend;
         // a streamed body is cut off when it passes it (proxy::Outgoing).
         if http_body::Body::size_hint(req.body()).lower() > site.config.max_body {

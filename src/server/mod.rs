@@ -594,13 +594,15 @@ impl App {
                 None => HttpError::UnknownHost.into_response(),
             },
             Some((site, host)) => {
-                let routed = Routed {
+                // Boxed: every async level it passes through would otherwise keep its own
+                // copy in the request's future, whose size hyper keeps per connection.
+                let routed = Box::new(Routed {
                     req,
                     peer,
                     peer_ip: peer_ip.clone(),
                     host,
                     response_timer,
-                };
+                });
                 self.gate.handle(&site, routed).await
             }
         }
