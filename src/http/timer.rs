@@ -55,6 +55,14 @@ impl TimerSlot {
     }
 }
 
+/// A sleep borrowed from a [`TimerSlot`]; dropped, it goes back there (still in the timer
+/// wheel, to be given a later deadline by the next request).
+pub struct Lent {
+    /// `Some` until dropped.
+    sleep: Option<Pin<Box<Sleep>>>,
+    slot: TimerSlot,
+}
+
 impl Lent {
     /// Move the deadline (later is the cheap way).
     fn reset(&mut self, deadline: Instant) {
@@ -64,20 +72,13 @@ impl Lent {
     }
 }
 
-/// A sleep borrowed from a [`TimerSlot`]; dropped, it goes back there (still in the timer
-/// wheel, to be given a later deadline by the next request).
-pub struct Lent {
-    /// `Some` until dropped.
-    sleep: Option<Pin<Box<Sleep>>>,
-    slot: TimerSlot,
-}
-
 impl Future for Lent {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         match self.sleep.as_mut() {
             Some(sleep) => sleep.as_mut().poll(cx),
+            // Not reached (`None` only once dropped); if it were, the deadline has passed.
             None => Poll::Ready(()),
         }
     }
@@ -146,7 +147,7 @@ mod tests {
         let slot = TimerSlot::new();
         // Registered in the wheel with a deadline at 1 s, then given back.
         let mut first = slot.lend_for(Duration::from_secs(1));
-        assert!(futures_poll_once(&mut first).is_pending());
+        assert!(poll_once(&mut first).is_pending());
         drop(first);
         tokio::time::advance(Duration::from_millis(500)).await;
         // Lent again for 1 s from now: it must not end at the old deadline (1 s after start).
@@ -169,7 +170,7 @@ mod tests {
         assert!(start.elapsed() >= Duration::from_secs(3));
     }
 
-    fn futures_poll_once(f: &mut Lent) -> Poll<()> {
+    fn poll_once(f: &mut Lent) -> Poll<()> {
         let waker = std::task::Waker::noop();
         Pin::new(f).poll(&mut Context::from_waker(waker))
     }
