@@ -110,8 +110,8 @@ pub async fn serve_tls(
     // Each request's future holds a reference: to the worker's own `Shared`, not to the
     // `App` all workers share, so that this reference count stays in this core's cache.
     let local = shared.clone();
-    // One timer per connection for its requests' backend deadlines, one for hyper's head
-    // deadline: reused, not made anew per request (crate::http::timer).
+    // One timer per connection for its requests' backend deadlines, reused rather than
+    // made anew per request (crate::http::timer).
     let response_timer = TimerSlot::new();
     let service = service_fn(move |req| {
         let (local, sni, peer_ip) = (local.clone(), sni.clone(), peer_ip.clone());
@@ -137,6 +137,7 @@ pub async fn serve_tls(
         watched(conn, watcher, |c| c.graceful_shutdown()).await
     } else {
         let io = TokioIo::new(Http1Reads::new(tls, peer));
+        // hyper's head-read deadline, likewise one reused timer per connection.
         let mut http1 = shared.http1.clone();
         http1.timer(TimerSlot::new());
         let conn = http1.serve_connection(io, service).with_upgrades();
