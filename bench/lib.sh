@@ -1,6 +1,7 @@
-# Shared set-up for the scripts in this folder that measure outside the harness
-# (basic.sh, handshakes.sh, http2.sh, idle-memory.sh, signin-storm.sh). Source it; it starts nothing
-# by itself. Everything listens on 127.0.0.1 and is stopped when the script exits.
+# Shared set-up for the scripts in this folder that measure outside the harness (basic.sh,
+# cluster-sync.sh, cpu-split.sh, full-table.sh, handshakes.sh, http2.sh, idle-memory.sh,
+# instructions.sh, signin-storm.sh). Source it; it starts nothing by itself. Everything
+# listens on 127.0.0.1 and is stopped when the script exits.
 #   CPUS      taskset list for the servers ("" = no pinning; default 0)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

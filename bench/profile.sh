@@ -39,6 +39,18 @@ wait "${pids[-1]}" || true
 grep -E "Requests/sec|Latency" "$work/wrk.txt"
 perf script -i "$work/perf.data" 2>/dev/null | inferno-collapse-perf > "$work/collapsed.txt"
 inferno-flamegraph --title "gatehouse signed-in path (HTTP/1.1 keep-alive, TLS, 1 core)" < "$work/collapsed.txt" > "$here/flamegraph.svg"
-perf report -i "$work/perf.data" --no-children -g none --percent-limit 0.3 --sort dso,symbol --stdio 2>/dev/null | grep -E '^ +[0-9]' | cut -c1-160 | head -${TOP:-40} > "$here/profile-top.txt"
+# awk, not head: head would leave the pipe early and pipefail would end the script there.
+{
+  echo "# share of samples by binary"
+  perf report -i "$work/perf.data" --no-children -g none --sort dso --stdio 2>/dev/null | grep -E '^ +[0-9]'
+  echo "# share of samples inside each system call (from the call graphs)"
+  awk '{ n = $NF; total += n; k = split($0, f, ";")
+         for (i = 1; i < k; i++) if (f[i] == "do_syscall_64") { sys[f[i + 1]] += n; break } }
+       END { for (s in sys) if (sys[s] / total >= 0.001) printf "    %5.2f%%  %s\n", 100 * sys[s] / total, s }' \
+    "$work/collapsed.txt" | sort -rn
+  echo "# top symbols"
+  perf report -i "$work/perf.data" --no-children -g none --percent-limit 0.3 --sort dso,symbol --stdio 2>/dev/null |
+    grep -E '^ +[0-9]' | cut -c1-160 | awk -v top="${TOP:-40}" 'NR <= top'
+} > "$here/profile-top.txt"
 cat "$here/profile-top.txt"
 echo "flame graph: $here/flamegraph.svg; raw data: $work"
