@@ -62,16 +62,37 @@ fn is_forwarding(name: &str) -> bool {
 }
 
 /// Remove hop-by-hop headers, the ones `Connection` lists, and those `also` picks. One pass
-/// over the names; most messages have nothing to remove and allocate nothing here.
+/// over the names; most messages have nothing to remove but `Connection` and allocate
+/// nothing here.
 fn remove_where(headers: &mut HeaderMap, also: impl Fn(&str) -> bool) {
     let mut doomed: Vec<HeaderName> = Vec::new();
+    let mut has_connection = false;
     for name in headers.keys() {
         let n = name.as_str();
+        // `Connection` itself is removed last, after its tokens are read, and not listed:
+        // most messages carry it (`keep-alive`), and the list would cost them an allocation.
+        if n == header::CONNECTION.as_str() {
+            has_connection = true;
+            continue;
+        }
         // By folded name: a backend may read `Proxy_Authorization` as the real thing.
         if HOP_BY_HOP.iter().any(|h| is_alias(n, h)) || also(n) {
             doomed.push(name.clone());
         }
     }
+    if has_connection {
+        listed_by_connection(headers, &mut doomed);
+    }
+    for name in doomed {
+        headers.remove(name);
+    }
+    if has_connection {
+        headers.remove(header::CONNECTION);
+    }
+}
+
+/// The header names that the `Connection` fields list, added to `names`.
+fn listed_by_connection(headers: &HeaderMap, names: &mut Vec<HeaderName>) {
     for value in headers.get_all(header::CONNECTION) {
         let Ok(value) = value.to_str() else { continue };
         // The usual values ("keep-alive", "close", "upgrade") name hop-by-hop headers that
@@ -83,13 +104,10 @@ fn remove_where(headers: &mut HeaderMap, also: impl Fn(&str) -> bool) {
             {
                 continue;
             }
-            doomed.extend(
+            names.extend(
                 connection_tokens(token).filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok()),
             );
         }
-    }
-    for name in doomed {
-        headers.remove(name);
     }
 }
 
@@ -228,6 +246,27 @@ mod tests {
         h.insert("proxy-id", HeaderValue::from_static("kept"));
         scrub_request(&mut h, &Scrubber::new(&names()));
         assert_eq!(h.len(), 1, "{h:?}");
+    }
+
+    /// `Connection` goes, with every name any of its fields lists.
+    #[test]
+    fn connection_and_what_it_lists_removed() {
+        let mut h = HeaderMap::new();
+        h.append(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        h.append(header::CONNECTION, HeaderValue::from_static("x-one"));
+        h.insert("x-one", HeaderValue::from_static("1"));
+        h.insert("x-two", HeaderValue::from_static("2"));
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert_eq!(h["x-two"], "2");
+
+        // The usual response: `Connection: keep-alive` and nothing else hop-by-hop.
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("100"));
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.get(header::CONNECTION).is_none());
     }
 
     /// A Connection header cannot remove what the gateway adds afterwards.
