@@ -4,8 +4,11 @@
 # The harness reports their sum; this says which half a change has to come from.
 # Servers and the nginx backend on core 0, wrk -t1 -c64 on core 1 (the harness's pinned
 # placement), ROUNDS alternated pairs of SECS-second runs after a short warm-up of each.
-# Loopback only, bounded in time. Needs wrk, nginx, curl, openssl.
+# SYSCALLS=1 then counts each server's system calls per request in one more 4 s run each,
+# under `perf stat` (its tracepoints slow the server, so those runs are not timed).
+# Loopback only, bounded in time. Needs wrk, nginx, curl, openssl (and perf for SYSCALLS=1).
 #   bench/cpu-split.sh            # ROUNDS=3 SECS=8
+#   SYSCALLS=1 bench/cpu-split.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 rounds=${ROUNDS:-3} secs=${SECS:-8}
 make_cert; start_backend; start_nginx_tls; start_gatehouse
@@ -30,3 +33,20 @@ for r in $(seq "$rounds"); do
   echo "round $r gatehouse: $(run "$gw" "$gateway_url")"
   echo "round $r nginx-tls: $(run "$nginx_worker" "$nginx_url")"
 done
+
+# System calls per request, by name (those made at least once per 100 requests).
+syscalls() { # NAME PID URL
+  local name=$1 pid=$2 url=$3 stat=$work/syscalls.txt perf_pid out n
+  perf stat -x, -e 'syscalls:sys_enter_*' -p "$pid" -o "$stat" & perf_pid=$!
+  sleep 0.5
+  out=$(taskset -c 1 wrk -t1 -c64 -d4s -H "Host: app.localhost:$port" -H "Cookie: $cookie" "$url")
+  kill -INT "$perf_pid"; wait "$perf_pid" || true
+  n=$(awk '/requests in/ {print $1}' <<<"$out")
+  awk -F, -v n="$n" -v name="$name" '$3 ~ /^syscalls:sys_enter_/ && $1 + 0 >= n / 100 {
+      sub("syscalls:sys_enter_", "", $3); total += $1; line = line sprintf(" %s %.3f", $3, $1 / n) }
+    END {printf "%s: %.1f system calls per request:%s\n", name, total / n, line}' "$stat"
+}
+if [[ -n ${SYSCALLS:-} ]]; then
+  syscalls gatehouse "$gw" "$gateway_url"
+  syscalls nginx-tls "$nginx_worker" "$nginx_url"
+fi

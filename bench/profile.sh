@@ -43,7 +43,8 @@ inferno-flamegraph --title "gatehouse signed-in path (HTTP/1.1 keep-alive, TLS, 
 {
   echo "# share of samples by binary"
   perf report -i "$work/perf.data" --no-children -g none --sort dso --stdio 2>/dev/null | grep -E '^ +[0-9]'
-  echo "# share of samples inside each system call (from the call graphs)"
+  echo "# share of samples under the kernel's system-call entry, by the function it called (from the call"
+  echo "# graphs; exit_to_user_mode_loop is scheduling on the way back to user space)"
   awk '{ n = $NF; total += n; k = split($0, f, ";")
          for (i = 1; i < k; i++) if (f[i] == "do_syscall_64") { sys[f[i + 1]] += n; break } }
        END { for (s in sys) if (sys[s] / total >= 0.001) printf "    %5.2f%%  %s\n", 100 * sys[s] / total, s }' \
