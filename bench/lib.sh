@@ -8,15 +8,45 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 port=18446 nport=18443 bp=18080
 work=$(mktemp -d /tmp/gatehouse-bench.XXXXXX)
 pids=()
+declare -A capped=() # cap_cpu's cgroup of each server, by name
 # Every server started here has $work on its command line; stop them all (the pids kept
-# are of the subshells that started them).
-trap 'kill "${pids[@]}" 2>/dev/null || true; pkill -f -- "$work" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
+# are of the subshells that started them), then remove the CPU caps' cgroups (cap_cpu).
+trap 'kill "${pids[@]}" 2>/dev/null || true; pkill -f -- "$work" 2>/dev/null || true; wait 2>/dev/null || true; remove_cgroups' EXIT
 
 # Run "$@" pinned to the server CPUs (or not pinned when CPUS is empty).
 on_servers() { if [[ -n ${CPUS-0} ]]; then taskset -c "${CPUS-0}" "$@"; else "$@"; fi; }
 
 # utime+stime of a process, in clock ticks.
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+
+# cap_cpu PID NAME: PID (all its threads) may use only $CAP % of one core, in 20 ms
+# periods, through a cgroup of its own (v1 "cpu" controller, or v2 "cpu.max"; root only).
+# For client-bound scenarios: a capped server, not the client, sets the rate, and the
+# servers compare by what they get done on the same share of a core.
+cap_cpu() {
+  local dir quota=$((CAP * 200))
+  [[ $CAP =~ ^[0-9]+$ && $CAP -ge 5 && $CAP -le 100 ]] || { echo "CAP must be a percentage of one core, 5 to 100" >&2; exit 2; }
+  if [[ -f /sys/fs/cgroup/cgroup.controllers ]]; then # cgroup v2
+    dir=/sys/fs/cgroup/gatehouse-bench-$2-$$
+    grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control || echo +cpu > /sys/fs/cgroup/cgroup.subtree_control
+    mkdir "$dir"; capped[$2]=$dir
+    echo "$quota 20000" > "$dir/cpu.max"
+  else # cgroup v1
+    dir=/sys/fs/cgroup/cpu/gatehouse-bench-$2-$$
+    mkdir "$dir"; capped[$2]=$dir
+    echo 20000 > "$dir/cpu.cfs_period_us"; echo "$quota" > "$dir/cpu.cfs_quota_us"
+  fi
+  echo "$1" > "$dir/cgroup.procs"
+}
+# "PERIODS THROTTLED" so far of NAME's cgroup (cap_cpu): a capped server that sets the rate
+# is throttled in nearly every period it runs in.
+cap_periods() { awk '$1 == "nr_periods" {p = $2} $1 == "nr_throttled" {t = $2} END {print p, t}' "${capped[$1]}/cpu.stat"; }
+remove_cgroups() { # once their processes have gone
+  local dir
+  for dir in "${capped[@]}"; do
+    for _ in $(seq 50); do rmdir "$dir" 2>/dev/null && break; sleep 0.1; done
+  done
+}
 
 # A throwaway ECDSA certificate for the names the scenarios use.
 make_cert() {
