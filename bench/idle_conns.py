@@ -4,8 +4,10 @@
 server's RSS before and after. Loopback only; bounded by N and a timeout.
 
     idle_conns.py PORT PID N [HOST_HEADER] [COOKIE]
+    HOLD_SECONDS=30 idle_conns.py …   # keep them open that long after printing (idle-heap.sh)
 """
 import asyncio
+import os
 import ssl
 import sys
 
@@ -63,7 +65,8 @@ async def main():
     await asyncio.sleep(2)
     after = group_rss_kib(pid)
     print(f"connections={len(held)} rss_before_kib={before} rss_after_kib={after} "
-          f"bytes_per_connection={(after - before) * 1024 // max(1, len(held))}")
+          f"bytes_per_connection={(after - before) * 1024 // max(1, len(held))}", flush=True)
+    await asyncio.sleep(float(os.environ.get("HOLD_SECONDS", "0")))
     for w in held:
         w.close()
 
