@@ -8,7 +8,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 port=18446 nport=18443 bp=18080
 work=$(mktemp -d /tmp/gatehouse-bench.XXXXXX)
 pids=()
-declare -A capped=() # cap_cpu's cgroup of each server, by name
+declare -gA capped=() # cap_cpu's cgroup of each server, by name
 # Every server started here has $work on its command line; stop them all (the pids kept
 # are of the subshells that started them), then remove the CPU caps' cgroups (cap_cpu).
 trap 'kill "${pids[@]}" 2>/dev/null || true; pkill -f -- "$work" 2>/dev/null || true; wait 2>/dev/null || true; remove_cgroups' EXIT
