@@ -17,13 +17,7 @@ ulimit -n 20000
 N=${N:-1000}
 target=$here/../target/system-allocator
 (cd "$here/.." && CARGO_TARGET_DIR=$target cargo build --release --locked -q --features system-allocator)
-cat > "$work/under-massif" <<SH
-#!/usr/bin/env bash
-[[ \$1 == run ]] || exec "$target/release/gatehouse" "\$@"
-exec valgrind --tool=massif --vgdb=yes --threshold=0.1 --massif-out-file="$work/massif.out" "$target/release/gatehouse" "\$@"
-SH
-chmod +x "$work/under-massif"
-export GATEHOUSE_BIN=$work/under-massif
+under_valgrind "$target/release/gatehouse" --tool=massif --vgdb=yes --threshold=0.1 --massif-out-file="$work/massif.out"
 make_cert; start_backend
 # Idle connections must outlive the run (gatehouse's default header_read_timeout is 15 s).
 BENCH_SERVER_EXTRA='header_read_timeout = "300s"' start_gatehouse

@@ -19,14 +19,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 n=${N:-2000} warm=${WARM:-200}
 real_bin=${GATEHOUSE_BIN:-$here/../target/release/gatehouse}
 [[ -n ${GATEHOUSE_BIN:-} ]] || (cd "$here/.." && cargo build --release --locked -q)
-# gateway.sh runs "$GATEHOUSE_BIN run -c …" (and "… hash-password" first, not measured).
-cat > "$work/under-callgrind" <<SH
-#!/usr/bin/env bash
-[[ \$1 == run ]] || exec "$real_bin" "\$@"
-exec valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out" "$real_bin" "\$@"
-SH
-chmod +x "$work/under-callgrind"
-export GATEHOUSE_BIN=$work/under-callgrind CPUS=${CPUS-0}
+under_valgrind "$real_bin" --tool=callgrind --callgrind-out-file="$work/callgrind.out"
+export CPUS=${CPUS-0}
 make_cert; start_backend; start_gatehouse
 requests() { # COUNT: signed-in GETs on one connection; fails unless every answer is 200
   if [[ -n ${H2:-} ]]; then # HTTP/2 (h2load): one connection, one stream at a time

@@ -1,7 +1,7 @@
-# Shared set-up for the scripts in this folder that measure outside the harness (basic.sh,
-# cluster-sync.sh, cpu-split.sh, full-table.sh, handshakes.sh, http2.sh, idle-memory.sh,
-# instructions.sh, signin-storm.sh). Source it; it starts nothing by itself. Everything
-# listens on 127.0.0.1 and is stopped when the script exits.
+# Shared set-up for the scripts in this folder that measure outside the harness (ab.sh,
+# basic.sh, cluster-sync.sh, cpu-split.sh, full-table.sh, handshakes.sh, http2.sh,
+# idle-heap.sh, idle-memory.sh, instructions.sh, signin-storm.sh). Source it; it starts
+# nothing by itself. Everything listens on 127.0.0.1 and is stopped when the script exits.
 #   CPUS      taskset list for the servers ("" = no pinning; default 0)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -46,6 +46,20 @@ remove_cgroups() { # once their processes have gone
   for dir in "${capped[@]}"; do
     for _ in $(seq 50); do rmdir "$dir" 2>/dev/null && break; sleep 0.1; done
   done
+}
+
+# under_valgrind BINARY VALGRIND_ARGS...: sets GATEHOUSE_BIN to a wrapper that runs
+# `BINARY run …` (the gateway, as gateway.sh starts it) under valgrind with those arguments,
+# and everything else (`hash-password`, not measured) as it is.
+under_valgrind() {
+  local bin=$1; shift
+  {
+    echo '#!/usr/bin/env bash'
+    printf '[[ $1 == run ]] || exec %q "$@"\n' "$bin"
+    printf 'exec valgrind'; printf ' %q' "$@"; printf ' %q "$@"\n' "$bin"
+  } > "$work/under-valgrind"
+  chmod +x "$work/under-valgrind"
+  export GATEHOUSE_BIN=$work/under-valgrind
 }
 
 # A throwaway ECDSA certificate for the names the scenarios use.

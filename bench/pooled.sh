@@ -21,20 +21,27 @@ for d in "${dirs[@]}"; do
   placement=$(grep -o 'PIN=[01]' "$d/env.txt" 2>/dev/null || echo PIN=?)
   # One line per round: table, placement, the four ratios.
   awk -F'\t' -v table="$(basename "$d")" -v placement="$placement" '
-    FNR == NR { for (i = 1; i <= NF; i++) col[$i] = i; next }
+    FNR == NR {
+      for (i = 1; i <= NF; i++) col[$i] = i
+      split("scenario run rps p99_us front_cpu_s requests", need, " ")
+      for (i in need) if (!(need[i] in col)) { print "pooled.sh: " FILENAME " has no column " need[i] > "/dev/stderr"; exit 1 }
+      next
+    }
     {
       s = $col["scenario"]; r = $col["run"]
       rps[s, r] = $col["rps"]; p99[s, r] = $col["p99_us"]
-      cpu[s, r] = $col["front_cpu_s"] / $col["requests"]; runs[r] = 1
+      cpu[s, r] = $col["requests"] > 0 ? $col["front_cpu_s"] / $col["requests"] : 0; runs[r] = 1
     }
     END {
       for (r in runs) {
         if (!(("gateway", r) in rps) || !(("nginx-tls", r) in rps) || !(("nginx-authreq", r) in rps)) continue
+        # A failed run (no requests, no latency) has nothing to compare.
+        if (rps["nginx-tls", r] <= 0 || rps["nginx-authreq", r] <= 0 || p99["nginx-tls", r] <= 0 || cpu["nginx-tls", r] <= 0) continue
         printf "%s %s %.4f %.4f %.4f %.4f\n", table, placement,
           rps["gateway", r] / rps["nginx-tls", r], rps["gateway", r] / rps["nginx-authreq", r],
           p99["gateway", r] / p99["nginx-tls", r], cpu["gateway", r] / cpu["nginx-tls", r]
       }
-    }' "$d/runs.tsv.header" "$d/runs.tsv"
+    }' "$d/runs.tsv.header" "$d/runs.tsv" || exit 1
 done | awk '
   function median(list,    n, a, i, j, t) {
     n = split(list, a, " ")
