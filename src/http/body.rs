@@ -13,6 +13,8 @@ pub enum Body {
     Full(Option<Bytes>),
     /// A backend's body; its connection returns to the pool at the end.
     Upstream(crate::proxy::UpstreamBody),
+    /// A backend's body read by the request's own task (`proxy/bare.rs`).
+    Bare(crate::proxy::BareBody),
 }
 
 impl Body {
@@ -41,15 +43,16 @@ impl From<&'static str> for Body {
 
 impl http_body::Body for Body {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
             Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Body::Upstream(s) => Pin::new(s).poll_frame(cx),
+            Body::Upstream(s) => Pin::new(s).poll_frame(cx).map_err(Into::into),
+            Body::Bare(s) => Pin::new(s).poll_frame(cx).map_err(Into::into),
         }
     }
 
@@ -57,6 +60,7 @@ impl http_body::Body for Body {
         match self {
             Body::Full(b) => b.is_none(),
             Body::Upstream(s) => s.is_end_stream(),
+            Body::Bare(s) => s.is_end_stream(),
         }
     }
 
@@ -65,6 +69,7 @@ impl http_body::Body for Body {
             Body::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Body::Full(None) => SizeHint::with_exact(0),
             Body::Upstream(s) => s.size_hint(),
+            Body::Bare(s) => s.size_hint(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! response timeouts mapped to 502/504, streaming bodies both ways, and WebSocket upgrades
 //! that become a tunnel only after the backend's own `101`.
 
+mod bare;
 mod echo;
 mod outgoing;
 mod pool;
@@ -21,6 +22,7 @@ use crate::http::error::HttpError;
 use crate::http::headers;
 use crate::http::timer::TimerSlot;
 
+pub use bare::{BareBody, Decoded, decode_in_reads};
 pub use outgoing::Outgoing;
 pub use pool::{UpstreamBody, UpstreamError, set_worker_index};
 pub use upgrade::is_websocket_upgrade;
@@ -78,6 +80,17 @@ impl Upstream {
                 max_body,
             } => (pool, *response_timeout, *max_body),
         };
+        if bare::suits(&req, upgrade) {
+            let (parts, _) = req.into_parts();
+            let (mut parts, body) = tokio::select! {
+                answer = bare::send(pool, &parts, &target, meter) => {
+                    answer.map_err(HttpError::BackendDown)?
+                }
+                () = response_timer.lend_for(timeout) => return Err(HttpError::BackendTimeout),
+            };
+            headers::scrub_response(&mut parts.headers);
+            return Ok(Response::from_parts(parts, Body::Bare(body)));
+        }
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         // Origin-form on the backend connection: exactly the authorised path and the query.
         *req.uri_mut() = Uri::from(target);

@@ -1,4 +1,6 @@
-//! Keep-alive connections to one backend, on hyper's HTTP/1.1 client connection.
+//! Keep-alive connections to one backend: requests without a body go over bare TCP
+//! connections read by the request's own task (`bare.rs`); requests with a body and
+//! WebSocket upgrades over hyper's HTTP/1.1 client connection, as below.
 //!
 //! Simpler than a general-purpose client pool, and cheaper per request (it showed in the
 //! profile): one backend per pool, a stack of idle senders behind a mutex, a connection
@@ -33,6 +35,10 @@ pub enum UpstreamError {
     ConnectTimeout { addr: String, timeout: Duration },
     #[error("the backend connection failed")]
     Http(#[from] hyper::Error),
+    #[error("the backend connection failed")]
+    Io(#[from] std::io::Error),
+    #[error("the backend's response is malformed: {0}")]
+    BadResponse(&'static str),
     /// A `101` the gateway did not ask for, or to another protocol than WebSocket: it is
     /// never turned into a tunnel.
     #[error("the backend switched protocols without a WebSocket upgrade being asked for")]
@@ -60,6 +66,8 @@ pub struct Pool {
     /// Idle connections, one stack per worker thread: a backend connection is driven by a
     /// task on the thread that opened it, so reusing it there avoids cross-thread wake-ups.
     idle: Box<[Mutex<Vec<SendRequest<Outgoing>>>]>,
+    /// Idle connections for requests without a body (`bare.rs`), per worker thread too.
+    bare: Box<[Mutex<Vec<super::bare::Conn>>]>,
 }
 
 /// Stacks per pool; worker indexes wrap around beyond it.
@@ -74,9 +82,14 @@ pub fn set_worker_index(index: usize) {
     WORKER_INDEX.with(|w| w.set(index));
 }
 
+/// This worker thread's stack of idle connections.
+fn stack_of_this_worker<T>(stacks: &[Mutex<Vec<T>>]) -> std::sync::MutexGuard<'_, Vec<T>> {
+    let index = WORKER_INDEX.with(|w| w.get()) % stacks.len();
+    stacks[index].lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn idle_stack(pool: &Pool) -> std::sync::MutexGuard<'_, Vec<SendRequest<Outgoing>>> {
-    let index = WORKER_INDEX.with(|w| w.get()) % pool.idle.len();
-    pool.idle[index].lock().unwrap_or_else(|p| p.into_inner())
+    stack_of_this_worker(&pool.idle)
 }
 
 /// A connection lent to one request; goes back to its pool with [`Lease::give_back`].
@@ -101,11 +114,33 @@ impl Lease {
 impl Pool {
     pub fn new(addr: String, connect_timeout: Duration) -> Arc<Pool> {
         let idle = (0..STACKS).map(|_| Mutex::new(Vec::new())).collect();
+        let bare = (0..STACKS).map(|_| Mutex::new(Vec::new())).collect();
         Arc::new(Pool {
             addr,
             connect_timeout,
             idle,
+            bare,
         })
+    }
+
+    /// An idle connection for a request without a body (`bare.rs`), if one is left that
+    /// the backend has neither closed nor written to since.
+    pub fn take_bare(&self) -> Option<super::bare::Conn> {
+        let mut idle = stack_of_this_worker(&self.bare);
+        while let Some(conn) = idle.pop() {
+            if conn.still_idle() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Keep a connection whose response was read to its end, for the next such request.
+    pub fn give_back_bare(&self, conn: super::bare::Conn) {
+        let mut idle = stack_of_this_worker(&self.bare);
+        if idle.len() < MAX_IDLE {
+            idle.push(conn);
+        }
     }
 
     fn take_idle(&self) -> Option<SendRequest<Outgoing>> {
@@ -118,7 +153,7 @@ impl Pool {
         None
     }
 
-    async fn connect(&self) -> Result<SendRequest<Outgoing>, UpstreamError> {
+    pub async fn connect_tcp(&self) -> Result<TcpStream, UpstreamError> {
         let tcp = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.addr))
             .await
         {
@@ -137,6 +172,11 @@ impl Pool {
             Ok(Ok(tcp)) => tcp,
         };
         let _ = tcp.set_nodelay(true);
+        Ok(tcp)
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Outgoing>, UpstreamError> {
+        let tcp = self.connect_tcp().await?;
         let (sender, conn) = http1::Builder::new().handshake(TokioIo::new(tcp)).await?;
         tokio::spawn(async move {
             if let Err(e) = conn.with_upgrades().await {
