@@ -322,7 +322,7 @@ impl Framing {
 
 /// Where a chunked body's decoder stands.
 enum Chunked {
-    /// Reading a chunk-size line; the size so far.
+    /// Reading a chunk-size line.
     Size,
     /// Inside a chunk, with this many data bytes left.
     Data(u64),
