@@ -166,19 +166,8 @@ async fn exchange(
     loop {
         if !conn.buf.is_empty() {
             received = true;
-            if let Some((parts, framing, keep_alive)) = parse_head(&mut conn.buf, is_head)? {
-                if parts.status == StatusCode::SWITCHING_PROTOCOLS {
-                    // Nothing after it is HTTP, and no upgrade was asked for on this path.
-                    return Err(Failed::Other(UpstreamError::UnaskedUpgrade));
-                }
-                if parts.status.is_informational() {
-                    // `100 Continue`, `103 Early Hints`: the real answer follows.
-                    continue;
-                }
+            if let Some((parts, framing, keep_alive)) = final_head(&mut conn.buf, is_head)? {
                 return Ok((parts, conn, framing, keep_alive));
-            }
-            if conn.buf.len() > MAX_HEAD {
-                return Err(Failed::Other(UpstreamError::BadResponse("head too large")));
             }
         }
         conn.buf.reserve(READ_SPACE);
@@ -192,6 +181,28 @@ async fn exchange(
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// The final response head at the front of `buf`, interim `1xx` heads before it skipped;
+/// `None` while it is not all there.
+fn final_head(
+    buf: &mut BytesMut,
+    is_head: bool,
+) -> Result<Option<(response::Parts, Framing, bool)>, Failed> {
+    while let Some(head) = parse_head(buf, is_head)? {
+        if head.0.status == StatusCode::SWITCHING_PROTOCOLS {
+            // Nothing after it is HTTP, and no upgrade was asked for on this path.
+            return Err(Failed::Other(UpstreamError::UnaskedUpgrade));
+        }
+        if !head.0.status.is_informational() {
+            return Ok(Some(head));
+        }
+        // `100 Continue`, `103 Early Hints`: the real answer follows.
+    }
+    if buf.len() > MAX_HEAD {
+        return Err(Failed::Other(UpstreamError::BadResponse("head too large")));
+    }
+    Ok(None)
 }
 
 /// Parse one response head from the front of `buf`; `None` if it is not all there yet.
@@ -221,7 +232,12 @@ fn parse_head(
         .iter()
         .map(|h| {
             let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| bad("header name"))?;
-            let from = h.value.as_ptr() as usize - start;
+            // httparse's values are slices of `buf`; if one were not, refuse the head
+            // rather than slice out of bounds.
+            let from = (h.value.as_ptr() as usize)
+                .checked_sub(start)
+                .filter(|from| from + h.value.len() <= len)
+                .ok_or_else(|| bad("header value"))?;
             Ok((name, from..from + h.value.len()))
         })
         .collect::<Result<_, Failed>>()?;
@@ -373,63 +389,80 @@ impl BareBody {
     }
 
     fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
-        let eof = || io::Error::new(io::ErrorKind::UnexpectedEof, "backend closed mid-body");
         loop {
             let Some(conn) = self.conn.as_mut() else {
                 return Poll::Ready(None);
             };
-            match &mut self.framing {
-                Framing::Done => return Poll::Ready(None),
-                Framing::Length(0) => {
-                    self.end();
-                    return Poll::Ready(None);
+            match body_step(&mut self.framing, &mut conn.buf) {
+                Err(what) => {
+                    return Poll::Ready(Some(Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        what,
+                    ))));
                 }
-                Framing::Length(left) => {
-                    if conn.buf.is_empty() && ready!(Self::poll_fill(conn, cx, *left))? == 0 {
-                        return Poll::Ready(Some(Err(eof())));
-                    }
-                    let n = conn
-                        .buf
-                        .len()
-                        .min(usize::try_from(*left).unwrap_or(usize::MAX));
-                    *left -= n as u64;
-                    let data = conn.buf.split_to(n).freeze();
-                    if *left == 0 {
+                Ok(Next::Data(data)) => {
+                    if self.framing.is_done() {
+                        // The last bytes of a length: the connection can go back now.
                         self.end();
                     }
                     return Poll::Ready(Some(Ok(data)));
                 }
-                Framing::UntilClose => {
-                    if conn.buf.is_empty()
-                        && ready!(Self::poll_fill(conn, cx, MAX_READ as u64))? == 0
-                    {
+                Ok(Next::End) => {
+                    self.end();
+                    return Poll::Ready(None);
+                }
+                Ok(Next::NeedMore) => {
+                    let want = match self.framing {
+                        Framing::Length(left) => left,
+                        _ => MAX_READ as u64,
+                    };
+                    if ready!(Self::poll_fill(conn, cx, want))? > 0 {
+                        continue;
+                    }
+                    if matches!(self.framing, Framing::UntilClose) {
+                        // The close is this body's end; the connection is not reused.
                         self.framing = Framing::Done;
                         self.conn = None;
                         return Poll::Ready(None);
                     }
-                    return Poll::Ready(Some(Ok(conn.buf.split().freeze())));
+                    return Poll::Ready(Some(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "backend closed mid-body",
+                    ))));
                 }
-                Framing::Chunked(state) => match chunked_step(state, &mut conn.buf) {
-                    Err(what) => {
-                        return Poll::Ready(Some(Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            what,
-                        ))));
-                    }
-                    Ok(Step::Data(data)) => return Poll::Ready(Some(Ok(data))),
-                    Ok(Step::End) => {
-                        self.end();
-                        return Poll::Ready(None);
-                    }
-                    Ok(Step::Again) => {}
-                    Ok(Step::NeedMore) => {
-                        if ready!(Self::poll_fill(conn, cx, MAX_READ as u64))? == 0 {
-                            return Poll::Ready(Some(Err(eof())));
-                        }
-                    }
-                },
             }
         }
+    }
+}
+
+/// What the buffered bytes give next, for a body being read.
+enum Next {
+    Data(Bytes),
+    /// Nothing more until the backend sends more (or closes).
+    NeedMore,
+    End,
+}
+
+/// The socket-free part of reading a body: what `buf` yields next under `framing`. Shared
+/// by [`BareBody`] and [`decode_in_reads`], so the fuzz target tests the code that runs.
+fn body_step(framing: &mut Framing, buf: &mut BytesMut) -> Result<Next, &'static str> {
+    match framing {
+        Framing::Done | Framing::Length(0) => Ok(Next::End),
+        Framing::Chunked(state) => loop {
+            match chunked_step(state, buf)? {
+                Step::Again => {}
+                Step::Data(data) => return Ok(Next::Data(data)),
+                Step::NeedMore => return Ok(Next::NeedMore),
+                Step::End => return Ok(Next::End),
+            }
+        },
+        _ if buf.is_empty() => Ok(Next::NeedMore),
+        Framing::Length(left) => {
+            let n = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+            *left -= n as u64;
+            Ok(Next::Data(buf.split_to(n).freeze()))
+        }
+        Framing::UntilClose => Ok(Next::Data(buf.split().freeze())),
     }
 }
 
@@ -567,15 +600,11 @@ pub fn decode_in_reads(
         });
     let mut buf = BytesMut::new();
     let (parts, mut framing, reusable) = loop {
-        match parse_head(&mut buf, is_head) {
+        match final_head(&mut buf, is_head) {
             Err(Failed::Other(UpstreamError::BadResponse(what))) => return Err(what),
+            Err(Failed::Other(UpstreamError::UnaskedUpgrade)) => return Err("switching protocols"),
             Err(_) => return Err("other"),
-            Ok(Some((parts, _, _))) if parts.status == StatusCode::SWITCHING_PROTOCOLS => {
-                return Err("switching protocols");
-            }
-            Ok(Some((parts, _, _))) if parts.status.is_informational() => {}
             Ok(Some(head)) => break head,
-            Ok(None) if buf.len() > MAX_HEAD => return Err("head too large"),
             Ok(None) => match reads.next() {
                 Some(read) => buf.extend_from_slice(read),
                 None => return Ok(None),
@@ -584,25 +613,10 @@ pub fn decode_in_reads(
     };
     let mut body = Vec::new();
     loop {
-        match &mut framing {
-            Framing::Length(0) | Framing::Done => break,
-            Framing::Length(left) if !buf.is_empty() => {
-                let n = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
-                *left -= n as u64;
-                body.extend_from_slice(&buf.split_to(n));
-                continue;
-            }
-            Framing::UntilClose if !buf.is_empty() => body.extend_from_slice(&buf.split()),
-            Framing::Chunked(state) => match chunked_step(state, &mut buf)? {
-                Step::Data(data) => body.extend_from_slice(&data),
-                Step::Again => {}
-                Step::End => break,
-                Step::NeedMore => match reads.next() {
-                    Some(read) => buf.extend_from_slice(read),
-                    None => return Ok(None),
-                },
-            },
-            _ => match reads.next() {
+        match body_step(&mut framing, &mut buf)? {
+            Next::Data(data) => body.extend_from_slice(&data),
+            Next::End => break,
+            Next::NeedMore => match reads.next() {
                 Some(read) => buf.extend_from_slice(read),
                 None if matches!(framing, Framing::UntilClose) => break,
                 None => return Ok(None),
@@ -781,6 +795,22 @@ mod tests {
                 String::from_utf8_lossy(wire)
             );
         }
+    }
+
+    #[test]
+    fn header_values_are_kept_exactly_empty_ones_too() {
+        let mut buf = BytesMut::from(
+            &b"HTTP/1.1 200 OK\r\nX-Empty:\r\nX-Blank:   \r\nContent-Length: 2\r\nX-Last: v w\r\n\r\nok"[..],
+        );
+        let Ok(Some((parts, _, keep_alive))) = parse_head(&mut buf, false) else {
+            panic!("a good head");
+        };
+        assert!(keep_alive);
+        assert_eq!(parts.headers["x-empty"], "");
+        assert_eq!(parts.headers["x-blank"], "");
+        assert_eq!(parts.headers["content-length"], "2");
+        assert_eq!(parts.headers["x-last"], "v w");
+        assert_eq!(&buf[..], b"ok", "the body is left in the buffer");
     }
 
     #[test]
