@@ -78,7 +78,7 @@ impl Gate {
                 .mac(&[b"basic", site.config.id.0.as_bytes(), c.raw]),
         );
         if let Some(entry) = self.table.get(&key)
-            && entry.site == site.index
+            && entry.site() == site.index
         {
             return Ok(entry);
         }

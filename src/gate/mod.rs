@@ -168,7 +168,7 @@ impl Gate {
         };
         if let Some(entry) = self.table.get(&key) {
             // A cookie admits to the site it was handed to, nowhere else.
-            return Ok((entry.site == site.index).then_some(entry));
+            return Ok((entry.site() == site.index).then_some(entry));
         }
         match self.central.check(key, &site.config.id).await {
             Ok(Some(admission)) => {

@@ -13,7 +13,7 @@
 //! bookkeeping cost about 570 bytes of memory per entry and its cache misses 14 % of the CPU
 //! per request with a million entries).
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -29,10 +29,12 @@ use crate::crypto::ids::KeyedIdHashBuilder;
 /// hot path only clones them (a reference-count bump).
 ///
 /// `repr(C)`, fields in the order a request touches them: with a million entries, each
-/// cache line of an entry a request reads is a likely miss, so what every lookup needs
-/// comes first (with the reference count just before it, in the `Arc`: 64 bytes), then
-/// what every proxied request needs (the next 64), and what only a request body, a derived
-/// site or a revocation reads comes last.
+/// cache line of an entry a request reads is a likely miss. With the `Arc`'s two counts
+/// before it, an entry takes 128 bytes, and mimalloc starts its 128-byte blocks on a cache
+/// line: what every lookup and every proxied request reads (counts, used mark, level, site,
+/// request counter, life, bytes out) is one line, the user's name the start of the second,
+/// and what only a request body, a derived site or a revocation reads comes last. (At 144
+/// bytes, half the entries began mid-line and a request read three lines of them.)
 #[derive(Debug)]
 #[repr(C)]
 pub struct Entry {
@@ -40,15 +42,16 @@ pub struct Entry {
     used: AtomicBool,
     pub level: Level,
     /// Index of the site this entry admits to; a cookie is good for its own site only.
-    pub site: usize,
-    /// How long the entry lives after its last use (read by every lookup, to renew).
-    ttl: Duration,
-    /// The session's absolute end (likewise).
-    deadline: Instant,
+    site: u32,
     /// Traffic since the last sync (SPEC §6 usage), taken by [`Table::take_used`]. Relaxed
     /// atomics: one uncontended add per request or body frame, no lock, no allocation.
     /// Requests fit 32 bits: no entry sees four billion requests between two syncs.
     requests: AtomicU32,
+    /// How long the entry lives after its last use, in milliseconds (read by every lookup,
+    /// to renew; milliseconds are the table's clock).
+    ttl_ms: u64,
+    /// The session's absolute end (likewise).
+    deadline: Instant,
     bytes_out: AtomicU64,
     user: Name,
     /// The account's name when it is not the user's (most accounts are named after their
@@ -85,12 +88,13 @@ impl Entry {
             Some(Box::new(Name::new(&a.account)?))
         };
         Some(Entry {
-            site,
+            // Sites are counted in a config file: far fewer than four billion.
+            site: u32::try_from(site).ok()?,
             level: a.level,
             user,
             own_account,
             backend_authorization,
-            ttl,
+            ttl_ms: millis(ttl),
             deadline: now + a.remaining,
             // The portal touched the session as it admitted it; the first use is news.
             used: AtomicBool::new(false),
@@ -162,8 +166,17 @@ impl Entry {
         HeaderValue::from_bytes(account.as_bytes()).ok()
     }
 
+    /// Index of the site this entry admits to.
+    pub fn site(&self) -> usize {
+        self.site as usize
+    }
+
+    fn ttl(&self) -> Duration {
+        Duration::from_millis(self.ttl_ms)
+    }
+
     fn life_from(&self, now: Instant) -> Duration {
-        self.ttl.min(self.deadline.saturating_duration_since(now))
+        self.ttl().min(self.deadline.saturating_duration_since(now))
     }
 
     /// The same entry for a user who chose another idle timeout (SPEC §6): it then lives
@@ -177,7 +190,7 @@ impl Entry {
             user: self.user.clone(),
             own_account: self.own_account.clone(),
             backend_authorization: self.backend_authorization.clone(),
-            ttl: entry_ttl(idle_timeout, remaining, cache_margin),
+            ttl_ms: millis(entry_ttl(idle_timeout, remaining, cache_margin)),
             deadline: self.deadline,
             used: AtomicBool::new(false),
             // Traffic so far stays on the old entry, which the used list (or a body in
@@ -279,16 +292,46 @@ const SHARDS: usize = 64;
 /// Shards swept by each [`Table::sweep_some`] (each sync): all of them every 16 syncs.
 const SWEPT_PER_CALL: usize = SHARDS / 16;
 
-/// An entry in its shard, with its expiry beside it: a lookup of an expired entry and a
-/// sweep read the map's own memory, not each entry's.
+/// An entry in its shard, with its key and its expiry beside it: a lookup of an expired
+/// entry and a sweep read the map's own memory, not each entry's.
+///
+/// The shard is a set of slots, found by their key (`Borrow<IdHash>`), rather than a map
+/// from key to slot: a map's bucket is the pair, which a cache-line alignment of the slot
+/// alone would spread over two lines. Aligned to a cache line, a bucket of key, expiry and
+/// entry is one line; at 48 bytes, half of them straddled two, and with a full table each
+/// line is a likely miss.
+#[repr(align(64))]
 struct Slot {
+    key: IdHash,
     entry: Arc<Entry>,
     /// When the entry expires, in milliseconds of the table's clock ([`Table::now_ms`]);
     /// renewed by use.
     expires: AtomicU64,
 }
 
-type Map = HashMap<IdHash, Slot, KeyedIdHashBuilder>;
+/// A slot is its key, as far as the set is concerned: hashed and compared as the key alone
+/// (what `Borrow` requires).
+impl std::hash::Hash for Slot {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key.hash(state);
+    }
+}
+
+impl PartialEq for Slot {
+    fn eq(&self, other: &Slot) -> bool {
+        self.key == other.key
+    }
+}
+
+impl Eq for Slot {}
+
+impl std::borrow::Borrow<IdHash> for Slot {
+    fn borrow(&self) -> &IdHash {
+        &self.key
+    }
+}
+
+type Map = HashSet<Slot, KeyedIdHashBuilder>;
 type Shard = RwLock<Map>;
 
 #[derive(Clone)]
@@ -314,7 +357,7 @@ impl Table {
     pub fn new(capacity: u64) -> Self {
         let hasher = KeyedIdHashBuilder::default();
         let shards = (0..SHARDS)
-            .map(|_| RwLock::new(HashMap::with_hasher(hasher.clone())))
+            .map(|_| RwLock::new(HashSet::with_hasher(hasher.clone())))
             .collect();
         Table {
             shards,
@@ -428,14 +471,14 @@ impl Table {
         if revoked_at(&key).is_some_and(|at| entry.seq < at) {
             return None;
         }
-        if map.len() >= self.shard_capacity && !map.contains_key(&key) {
+        if map.len() >= self.shard_capacity && !map.contains(&key) {
             // Of a few entries, the expired ones, or else the one that would expire first:
             // a bounded cost per admission however full the shard (the sweeps take the
             // other expired entries).
             let sample: Vec<(IdHash, u64)> = map
                 .iter()
                 .take(16)
-                .map(|(k, slot)| (*k, slot.expires.load(Ordering::Relaxed)))
+                .map(|slot| (slot.key, slot.expires.load(Ordering::Relaxed)))
                 .collect();
             let expired: Vec<IdHash> = sample
                 .iter()
@@ -444,16 +487,21 @@ impl Table {
                 .collect();
             let soonest = sample.iter().min_by_key(|(_, expires)| *expires);
             match (expired.is_empty(), soonest) {
-                (false, _) => expired.iter().for_each(|k| drop(map.remove(k))),
-                (true, Some((k, _))) => drop(map.remove(k)),
+                (false, _) => expired.iter().for_each(|k| {
+                    map.remove(k);
+                }),
+                (true, Some((k, _))) => {
+                    map.remove(k);
+                }
                 (true, None) => {}
             }
         }
-        let slot = Slot {
+        // `replace`, not `insert`: a set keeps the slot it has under an equal key.
+        map.replace(Slot {
+            key,
             entry: entry.clone(),
             expires,
-        };
-        map.insert(key, slot);
+        });
         Some(entry)
     }
 
@@ -487,13 +535,14 @@ impl Table {
             map.remove(key);
             return;
         }
-        if let Some(slot) = map.get_mut(key) {
+        if let Some(slot) = map.get(key) {
             let entry = slot.entry.with_idle_timeout(idle_timeout, cache_margin);
             let life = millis(entry.life_from(now));
-            *slot = Slot {
+            map.replace(Slot {
+                key: *key,
                 entry: Arc::new(entry),
                 expires: AtomicU64::new(now_ms.saturating_add(life)),
-            };
+            });
         }
     }
 
@@ -515,7 +564,7 @@ impl Table {
     fn sweep(&self, shard: &Shard) {
         let (_, now_ms) = self.now_ms();
         let mut map = Self::write(shard);
-        map.retain(|_, slot| slot.expires.load(Ordering::Relaxed) > now_ms);
+        map.retain(|slot| slot.expires.load(Ordering::Relaxed) > now_ms);
         // After a burst of sign-ins has expired, give back what the map no longer needs.
         if map.capacity() > 4 * map.len().max(64) {
             map.shrink_to_fit();
@@ -581,7 +630,7 @@ impl Table {
             .iter()
             .map(|s| {
                 Self::read(s)
-                    .values()
+                    .iter()
                     .filter(|slot| slot.expires.load(Ordering::Relaxed) > now_ms)
                     .count() as u64
             })
@@ -680,14 +729,14 @@ mod tests {
     #[test]
     fn entry_lifetime() {
         let e = Entry::new(0, &admission(900, 3600), Duration::from_secs(60)).unwrap();
-        assert_eq!(e.ttl, Duration::from_secs(840));
+        assert_eq!(e.ttl(), Duration::from_secs(840));
         let now = Instant::now();
         assert!(e.life_from(now) <= Duration::from_secs(840));
         let e = Entry::new(0, &admission(900, 100), Duration::from_secs(60)).unwrap();
         assert!(e.life_from(Instant::now()) <= Duration::from_secs(100));
         let e = Entry::new(0, &admission(0, 500), Duration::from_secs(60)).unwrap();
         assert_eq!(
-            e.ttl,
+            e.ttl(),
             Duration::from_secs(500),
             "no idle limit: the absolute end rules"
         );
@@ -726,17 +775,24 @@ mod tests {
         assert!(t.get(&long).is_some());
     }
 
-    /// What every lookup reads of an entry fits the first 64 bytes of its allocation (after
-    /// the `Arc`'s two counts), and what every proxied request reads the first 128.
+    /// What every lookup and every proxied request reads of an entry fits the first 64
+    /// bytes of its allocation (after the `Arc`'s two counts), its user's name the next 64;
+    /// the allocation is 128 bytes, a size mimalloc places on a cache line (the binary's
+    /// allocator; these tests run on the system's); a map bucket is one line.
     #[test]
     fn fields_every_request_reads_come_first() {
         use std::mem::{offset_of, size_of};
         let counts = 2 * size_of::<usize>();
-        assert!(counts + offset_of!(Entry, deadline) + size_of::<Instant>() <= 64);
-        assert!(counts + offset_of!(Entry, own_account) + size_of::<usize>() <= 128);
-        assert!(offset_of!(Entry, requests) < offset_of!(Entry, own_account));
-        assert!(offset_of!(Entry, bytes_out) < offset_of!(Entry, own_account));
-        assert!(offset_of!(Entry, user) < offset_of!(Entry, own_account));
+        assert_eq!(counts + size_of::<Entry>(), 128);
+        for end in [
+            offset_of!(Entry, deadline) + size_of::<Instant>(),
+            offset_of!(Entry, requests) + size_of::<u32>(),
+            offset_of!(Entry, bytes_out) + size_of::<u64>(),
+        ] {
+            assert!(counts + end <= 64);
+        }
+        assert!(counts + offset_of!(Entry, user) + size_of::<Name>() <= 128);
+        assert_eq!(size_of::<Slot>(), 64);
     }
 
     /// Names of every length, kept inline or not, come back whole, as text and as each
@@ -882,7 +938,7 @@ mod tests {
         t.insert(k, Entry::new(0, &admission(900, 3600), margin).unwrap());
         t.set_idle_timeout(&k, Duration::from_millis(1200), margin);
         let e = t.peek(&k).expect("kept, not revoked");
-        assert_eq!(e.ttl, Duration::from_millis(200));
+        assert_eq!(e.ttl(), Duration::from_millis(200));
         assert_eq!(e.user(), "alice");
         std::thread::sleep(Duration::from_millis(350));
         assert!(t.get(&k).is_none(), "expired on the new schedule");
