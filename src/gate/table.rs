@@ -70,7 +70,8 @@ pub struct Entry {
 
 impl Entry {
     /// Build an entry; `None` when the user or account cannot be a header value (or, with a
-    /// site password, cannot be put in a Basic credential).
+    /// site password, cannot be put in a Basic credential, or the site index does not fit
+    /// 32 bits, which no config can make): the client is then unknown here, never admitted.
     pub fn new(site: usize, a: &Admission, cache_margin: Duration) -> Option<Entry> {
         let backend_authorization = match &a.site_password {
             Some(sp) => Some(Box::new(crate::crypto::derived::basic_authorization(
