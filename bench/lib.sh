@@ -19,6 +19,11 @@ on_servers() { if [[ -n ${CPUS-0} ]]; then taskset -c "${CPUS-0}" "$@"; else "$@
 # utime+stime of a process, in clock ticks.
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 
+# "ALL STEAL": clock ticks of all CPUs so far, and of them the hypervisor's steal.
+# steal_pct BEFORE AFTER: the steal's share in percent between two such readings.
+cpu_ticks() { awk '$1 == "cpu" { t = 0; for (i = 2; i <= 9; i++) t += $i; print t, $9 }' /proc/stat; }
+steal_pct() { echo "$1 $2" | awk '{ printf "%.1f", ($3 - $1 > 0) ? 100 * ($4 - $2) / ($3 - $1) : 0 }'; }
+
 # cap_cpu PID NAME: PID (all its threads) may use only $CAP % of one core, in 20 ms
 # periods, through a cgroup of its own (v1 "cpu" controller, or v2 "cpu.max"; root only).
 # For client-bound scenarios: a capped server, not the client, sets the rate, and the

@@ -13,11 +13,16 @@ import time
 from urllib.parse import urlencode
 
 
+# One TLS context for every connection: making one loads the system's CA store, about 40 ms
+# of this client's CPU, which made a context per request the storm's own bottleneck (about
+# 8 attempts a second from 100 clients, and core 1 taken from wrk) instead of the portal.
+TLS = ssl.create_default_context()
+TLS.check_hostname = False
+TLS.verify_mode = ssl.CERT_NONE
+
+
 async def request(port, raw):
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx, server_hostname="auth.localhost")
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=TLS, server_hostname="auth.localhost")
     writer.write(raw)
     await writer.drain()
     data = await reader.read()
