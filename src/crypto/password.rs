@@ -1,13 +1,12 @@
 //! Passwords: argon2id hashing, and verification off the async reactor with bounded
 //! concurrency so that a flood of sign-ins cannot starve proxied traffic.
 
-use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::sync::Arc;
 
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
 /// Longest password accepted; longer input is refused before any hashing (cheap DoS guard).
@@ -53,49 +52,19 @@ pub fn needs_rehash(stored: &str) -> bool {
     !stored.starts_with("$argon2id$")
 }
 
-/// Runs password verifications and hashing (argon2id, and imported htpasswd hashes alike)
-/// on threads of its own, at most `limit` at a time.
-///
-/// The threads run at a lower CPU priority than the rest of the process (nice
-/// [`PASSWORD_NICE`]): where the gateway is short of CPU, proxied requests come first and a
-/// flood of sign-ins slows the sign-ins, not the sites; where CPU is free a hash runs at
-/// full speed. A slot is held until its hash has finished, not until its caller stops
-/// waiting: a client that posts a password and hangs up does not free a slot for another
-/// hash while its own still runs.
+/// Runs password verifications (argon2id, and imported htpasswd hashes alike) on tokio's
+/// blocking pool, at most `limit` at a time.
 #[derive(Clone)]
 pub struct Verifier {
     permits: Arc<Semaphore>,
-    jobs: mpsc::Sender<Job>,
     /// Hash checked when the user does not exist, so unknown users cost the same time.
     decoy: Arc<str>,
 }
 
-type Job = Box<dyn FnOnce() + Send>;
-
-/// The password threads' nice value (0 is the process's; 19 the lowest priority). At 10
-/// the kernel gives such a thread about a tenth of the share of a thread at 0 when both
-/// want the same CPU.
-pub const PASSWORD_NICE: i32 = 10;
-
 impl Verifier {
     pub fn new(limit: usize) -> Self {
-        let limit = limit.max(1);
-        let (jobs, queue) = mpsc::channel::<Job>();
-        let queue = Arc::new(Mutex::new(queue));
-        for _ in 0..limit {
-            let queue = queue.clone();
-            let spawned = std::thread::Builder::new()
-                .name("gatehouse-password".into())
-                .spawn(move || password_thread(&queue));
-            if let Err(e) = spawned {
-                // Fewer threads only means fewer hashes at once; with none at all every
-                // check fails (a closed door, not an open one) and says so.
-                tracing::error!(error = %e, "could not start a password thread");
-            }
-        }
         Verifier {
-            permits: Arc::new(Semaphore::new(limit)),
-            jobs,
+            permits: Arc::new(Semaphore::new(limit.max(1))),
             decoy: hash("decoy password").into(),
         }
     }
@@ -104,67 +73,31 @@ impl Verifier {
     /// An imported htpasswd hash is also followed by the decoy: apr1 or a cheap bcrypt
     /// would otherwise answer faster than argon2id and tell which users were imported.
     pub async fn verify(&self, phc: Option<String>, password: Zeroizing<String>) -> bool {
+        let Ok(_permit) = self.permits.acquire().await else {
+            return false;
+        };
         let known = phc.is_some();
         let legacy = phc.as_deref().is_some_and(needs_rehash);
         let phc = phc.unwrap_or_else(|| self.decoy.to_string());
         let decoy = self.decoy.clone();
-        let ok = self
-            .run(move || {
-                let ok = verify_blocking(&phc, &password);
-                if legacy {
-                    let _ = verify_blocking(&decoy, &password);
-                }
-                ok
-            })
-            .await
-            .unwrap_or(false);
+        let ok = tokio::task::spawn_blocking(move || {
+            let ok = verify_blocking(&phc, &password);
+            if legacy {
+                let _ = verify_blocking(&decoy, &password);
+            }
+            ok
+        })
+        .await
+        .unwrap_or(false);
         ok && known
     }
 
-    /// Hash a new password on the password threads, under the same limit.
+    /// Hash a new password on the blocking pool, under the same limit.
     pub async fn hash(&self, password: Zeroizing<String>) -> Option<String> {
-        self.run(move || hash(&password)).await
-    }
-
-    /// Run `work` on a password thread once a slot is free; `None` if it could not run
-    /// (no thread, or it panicked).
-    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-        let slot = self.permits.clone().acquire_owned().await.ok()?;
-        let (answer, answered) = oneshot::channel();
-        let job: Job = Box::new(move || {
-            let _ = answer.send(work());
-            drop(slot);
-        });
-        self.jobs.send(job).ok()?;
-        answered.await.ok()
-    }
-}
-
-/// One password thread: lower its priority, then run jobs until the [`Verifier`] is gone.
-fn password_thread(queue: &Mutex<mpsc::Receiver<Job>>) {
-    lower_priority();
-    loop {
-        let job = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
-        let Ok(job) = job else { return };
-        // A panic fails this check (its caller sees no answer and denies) and keeps the
-        // thread for the next one.
-        if std::panic::catch_unwind(AssertUnwindSafe(job)).is_err() {
-            tracing::error!("a password check panicked; refused");
-        }
-    }
-}
-
-/// Give the calling thread the nice value [`PASSWORD_NICE`]. On Linux the nice value is a
-/// thread's own (the thread's id names it), so the rest of the process keeps its
-/// priority. Raising it needs no privilege; if it fails anyway the thread runs at the
-/// process's priority, and says so.
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        let this_thread = rustix::thread::gettid();
-        if let Err(e) = rustix::process::setpriority_process(Some(this_thread), PASSWORD_NICE) {
-            tracing::warn!(error = %e, "could not lower the password threads' priority");
-        }
+        let _permit = self.permits.acquire().await.ok()?;
+        tokio::task::spawn_blocking(move || hash(&password))
+            .await
+            .ok()
     }
 }
 
@@ -190,65 +123,6 @@ mod tests {
         assert!(!verify_blocking(&hash(&long), &long));
         let longest = "y".repeat(MAX_PASSWORD_BYTES);
         assert!(verify_blocking(&hash(&longest), &longest));
-    }
-
-    /// The work runs on a password thread, at the lower priority, and the rest of the
-    /// process (this test's thread) keeps its own.
-    #[cfg(target_os = "linux")]
-    #[tokio::test]
-    async fn password_threads_run_at_lower_priority() {
-        let nice = || rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap();
-        let here = nice();
-        let v = Verifier::new(2);
-        let (name, nice_there) = v
-            .run(move || (std::thread::current().name().map(str::to_owned), nice()))
-            .await
-            .unwrap();
-        assert_eq!(name.as_deref(), Some("gatehouse-password"));
-        assert_eq!(nice_there, PASSWORD_NICE.max(here));
-        assert_eq!(nice(), here);
-    }
-
-    /// A caller that stops waiting does not free its slot while its hash still runs: with
-    /// one slot, the next check waits until the abandoned one has finished.
-    #[tokio::test]
-    async fn abandoned_check_keeps_its_slot() {
-        let v = Verifier::new(1);
-        let (release, released) = std::sync::mpsc::channel::<()>();
-        let (started, has_started) = tokio::sync::oneshot::channel();
-        let abandoned = tokio::spawn({
-            let v = v.clone();
-            async move {
-                v.run(move || {
-                    let _ = started.send(());
-                    let _ = released.recv();
-                })
-                .await
-            }
-        });
-        has_started.await.unwrap();
-        abandoned.abort();
-        assert!(abandoned.await.unwrap_err().is_cancelled());
-        let free = v.permits.available_permits();
-        assert_eq!(free, 0, "slot freed while its work still runs");
-        let next = tokio::spawn({
-            let v = v.clone();
-            async move { v.run(|| 7).await }
-        });
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        let ran_beside = next.is_finished();
-        assert!(!ran_beside, "two checks ran at once on one slot");
-        release.send(()).unwrap();
-        assert_eq!(next.await.unwrap(), Some(7));
-        assert_eq!(v.permits.available_permits(), 1);
-    }
-
-    /// A panic in a check is a refusal, and the thread stays for the next check.
-    #[tokio::test]
-    async fn panicking_check_refuses_and_keeps_the_thread() {
-        let v = Verifier::new(1);
-        assert_eq!(v.run(|| -> bool { panic!("test panic") }).await, None);
-        assert_eq!(v.run(|| true).await, Some(true));
     }
 
     /// Unknown users never verify, even with the decoy's password.
