@@ -53,7 +53,9 @@ pub fn needs_rehash(stored: &str) -> bool {
 }
 
 /// Runs password verifications (argon2id, and imported htpasswd hashes alike) on tokio's
-/// blocking pool, at most `limit` at a time.
+/// blocking pool, at most `limit` at a time. A slot is held until its hash has finished,
+/// not until its caller stops waiting: a client that posts a password and hangs up does not
+/// free a slot for another hash while its own still runs on the pool.
 #[derive(Clone)]
 pub struct Verifier {
     permits: Arc<Semaphore>,
@@ -73,31 +75,39 @@ impl Verifier {
     /// An imported htpasswd hash is also followed by the decoy: apr1 or a cheap bcrypt
     /// would otherwise answer faster than argon2id and tell which users were imported.
     pub async fn verify(&self, phc: Option<String>, password: Zeroizing<String>) -> bool {
-        let Ok(_permit) = self.permits.acquire().await else {
-            return false;
-        };
         let known = phc.is_some();
         let legacy = phc.as_deref().is_some_and(needs_rehash);
         let phc = phc.unwrap_or_else(|| self.decoy.to_string());
         let decoy = self.decoy.clone();
-        let ok = tokio::task::spawn_blocking(move || {
-            let ok = verify_blocking(&phc, &password);
-            if legacy {
-                let _ = verify_blocking(&decoy, &password);
-            }
-            ok
-        })
-        .await
-        .unwrap_or(false);
+        let ok = self
+            .run(move || {
+                let ok = verify_blocking(&phc, &password);
+                if legacy {
+                    let _ = verify_blocking(&decoy, &password);
+                }
+                ok
+            })
+            .await
+            .unwrap_or(false);
         ok && known
     }
 
     /// Hash a new password on the blocking pool, under the same limit.
     pub async fn hash(&self, password: Zeroizing<String>) -> Option<String> {
-        let _permit = self.permits.acquire().await.ok()?;
-        tokio::task::spawn_blocking(move || hash(&password))
-            .await
-            .ok()
+        self.run(move || hash(&password)).await
+    }
+
+    /// Run `work` on the blocking pool once a slot is free, the slot going with it; `None`
+    /// if it could not run to the end (it panicked).
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let slot = self.permits.clone().acquire_owned().await.ok()?;
+        tokio::task::spawn_blocking(move || {
+            let answer = work();
+            drop(slot);
+            answer
+        })
+        .await
+        .ok()
     }
 }
 
@@ -123,6 +133,48 @@ mod tests {
         assert!(!verify_blocking(&hash(&long), &long));
         let longest = "y".repeat(MAX_PASSWORD_BYTES);
         assert!(verify_blocking(&hash(&longest), &longest));
+    }
+
+    /// A caller that stops waiting does not free its slot while its hash still runs: with
+    /// one slot, the next check waits until the abandoned one has finished.
+    #[tokio::test]
+    async fn abandoned_check_keeps_its_slot() {
+        let v = Verifier::new(1);
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let (started, has_started) = tokio::sync::oneshot::channel();
+        let abandoned = tokio::spawn({
+            let v = v.clone();
+            async move {
+                v.run(move || {
+                    let _ = started.send(());
+                    let _ = released.recv();
+                })
+                .await
+            }
+        });
+        has_started.await.unwrap();
+        abandoned.abort();
+        assert!(abandoned.await.unwrap_err().is_cancelled());
+        let free = v.permits.available_permits();
+        assert_eq!(free, 0, "slot freed while its work still runs");
+        let next = tokio::spawn({
+            let v = v.clone();
+            async move { v.run(|| 7).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let ran_beside = next.is_finished();
+        assert!(!ran_beside, "two checks ran at once on one slot");
+        release.send(()).unwrap();
+        assert_eq!(next.await.unwrap(), Some(7));
+        assert_eq!(v.permits.available_permits(), 1);
+    }
+
+    /// A panic in a check is a refusal, and frees its slot.
+    #[tokio::test]
+    async fn panicking_check_refuses() {
+        let v = Verifier::new(1);
+        assert_eq!(v.run(|| -> bool { panic!("test panic") }).await, None);
+        assert_eq!(v.run(|| true).await, Some(true));
     }
 
     /// Unknown users never verify, even with the decoy's password.
