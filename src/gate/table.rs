@@ -794,6 +794,12 @@ mod tests {
         }
         assert!(counts + offset_of!(Entry, user) + size_of::<Name>() <= 128);
         assert_eq!(size_of::<Slot>(), 64);
+        // The earlier layout's guarantees, kept: what a proxied request reads comes before
+        // the account, which ends within the first 128 bytes.
+        assert!(counts + offset_of!(Entry, own_account) + size_of::<usize>() <= 128);
+        assert!(offset_of!(Entry, requests) < offset_of!(Entry, own_account));
+        assert!(offset_of!(Entry, bytes_out) < offset_of!(Entry, own_account));
+        assert!(offset_of!(Entry, user) < offset_of!(Entry, own_account));
     }
 
     /// Names of every length, kept inline or not, come back whole, as text and as each
