@@ -6,9 +6,14 @@
 # placement), ROUNDS alternated pairs of SECS-second runs after a short warm-up of each.
 # SYSCALLS=1 then counts each server's system calls per request in one more 4 s run each,
 # under `perf stat` (its tracepoints slow the server, so those runs are not timed).
+# SEGMENTS=1 counts the loopback TCP segments sent per request in one more 4 s run each
+# (all sockets of the machine, from /proc/net: keep it otherwise idle): four is the least a
+# proxy can send (request in, to the backend, its answer, the answer out); more would be
+# pure ACKs, each a trip through the kernel's TCP stack.
 # Loopback only, bounded in time. Needs wrk, nginx, curl, openssl (and perf for SYSCALLS=1).
 #   bench/cpu-split.sh            # ROUNDS=3 SECS=8
 #   SYSCALLS=1 bench/cpu-split.sh
+#   SEGMENTS=1 ROUNDS=0 bench/cpu-split.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 rounds=${ROUNDS:-3} secs=${SECS:-8}
 make_cert; start_backend; start_nginx_tls; start_gatehouse
@@ -49,4 +54,26 @@ syscalls() { # NAME PID URL
 if [[ -n ${SYSCALLS:-} ]]; then
   syscalls gatehouse "$gw" "$gateway_url"
   syscalls nginx-tls "$nginx_worker" "$nginx_url"
+fi
+
+# The machine's TCP counters so far: "segments sent, pure ACKs received, delayed ACKs sent".
+tcp_counters() {
+  awk '$1 == "Tcp:" && $2 ~ /^[0-9]+$/ { segs = $12 }
+       $1 == "TcpExt:" && !names { for (i = 2; i <= NF; i++) col[$i] = i; names = 1; next }
+       $1 == "TcpExt:" { pure = $col["TCPPureAcks"]; delayed = $col["DelayedACKs"] }
+       END { print segs, pure, delayed }' /proc/net/snmp /proc/net/netstat
+}
+segments() { # NAME URL
+  local name=$1 url=$2 before after out
+  before=$(tcp_counters)
+  out=$(taskset -c 1 wrk -t1 -c64 -d4s -H "Host: app.localhost:$port" -H "Cookie: $cookie" "$url")
+  after=$(tcp_counters)
+  awk -v before="$before" -v after="$after" -v name="$name" '/requests in/ {n = $1}
+    END {split(before, b); split(after, a)
+         printf "%s: %.3f TCP segments sent per request, of them pure ACKs %.3f, delayed ACKs %.3f\n",
+           name, (a[1] - b[1]) / n, (a[2] - b[2]) / n, (a[3] - b[3]) / n}' <<<"$out"
+}
+if [[ -n ${SEGMENTS:-} ]]; then
+  segments gatehouse "$gateway_url"
+  segments nginx-tls "$nginx_url"
 fi

@@ -5,8 +5,9 @@
 # session, one with SEED (1 000 000) sessions. wrk (core 1) sends each signed-in requests
 # whose cookie is picked at random from its file (10 000 cookies for the full table, the one
 # cookie for the other), RUNS interleaved rounds; the servers are pinned to core 0 (CPUS).
-# Prints req/s, p99 and server CPU per request of each, and the resident memory the seed
-# logged per portal session and per gate-table entry. Loopback only, SECS s per run.
+# Prints req/s, p99, server CPU per request and the hypervisor's steal of each run, and the
+# resident memory the seed logged per portal session and per gate-table entry. Loopback
+# only, SECS s per run.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 seed=${SEED:-1000000} runs=${RUNS:-5} secs=${SECS:-10}
 bin=${GATEHOUSE_BIN:-$here/../target/release/gatehouse}
@@ -31,13 +32,13 @@ start_seeded one 18501 1
 start_seeded full 18502 "$seed"
 
 run() { # NAME PORT PID
-  local name=$1 p=$2 pid=$3 t0 t1 out reqs
-  t0=$(ticks "$pid")
+  local name=$1 p=$2 pid=$3 t0 t1 out reqs before
+  before=$(cpu_ticks); t0=$(ticks "$pid")
   out=$(COOKIES=$work/$name/cookies HOST=app.localhost:$p taskset -c 1 \
     wrk -t1 -c64 -d"${secs}"s --latency -s "$here/random-cookie.lua" "https://127.0.0.1:$p/")
   t1=$(ticks "$pid")
   reqs=$(awk '/requests in/{print $1}' <<<"$out")
-  echo "$name: req/s=$(awk '/Requests\/sec/{print $2}' <<<"$out") p99=$(awk '$1=="99%"{print $2}' <<<"$out") cpu_us_per_req=$(echo "scale=2; ($t1-$t0)*10000/$reqs" | bc) $(grep -E "Socket errors|Non-2xx" <<<"$out" | tr '\n' ' ' || true)"
+  echo "$name: req/s=$(awk '/Requests\/sec/{print $2}' <<<"$out") p99=$(awk '$1=="99%"{print $2}' <<<"$out") cpu_us_per_req=$(echo "scale=2; ($t1-$t0)*10000/$reqs" | bc) steal=$(steal_pct "$before" "$(cpu_ticks)")% $(grep -E "Socket errors|Non-2xx" <<<"$out" | tr '\n' ' ' || true)"
 }
 # Measure only once each process is idle (a seed's leftover work would count as the
 # requests' CPU), then one warm-up round that is not counted.
