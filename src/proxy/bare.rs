@@ -6,6 +6,7 @@
 //! body and WebSocket upgrades stay on hyper's client (`pool.rs`).
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -16,6 +17,7 @@ use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, response};
 use http_body::{Frame, SizeHint};
+use socket2::SockRef;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -36,6 +38,12 @@ pub struct Conn {
     buf: BytesMut,
     /// The buffer grew past [`READ_SPACE`] for a large body: not kept while idle.
     grown: bool,
+    /// The last response's length came from the request or the status (a `HEAD`, a `204`
+    /// or `304`: no body whatever its headers say), not from the response's own framing. A
+    /// backend that sends a body anyway (a `HEAD` answered as a `GET`) may still be sending
+    /// it when the connection is next wanted, so [`Conn::still_idle`] looks at the socket
+    /// itself.
+    ended_without_framing: bool,
 }
 
 impl Conn {
@@ -44,22 +52,31 @@ impl Conn {
             tcp,
             buf: BytesMut::new(),
             grown: false,
+            ended_without_framing: false,
         }
     }
 
     /// Has nothing arrived on this idle connection since its last response? A backend that
     /// closed it, or wrote to it unasked (a `408` before closing, say), must not have that
-    /// read as the next request's answer. The socket's readiness says so without a system
-    /// call; only when it is set (a read that filled the buffer leaves it set) a one-byte
-    /// read looks.
+    /// read as the next request's answer: a body sent after a `HEAD`'s head would be read
+    /// as the answer to someone else's request.
+    ///
+    /// Usually the socket's readiness says so without a system call. It is tokio's cached
+    /// view, brought up to date only when the runtime next polls for I/O; bytes that come
+    /// in between (a `HEAD`'s body written right after its head) are not in it yet. So
+    /// after a response whose length the backend did not frame, and whenever readiness is
+    /// set (a read that filled the buffer leaves it set), a `recv` with `MSG_PEEK` looks.
     pub fn still_idle(&self) -> bool {
         let mut cx = Context::from_waker(std::task::Waker::noop());
         match self.tcp.poll_read_ready(&mut cx) {
-            Poll::Pending => true,
-            Poll::Ready(Ok(())) => matches!(
-                self.tcp.try_read(&mut [0u8; 1]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock
-            ),
+            Poll::Pending if !self.ended_without_framing => true,
+            Poll::Pending | Poll::Ready(Ok(())) => {
+                let mut byte = [MaybeUninit::uninit(); 1];
+                matches!(
+                    SockRef::from(&self.tcp).peek(&mut byte),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock
+                )
+            }
             Poll::Ready(Err(_)) => false,
         }
     }
@@ -84,16 +101,17 @@ pub async fn send(
     meter: &Arc<Entry>,
 ) -> Result<(response::Parts, BareBody), UpstreamError> {
     let head = encode_head(parts, target);
+    let is_head = parts.method == Method::HEAD;
     if let Some(conn) = pool.take_bare() {
-        match exchange(conn, &head, parts.method == Method::HEAD).await {
-            Ok(answer) => return Ok(finish(pool, answer, meter)),
+        match exchange(conn, &head, is_head).await {
+            Ok(answer) => return Ok(finish(pool, answer, meter, is_head)),
             Err(Failed::Stale) => {}
             Err(Failed::Other(e)) => return Err(e),
         }
     }
     let conn = Conn::new(Box::pin(pool.connect_tcp()).await?);
-    match exchange(conn, &head, parts.method == Method::HEAD).await {
-        Ok(answer) => Ok(finish(pool, answer, meter)),
+    match exchange(conn, &head, is_head).await {
+        Ok(answer) => Ok(finish(pool, answer, meter, is_head)),
         Err(Failed::Stale) => Err(UpstreamError::Io(io::ErrorKind::UnexpectedEof.into())),
         Err(Failed::Other(e)) => Err(e),
     }
@@ -101,9 +119,11 @@ pub async fn send(
 
 fn finish(
     pool: &Arc<Pool>,
-    (parts, conn, framing, reusable): (response::Parts, Conn, Framing, bool),
+    (parts, mut conn, framing, reusable): (response::Parts, Conn, Framing, bool),
     meter: &Arc<Entry>,
+    is_head: bool,
 ) -> (response::Parts, BareBody) {
+    conn.ended_without_framing = length_not_framed(is_head, parts.status);
     let mut body = BareBody {
         conn: Some(conn),
         framing,
@@ -274,11 +294,7 @@ fn framing(
     status: StatusCode,
     is_head: bool,
 ) -> Result<(Framing, bool), &'static str> {
-    if is_head
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
+    if status.is_informational() || length_not_framed(is_head, status) {
         return Ok((Framing::Length(0), true));
     }
     if headers.contains_key(TRANSFER_ENCODING) {
@@ -310,6 +326,12 @@ fn framing(
         Some(n) => (Framing::Length(n), true),
         None => (Framing::UntilClose, false),
     })
+}
+
+/// A response to `HEAD`, and a `204` or `304`, has no body, whatever its headers announce
+/// (RFC 9112 §6.3): its length comes from the request or the status.
+fn length_not_framed(is_head: bool, status: StatusCode) -> bool {
+    is_head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED
 }
 
 fn parse_length(digits: &[u8]) -> Option<u64> {
@@ -811,6 +833,72 @@ mod tests {
         assert_eq!(parts.headers["content-length"], "2");
         assert_eq!(parts.headers["x-last"], "v w");
         assert_eq!(&buf[..], b"ok", "the body is left in the buffer");
+    }
+
+    /// A backend that answers a `HEAD` with its head and then, in a later write, a body (a
+    /// `HEAD` handled as a `GET`; the same for a `204` or `304` with a body): that body is
+    /// not read as the next request's answer. Here it arrives after the head was read and
+    /// before the runtime polls for I/O again, so tokio's readiness does not show it yet.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_body_sent_late_after_an_unframed_response_is_seen_before_reuse() {
+        use http_body::Body as _;
+        use std::io::{Read, Write};
+        for (method, status) in [
+            (Method::HEAD, "200 OK"),
+            (Method::GET, "204 No Content"),
+            (Method::GET, "304 Not Modified"),
+        ] {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap().to_string();
+            let pool = Pool::new(addr, std::time::Duration::from_secs(5));
+            let (go, wait) = std::sync::mpsc::channel::<()>();
+            let (written, has_written) = std::sync::mpsc::channel::<()>();
+            let backend = std::thread::spawn(move || {
+                let (mut tcp, _) = listener.accept().unwrap();
+                let mut request = [0u8; 1024];
+                assert!(tcp.read(&mut request).unwrap() > 0);
+                let head = format!("HTTP/1.1 {status}\r\ncontent-length: 41\r\n\r\n");
+                tcp.write_all(head.as_bytes()).unwrap();
+                wait.recv().unwrap();
+                tcp.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nevil")
+                    .unwrap();
+                written.send(()).unwrap();
+                // Until the gateway side drops the connection.
+                while tcp.read(&mut request).is_ok_and(|n| n > 0) {}
+            });
+            let parts = http::Request::builder()
+                .method(method.clone())
+                .uri("/")
+                .body(())
+                .unwrap()
+                .into_parts()
+                .0;
+            let meter = Arc::new(Entry::new(0, &admission(), std::time::Duration::ZERO).unwrap());
+            let target = PathAndQuery::from_static("/");
+            let (_, body) = send(&pool, &parts, &target, &meter).await.unwrap();
+            assert!(body.is_end_stream(), "{method} {status}: no body");
+            // From here nothing awaits, so the runtime does not poll for I/O.
+            go.send(()).unwrap();
+            has_written.recv().unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            assert!(
+                pool.take_bare().is_none(),
+                "{method} {status}: the connection was reused with a body on its way"
+            );
+            backend.join().unwrap();
+        }
+    }
+
+    fn admission() -> crate::central::Admission {
+        crate::central::Admission {
+            user: "alice".into(),
+            account: "alice".into(),
+            level: crate::config::Level(3),
+            idle_timeout: std::time::Duration::from_secs(60),
+            remaining: std::time::Duration::from_secs(60),
+            site_password: None,
+            seq: 0,
+        }
     }
 
     #[test]
