@@ -245,6 +245,100 @@ async fn connection_header_cannot_remove_gateway_headers() {
     assert_eq!(value("x-forwarded-for"), ["127.0.0.1"]);
 }
 
+/// The headers other sign-in gateways tell their backends the user by (an application
+/// moved behind gatehouse may still believe them), and gatehouse's default identity names
+/// on a site that named its own, never reach the backend from a client, under any alias;
+/// headers that only look alike pass.
+#[tokio::test]
+async fn other_gateways_identity_headers_never_reach_backend() {
+    let backend = Backend::start().await;
+    let gw = Gateway::builder()
+        .user("alice", "alice-pw", 3)
+        .site_with(
+            "app",
+            &backend.url(),
+            r#"headers = { user = "X-App-User", level = "X-App-Level", account = "X-App-Account" }"#,
+        )
+        .start()
+        .await;
+    let browser = signed_in_browser(&gw, "app.localhost", "alice", "alice-pw").await;
+    let forged = [
+        "Remote-User",
+        "remote_groups",
+        "Remote-Name",
+        "Remote-Email",
+        "X-Forwarded-User",
+        "X_Forwarded_Email",
+        "X-Forwarded-Groups",
+        "X-Forwarded-Preferred-Username",
+        "X-Forwarded-Access-Token",
+        "X-Auth-Request-User",
+        "x-auth-request-email",
+        "X-WEBAUTH-USER",
+        "X-Remote-User",
+        "X-Remote-Group",
+        "X-Remote-Extra-Scopes",
+        "X-authentik-username",
+        "X-Pomerium-Claim-Email",
+        "X-Goog-Authenticated-User-Email",
+        "X-Goog-IAP-JWT-Assertion",
+        "X-Amzn-Oidc-Identity",
+        "Cf-Access-Authenticated-User-Email",
+        "X-MS-CLIENT-PRINCIPAL-NAME",
+        "X-Auth-User",
+        "X.Auth.Level",
+        "x_auth_account",
+    ];
+    let kept = [
+        "X-Auth-Token",
+        "X-Remote",
+        "Remote-Addr-Note",
+        "X-Forwarded",
+    ];
+    let mut request = format!(
+        "GET /others HTTP/1.1\r\nHost: app.localhost:{}\r\n{}Connection: close\r\n",
+        gw.port,
+        browser.cookie_line("app.localhost")
+    );
+    for name in forged {
+        request.push_str(&format!("{name}: forged\r\n"));
+    }
+    for name in kept {
+        request.push_str(&format!("{name}: kept\r\n"));
+    }
+    request.push_str("\r\n");
+    let reply = browser
+        .raw_exchange("app.localhost", request.as_bytes())
+        .await;
+    assert_eq!(reply.status(), Some(200), "{reply:?}");
+    let headers = seen_headers(&backend, "/others");
+    let forged_seen: Vec<&(String, String)> =
+        headers.iter().filter(|(_, v)| v == "forged").collect();
+    assert!(
+        forged_seen.is_empty(),
+        "reached the backend: {forged_seen:?}"
+    );
+    let mut kept_seen: Vec<&str> = headers
+        .iter()
+        .filter(|(_, v)| v == "kept")
+        .map(|(n, _)| n.as_str())
+        .collect();
+    kept_seen.sort_unstable();
+    assert_eq!(
+        kept_seen,
+        [
+            "remote-addr-note",
+            "x-auth-token",
+            "x-forwarded",
+            "x-remote"
+        ]
+    );
+    assert!(
+        headers.contains(&("x-app-user".to_string(), "alice".to_string())),
+        "{headers:?}"
+    );
+}
+
 /// Client-sent `X-Forwarded-*`, `Forwarded`, `X-Original-URL`, `X-Rewrite-URL` (and `Proxy`,
 /// httpoxy) neither move a request past a path rule nor block it, and never reach the backend.
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! Header scrubbing and injection: after the gateway is done, the backend sees exactly one
 //! value under every name any backend could read as an identity header (the gateway's),
-//! no hop-by-hop header, and Host and X-Forwarded-* as the gateway set them. The framing
+//! no hop-by-hop header, no other sign-in gateway's identity header, and Host and
+//! X-Forwarded-* as the gateway set them. The framing
 //! check never panics on the same headers.
 #![no_main]
 
@@ -91,8 +92,18 @@ fuzz_target!(|data: &[u8]| {
             "x-rewrite-url",
             "x-real-ip",
             "proxy",
+            "remote-user",
         ] {
             assert_ne!(folded, gone, "{name} survived");
+        }
+        // Of the forwarding and other gateways' identity prefixes, only what the gateway set.
+        for prefix in ["x-forwarded-", "x-auth-request-", "x-remote-"] {
+            assert!(
+                !folded.starts_with(prefix)
+                    || ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"]
+                        .contains(&name.as_str()),
+                "{name} survived"
+            );
         }
     }
 });

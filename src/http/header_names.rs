@@ -36,6 +36,16 @@ pub fn is_alias(name: &str, folded: &str) -> bool {
             .all(|(a, b)| fold_byte(a) == fold_byte(b))
 }
 
+/// Allocation-free: does `name`, folded, begin with `folded_prefix` (already folded)?
+#[must_use]
+pub fn starts_with_alias(name: &str, folded_prefix: &str) -> bool {
+    name.len() >= folded_prefix.len()
+        && name
+            .bytes()
+            .zip(folded_prefix.bytes())
+            .all(|(a, b)| fold_byte(a) == fold_byte(b))
+}
+
 /// Hop-by-hop headers per RFC 9110 §7.6.1 (plus the legacy ones proxies also
 /// drop: Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding,
 /// Upgrade, Proxy-Authenticate, Proxy-Authorization). Lowercase, so they can
@@ -126,6 +136,15 @@ mod tests {
     fn fold_other_separators() {
         assert_eq!(fold("X.Auth~User"), "x-auth-user");
         assert_eq!(fold("x!auth#user"), "x-auth-user");
+    }
+
+    /// A prefix matches under every alias of its names, and only as a prefix.
+    #[test]
+    fn prefix_aliases() {
+        assert!(starts_with_alias("X_Forwarded_User", "x-forwarded-"));
+        assert!(starts_with_alias("x.forwarded.", "x-forwarded-"));
+        assert!(!starts_with_alias("x-forwarded", "x-forwarded-"));
+        assert!(!starts_with_alias("y-x-forwarded-user", "x-forwarded-"));
     }
 
     /// The canonical spelling is an alias.

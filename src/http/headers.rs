@@ -7,21 +7,13 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-use super::header_names::{HOP_BY_HOP, connection_tokens, fold, is_alias};
+use super::header_names::{HOP_BY_HOP, connection_tokens, fold, is_alias, starts_with_alias};
 use crate::config::IdentityHeaders;
 
 /// Client-sent headers that claim to describe the connection or the original request. Some
-/// backends route or log by them; only the gateway may set them.
+/// backends route or log by them; only the gateway may set them. Every `X-Forwarded-*` is
+/// covered by [`FORWARDING_PREFIXES`].
 const FORWARDING: &[&str] = &[
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "x-forwarded-port",
-    "x-forwarded-prefix",
-    "x-forwarded-server",
-    "x-forwarded-ssl",
-    "x-forwarded-scheme",
-    "x-forwarded-uri",
     "forwarded",
     "x-real-ip",
     "x-client-ip",
@@ -33,6 +25,36 @@ const FORWARDING: &[&str] = &[
     // httpoxy (CVE-2016-5385): CGI turns `Proxy` into HTTP_PROXY, which HTTP clients in the
     // backend then take as their outbound proxy.
     "proxy",
+    // The names other sign-in gateways tell their backends the user by. An application
+    // moved behind gatehouse from one of them may still believe them, and gatehouse sets
+    // none of them (unless a site names its own headers so), so a client's copy can only
+    // be someone pretending: gatehouse's default names (for a site that chose others),
+    // Authelia's, Grafana's auth proxy default.
+    "x-auth-user",
+    "x-auth-level",
+    "x-auth-account",
+    "remote-user",
+    "remote-groups",
+    "remote-name",
+    "remote-email",
+    "x-webauth-user",
+];
+
+/// Name prefixes of the same kinds: `X-Forwarded-*` (with oauth2-proxy's `-User`, `-Email`,
+/// `-Groups`, `-Access-Token`), oauth2-proxy behind nginx `auth_request`, the
+/// `X-Remote-User`/`-Group`/`-Extra-*` convention, authentik, Pomerium, Google IAP, AWS
+/// ALB's OIDC, Cloudflare Access and Azure App Service authentication.
+const FORWARDING_PREFIXES: &[&str] = &[
+    "x-forwarded-",
+    "x-auth-request-",
+    "x-remote-",
+    "x-authentik-",
+    "x-pomerium-",
+    "x-goog-authenticated-user-",
+    "x-goog-iap-",
+    "x-amzn-oidc-",
+    "cf-access-",
+    "x-ms-client-principal",
 ];
 
 /// Identity header names, folded once per site at start-up.
@@ -59,6 +81,9 @@ impl Scrubber {
 
 fn is_forwarding(name: &str) -> bool {
     FORWARDING.iter().any(|f| is_alias(name, f))
+        || FORWARDING_PREFIXES
+            .iter()
+            .any(|p| starts_with_alias(name, p))
 }
 
 /// Remove hop-by-hop headers, the ones `Connection` lists, and those `also` picks. One pass
