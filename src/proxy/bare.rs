@@ -61,22 +61,27 @@ impl Conn {
     /// read as the next request's answer: a body sent after a `HEAD`'s head would be read
     /// as the answer to someone else's request.
     ///
-    /// Usually the socket's readiness says so without a system call. It is tokio's cached
-    /// view, brought up to date only when the runtime next polls for I/O; bytes that come
-    /// in between (a `HEAD`'s body written right after its head) are not in it yet. So
-    /// after a response whose length the backend did not frame, and whenever readiness is
-    /// set (a read that filled the buffer leaves it set), a `recv` with `MSG_PEEK` looks.
+    /// Usually the socket's readiness says so without a system call; when it is set (a
+    /// read that filled the buffer leaves it set) a one-byte read looks, and a `WouldBlock`
+    /// clears it for the next request's read. Readiness is tokio's cached view, brought up
+    /// to date only when the runtime next polls for I/O: bytes that come in between (a
+    /// `HEAD`'s body written right after its head) are not in it yet. So after a response
+    /// whose length the backend did not frame, a `recv` with `MSG_PEEK` looks past it.
     pub fn still_idle(&self) -> bool {
         let mut cx = Context::from_waker(std::task::Waker::noop());
         match self.tcp.poll_read_ready(&mut cx) {
-            Poll::Pending if !self.ended_without_framing => true,
-            Poll::Pending | Poll::Ready(Ok(())) => {
+            Poll::Pending if self.ended_without_framing => {
                 let mut byte = [MaybeUninit::uninit(); 1];
                 matches!(
                     SockRef::from(&self.tcp).peek(&mut byte),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock
                 )
             }
+            Poll::Pending => true,
+            Poll::Ready(Ok(())) => matches!(
+                self.tcp.try_read(&mut [0u8; 1]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock
+            ),
             Poll::Ready(Err(_)) => false,
         }
     }
