@@ -10,6 +10,7 @@ use toml::Spanned;
 
 use super::raw::*;
 use super::*;
+use crate::http::header_names::{HOP_BY_HOP, is_alias};
 
 /// Collects problems while walking the raw config.
 pub(super) struct Checker<'a> {
@@ -100,6 +101,25 @@ impl<'a> Checker<'a> {
             return HeaderName::from_static(default);
         };
         match HeaderName::from_bytes(s.get_ref().as_bytes()) {
+            // The gateway sets or removes these itself: an identity header under one of
+            // their names (or an alias a backend reads as one) would be overwritten by the
+            // host or the peer address, or dropped, or would break the message's framing.
+            Ok(h)
+                if GATEWAY_HEADERS
+                    .iter()
+                    .chain(HOP_BY_HOP)
+                    .any(|g| is_alias(h.as_str(), g)) =>
+            {
+                self.error(
+                    s,
+                    key,
+                    format!(
+                        "{:?} is a header the gateway sets or removes itself; name the identity header otherwise",
+                        s.get_ref()
+                    ),
+                );
+                HeaderName::from_static(default)
+            }
             Ok(h) => h,
             Err(_) => {
                 self.error(
@@ -112,6 +132,18 @@ impl<'a> Checker<'a> {
         }
     }
 }
+
+/// Headers of the forwarded request that the gateway writes itself, besides the
+/// hop-by-hop ones it removes.
+const GATEWAY_HEADERS: &[&str] = &[
+    "host",
+    "cookie",
+    "authorization",
+    "content-length",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+];
 
 fn is_host_name(h: &str) -> bool {
     !h.is_empty()
@@ -672,11 +704,43 @@ fn check_sites(c: &mut Checker, raw: &[RawSite], portal: &Portal) -> Vec<Site> {
         let backend = check_backend(c, &s.backend, &key("backend"));
         let min_level = Level(s.min_level.as_ref().map_or(1, |l| *l.get_ref()));
         let headers = match &s.headers {
-            Some(h) => IdentityHeaders {
-                user: c.header(&h.user, &key("headers.user"), "x-auth-user"),
-                level: c.header(&h.level, &key("headers.level"), "x-auth-level"),
-                account: c.header(&h.account, &key("headers.account"), "x-auth-account"),
-            },
+            Some(h) => {
+                let names = IdentityHeaders {
+                    user: c.header(&h.user, &key("headers.user"), "x-auth-user"),
+                    level: c.header(&h.level, &key("headers.level"), "x-auth-level"),
+                    account: c.header(&h.account, &key("headers.account"), "x-auth-account"),
+                };
+                // Two under one name (or aliases of one) would leave the backend one value
+                // for both: the level read as the user, say. The defaults differ, so one of
+                // a colliding pair was written in the file; the error points at it.
+                let fields = [
+                    (&names.user, &h.user, "headers.user"),
+                    (&names.level, &h.level, "headers.level"),
+                    (&names.account, &h.account, "headers.account"),
+                ];
+                for (a, b) in [(0, 1), (0, 2), (1, 2)] {
+                    let ((first, first_raw, first_field), (second, second_raw, second_field)) =
+                        (fields[a], fields[b]);
+                    let written = match (second_raw, first_raw) {
+                        (Some(raw), _) => Some((raw, second_field)),
+                        (None, Some(raw)) => Some((raw, first_field)),
+                        (None, None) => None,
+                    };
+                    if is_alias(second.as_str(), first.as_str())
+                        && let Some((raw, field)) = written
+                    {
+                        c.error(
+                            raw,
+                            &key(field),
+                            format!(
+                                "{:?} names the same header as another identity header",
+                                raw.get_ref()
+                            ),
+                        );
+                    }
+                }
+                names
+            }
             None => IdentityHeaders {
                 user: HeaderName::from_static("x-auth-user"),
                 level: HeaderName::from_static("x-auth-level"),
@@ -1068,6 +1132,41 @@ mod tests {
             "99999999999999999999GiB",
         ] {
             assert_eq!(parse_size(bad), None, "{bad:?}");
+        }
+    }
+
+    /// Identity headers may not take a name the gateway writes or removes itself, nor two
+    /// of them one name (under any alias); other names are fine.
+    #[test]
+    fn identity_header_names_checked() {
+        let file = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"));
+        let text = std::fs::read_to_string(file).unwrap();
+        let with = |headers: &str| {
+            let changed = text.replace(
+                "registration = true ",
+                &format!("headers = {{ {headers} }}\nregistration = true "),
+            );
+            assert_ne!(changed, text);
+            super::validate(file, &changed).map_err(|e| e.to_string())
+        };
+        assert!(with(r#"user = "Remote-User", level = "X-Level""#).is_ok());
+        for (headers, says) in [
+            (r#"user = "Host""#, "sets or removes itself"),
+            (r#"user = "X_Forwarded_For""#, "sets or removes itself"),
+            (r#"level = "Connection""#, "sets or removes itself"),
+            (r#"account = "Cookie""#, "sets or removes itself"),
+            (r#"level = "X-Auth-User""#, "same header as another"),
+            (
+                r#"user = "X-Who", account = "x_who""#,
+                "same header as another",
+            ),
+            (r#"user = "X-Auth-Level""#, "same header as another"),
+        ] {
+            let err = with(headers).unwrap_err();
+            assert!(
+                err.contains(says) && err.contains("headers."),
+                "{headers}: {err}"
+            );
         }
     }
 
