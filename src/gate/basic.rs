@@ -14,22 +14,37 @@ use zeroize::Zeroizing;
 use super::table::Entry;
 use super::{Gate, SiteRuntime};
 use crate::central::BasicVerdict;
-use crate::crypto::IdHash;
+use crate::config::SiteId;
 use crate::crypto::password::{MAX_PASSWORD_BYTES, MAX_USERNAME_BYTES};
+use crate::crypto::{IdHash, Key};
 use crate::http::error::HttpError;
 
-/// A Basic credential as sent: the raw header value (for the key) and its parts.
-pub struct Credential<'a> {
-    raw: &'a [u8],
+/// A Basic credential, decoded.
+pub struct Credential {
     user: String,
     /// Wiped when the request is done with it (on a derived site it is a master password).
     password: Zeroizing<String>,
 }
 
+impl Credential {
+    /// The table key of this credential on `site`: a keyed hash of what it decodes to, not
+    /// of the header as sent. The header's spellings of one credential (`Basic`, `basic`,
+    /// extra spaces) are then one key: keyed by the raw bytes, a client could make every
+    /// request miss the table, each costing the portal an argon2id verification and a
+    /// session of its own.
+    fn key(&self, basic_key: &Key, site: &SiteId) -> IdHash {
+        IdHash(basic_key.mac(&[
+            b"basic",
+            site.0.as_bytes(),
+            self.user.as_bytes(),
+            self.password.as_bytes(),
+        ]))
+    }
+}
+
 /// `None`: no Basic header; `Some(Err)`: a malformed one (401, never forwarded).
-pub fn credential(headers: &HeaderMap) -> Option<Result<Credential<'_>, HttpError>> {
+pub fn credential(headers: &HeaderMap) -> Option<Result<Credential, HttpError>> {
     let value = headers.get(AUTHORIZATION)?;
-    let raw = value.as_bytes();
     let Ok(text) = value.to_str() else {
         return Some(Err(HttpError::Unauthorized { basic: true }));
     };
@@ -37,10 +52,10 @@ pub fn credential(headers: &HeaderMap) -> Option<Result<Credential<'_>, HttpErro
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    Some(parse(raw, rest.trim()))
+    Some(parse(rest.trim()))
 }
 
-fn parse<'a>(raw: &'a [u8], b64: &str) -> Result<Credential<'a>, HttpError> {
+fn parse(b64: &str) -> Result<Credential, HttpError> {
     let refused = HttpError::Unauthorized { basic: true };
     if b64.len() > 4 * (MAX_USERNAME_BYTES + MAX_PASSWORD_BYTES) / 3 + 8 {
         return Err(refused);
@@ -60,7 +75,6 @@ fn parse<'a>(raw: &'a [u8], b64: &str) -> Result<Credential<'a>, HttpError> {
         return Err(refused);
     }
     Ok(Credential {
-        raw,
         user: user.to_string(),
         password: Zeroizing::new(password.to_string()),
     })
@@ -70,13 +84,10 @@ impl Gate {
     pub(super) async fn identify_basic(
         &self,
         site: &SiteRuntime,
-        c: Credential<'_>,
+        c: Credential,
         peer: IpAddr,
     ) -> Result<Arc<Entry>, HttpError> {
-        let key = IdHash(
-            self.basic_key
-                .mac(&[b"basic", site.config.id.0.as_bytes(), c.raw]),
-        );
+        let key = c.key(&self.basic_key, &site.config.id);
         if let Some(entry) = self.table.get(&key)
             && entry.site() == site.index
         {
@@ -125,6 +136,34 @@ mod tests {
         let h = with(&format!("Basic {}", STANDARD.encode("alice:pa:ss")));
         let c = credential(&h).unwrap().ok().unwrap();
         assert_eq!((c.user.as_str(), c.password.as_str()), ("alice", "pa:ss"));
+    }
+
+    /// One credential is one key, however the header spells it; another password, user
+    /// or site is another key.
+    #[test]
+    fn key_depends_on_the_credential_not_its_spelling() {
+        let k = Key::random();
+        let site = SiteId("app".into());
+        let key = |value: &str, site: &SiteId| {
+            credential(&with(value))
+                .unwrap()
+                .ok()
+                .unwrap()
+                .key(&k, site)
+        };
+        let b64 = STANDARD.encode("alice:secret");
+        let one = key(&format!("Basic {b64}"), &site);
+        assert_eq!(one, key(&format!("basic   {b64}"), &site));
+        assert_eq!(one, key(&format!("  BASIC {b64} "), &site));
+        assert_ne!(
+            one,
+            key(&format!("Basic {}", STANDARD.encode("alice:secreT")), &site)
+        );
+        assert_ne!(
+            one,
+            key(&format!("Basic {}", STANDARD.encode("Alice:secret")), &site)
+        );
+        assert_ne!(one, key(&format!("Basic {b64}"), &SiteId("wiki".into())));
     }
 
     /// Other schemes are not ours; malformed Basic is refused.
