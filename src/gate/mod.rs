@@ -334,11 +334,14 @@ impl Gate {
 }
 
 /// What the backend is asked for: exactly the path that was authorised, and the query as
-/// sent. A path already in normal form is reused as it arrived, without copying.
+/// sent. A path already in normal form is reused as it arrived, without copying; but not
+/// a target with no path at all (`https://host?x` in absolute form, or an HTTP/2 `:path`
+/// of `?x`): its path reads as `/`, which is what was authorised, while the target as
+/// sent would reach the backend as `GET ?x`.
 fn backend_target(uri: &http::Uri, path: &str, unchanged: bool) -> Result<PathAndQuery, HttpError> {
     let refused = || HttpError::BadRequest("request target");
     match (unchanged, uri.path_and_query()) {
-        (true, Some(original)) => Ok(original.clone()),
+        (true, Some(original)) if original.as_str().starts_with('/') => Ok(original.clone()),
         _ => {
             let target = match uri.query() {
                 Some(q) => format!("{path}?{q}"),
@@ -394,5 +397,25 @@ fn site_cookie<B>(req: &Request<B>) -> Result<Option<IdHash>, HttpError> {
             Ok(Some(IdHash::of(v.as_bytes())))
         }
         cookies::Found::One(_) => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The backend gets the path that was authorised: a target without a path (absolute
+    /// form with only a query) is sent as `/?…`, not as `?…`; a normal one as it came.
+    #[test]
+    fn backend_target_always_starts_with_the_path() {
+        let target = |uri: &str| {
+            let uri: http::Uri = uri.parse().unwrap();
+            backend_target(&uri, uri.path(), true).unwrap().to_string()
+        };
+        assert_eq!(target("https://app.localhost:8443?x=1"), "/?x=1");
+        assert_eq!(target("https://app.localhost:8443/a?x=1"), "/a?x=1");
+        assert_eq!(target("/a/b?x=1"), "/a/b?x=1");
+        let uri: http::Uri = "https://app.localhost?x=1".parse().unwrap();
+        assert_eq!(uri.path_and_query().unwrap().as_str(), "?x=1", "as parsed");
     }
 }
