@@ -278,7 +278,7 @@ async fn login_submit(
     let look = portal.look_for(handoff.as_ref().map(|h| h.site.as_str()));
     let cookie_hash = old_cookie.unwrap_or(IdHash([0; 32]));
 
-    // Throttled or not, known or not: the answer depends only on the name as typed and the
+    // Throttled or not, known or not: the answer depends only on the name (case folded) and the
     // address, and argon2 runs for unknown users too, so timing does not tell who exists.
     let attempt = portal
         .attempt(&username, &password, peer.ip())

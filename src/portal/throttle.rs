@@ -24,8 +24,10 @@
 //! counter at that address, but never the address's or the user's failures (an attacker with
 //! one good account could otherwise reset them at will).
 //!
-//! User names are counted as typed, whether or not they exist, so the throttle tells nobody
-//! which users exist. IPv6 addresses count by their /64, which one client usually owns
+//! User names are counted whether or not they exist, so the throttle tells nobody which
+//! users exist, and with ASCII letters folded to lower case: the sign-in finds
+//! `Ann@Example.org` under `ann@example.org` (self-registered names), so each case variant
+//! must count against the same user, not get free failures of its own. IPv6 addresses count by their /64, which one client usually owns
 //! whole. Memory is bounded: each counter is a moka cache of at most [`CAPACITY`] entries,
 //! forgotten a while after the last failure.
 
@@ -97,7 +99,8 @@ struct Keys {
 impl Keys {
     fn of(user: &str, ip: IpAddr) -> Keys {
         let ip = address_bytes(ip);
-        let name = user.as_bytes();
+        let folded = user.to_ascii_lowercase();
+        let name = folded.as_bytes();
         let len = (name.len() as u64).to_be_bytes();
         let hash = |parts: &[&[u8]]| IdHash::of(&parts.concat());
         Keys {
@@ -378,5 +381,26 @@ mod tests {
         fail(&t, "no-such-user", a);
         assert!(t.begin("alice", a).is_err());
         assert!(t.begin("no-such-user", a).is_err());
+    }
+
+    /// Case variants of one name share its counters: the sign-in finds `Ann@Example.org`
+    /// under `ann@example.org`, so `aNn@…`, `ANn@…` must not each get free failures.
+    #[test]
+    fn case_variants_count_as_one_name() {
+        let t = throttle(2, 100, 100);
+        let a = ip("192.0.2.1");
+        fail(&t, "Ann@Example.org", a);
+        fail(&t, "aNn@example.org", a);
+        assert_eq!(
+            t.begin("ANN@EXAMPLE.ORG", a).unwrap_err().1,
+            Limit::UserAtAddress
+        );
+        let t = throttle(100, 100, 2);
+        fail(&t, "Ann@Example.org", ip("198.51.100.1"));
+        fail(&t, "aNn@example.org", ip("198.51.100.2"));
+        assert_eq!(
+            t.check("anN@example.org", ip("198.51.100.3")).unwrap().1,
+            Limit::User
+        );
     }
 }
