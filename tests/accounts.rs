@@ -179,18 +179,22 @@ async fn registration_then_change_form_then_original_url() {
     assert_eq!(header(&mail, "Subject"), "Your temporary password");
     assert_eq!(temporary.len(), 16);
 
-    let user: (i64, Option<i64>, i64) = db(&gw)
+    let user: (i64, Option<i64>, i64, String) = db(&gw)
         .query_row(
-            "SELECT u.level, u.temporary_until, a.id FROM users u JOIN accounts a ON a.id = u.account_id WHERE u.name = 'new.user@example.org'",
+            "SELECT u.level, u.temporary_until, a.id, u.site_levels FROM users u JOIN accounts a ON a.id = u.account_id WHERE u.name = 'new.user@example.org'",
             [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    assert_eq!(user.0, 1, "registered users get level 1");
+    assert_eq!(
+        (user.0, user.3.as_str()),
+        (0, r#"{"app":1}"#),
+        "level 1 on the sites open to registration, 0 elsewhere"
+    );
     let until = user.1.expect("the password is temporary");
     assert!(
         (until - now - 7200).abs() < 30,
@@ -276,12 +280,12 @@ async fn registration_then_change_form_then_original_url() {
         "the password is now the user's own"
     );
 
-    // The own password signs in elsewhere, the address typed in any case.
+    // The own password signs in from another browser, the address typed in any case.
     let other = gw.client();
     let res = sign_in(
         &other,
         &gw,
-        "wiki.localhost",
+        "app.localhost",
         "/",
         "New.User@EXAMPLE.org",
         "my own password",
@@ -292,6 +296,12 @@ async fn registration_then_change_form_then_original_url() {
         backend.last().headers["x-auth-user"],
         "new.user@example.org"
     );
+    // A site that left registration off (default `min_level` 1) does not let them in:
+    // registering through `app` opened `app`, not every site.
+    let seen = backend.count();
+    let wiki = other.follow(&gw.url("wiki.localhost", "/")).await;
+    assert_eq!(wiki.status, 403, "{wiki:?}");
+    assert_eq!(seen, backend.count(), "nothing reached the backend");
     // The answer pages never show the temporary password (tests/registration_secrets.rs
     // checks logs, store and every response).
     assert!(!change.body.contains(&temporary));

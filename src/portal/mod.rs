@@ -476,6 +476,20 @@ impl Portal {
             .unwrap_or_default()
     }
 
+    /// A self-registered user's levels by site: `level` on every site open to registration
+    /// now, none elsewhere. Registering through one site must not open the sites that
+    /// left registration off: their default `min_level` is 1, so a global level 1 would let
+    /// anyone with a mailbox in.
+    fn registration_levels(&self, level: Level) -> std::collections::BTreeMap<String, Level> {
+        self.view
+            .load()
+            .sites
+            .iter()
+            .filter(|s| s.registration)
+            .map(|s| (s.id.0.clone(), level))
+            .collect()
+    }
+
     fn site(&self, id: &str) -> Option<Arc<PortalSite>> {
         self.view
             .load()

@@ -23,7 +23,8 @@ use crate::http::error::HttpError;
 use crate::http::page;
 use crate::store::NewUser;
 
-/// The level of a self-registered user: enough for sites with the default `min_level`.
+/// The level of a self-registered user on the sites open to registration: enough for their
+/// default `min_level`. Elsewhere they have level 0 (see [`Portal::registration_levels`]).
 /// Administrators raise it with `gatehouse user level` where needed.
 const REGISTERED_LEVEL: Level = Level(1);
 
@@ -145,8 +146,8 @@ pub(super) async fn submit(
     let user = NewUser {
         name: email.clone(),
         password_hash: hash,
-        level: REGISTERED_LEVEL,
-        site_levels: Default::default(),
+        level: Level(0),
+        site_levels: portal.registration_levels(REGISTERED_LEVEL),
         idle_timeout: None,
         disabled: false,
     };
