@@ -99,11 +99,15 @@ pub async fn from_env(app: &App) -> Result<(), SeedError> {
     for binding in bindings.iter_mut() {
         let session = Identifier::new().hash();
         let failed = |e: crate::store::StoreError| SeedError::Setup(e.to_string());
-        portal
+        let read = portal.sessions.user_revision();
+        let started = portal
             .sessions
-            .start(None, session, record.clone(), site_passwords.clone())
+            .start(None, session, record.clone(), read, site_passwords.clone())
             .await
             .map_err(failed)?;
+        if !started {
+            return Err(SeedError::Setup("the user changed while seeding".into()));
+        }
         let site_cookie = Identifier::new();
         let code = portal
             .sessions

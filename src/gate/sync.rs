@@ -302,7 +302,13 @@ mod tests {
         // The portal's answer for a new site cookie: a signed-in session, a code, redeemed.
         let answer_for = |cookie: IdHash| {
             let session = crate::crypto::Identifier::new().hash();
-            sessions.start(None, session, user.clone(), Default::default());
+            sessions.start(
+                None,
+                session,
+                user.clone(),
+                sessions.user_revision(),
+                Default::default(),
+            );
             let code = sessions
                 .mint_code(&session, &site.config.id, cookie)
                 .unwrap();
@@ -341,8 +347,24 @@ mod tests {
         let (gate, sessions, sites, user) = single_node();
         let site = &sites[0];
         let key = IdHash([9; 32]);
-        let first = sessions.start_basic(key, user.clone(), &site.config.id, None);
-        let second = sessions.start_basic(key, user.clone(), &site.config.id, None);
+        let first = sessions
+            .start_basic(
+                key,
+                user.clone(),
+                sessions.user_revision(),
+                &site.config.id,
+                None,
+            )
+            .unwrap();
+        let second = sessions
+            .start_basic(
+                key,
+                user.clone(),
+                sessions.user_revision(),
+                &site.config.id,
+                None,
+            )
+            .unwrap();
         assert!(
             gate.admit(site, key, &first).is_some(),
             "not ended by the second"
@@ -352,7 +374,15 @@ mod tests {
         // The user changed (a new level): that session ends, its key is revoked.
         let mut promoted = user.clone();
         promoted.level = Level(5);
-        let third = sessions.start_basic(key, promoted, &site.config.id, None);
+        let third = sessions
+            .start_basic(
+                key,
+                promoted,
+                sessions.user_revision(),
+                &site.config.id,
+                None,
+            )
+            .unwrap();
         assert!(third.seq > second.seq);
         assert!(
             gate.admit(site, key, &second).is_none(),

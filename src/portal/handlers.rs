@@ -295,8 +295,8 @@ async fn login_submit(
         );
         portal.branded_page(handoff.as_ref().map(|h| h.site.as_str()), status, html)
     };
-    let record = match attempt {
-        Attempt::Accepted(record) => record,
+    let (record, read) = match attempt {
+        Attempt::Accepted(record, read) => (record, read),
         Attempt::Refused => {
             portal.metrics.signin("failure");
             tracing::info!(peer = %peer.ip(), user = %username.chars().take(64).collect::<String>(), "sign-in refused");
@@ -328,20 +328,33 @@ async fn login_submit(
             peer,
         ));
     }
-    portal.metrics.signin("success");
-    tracing::info!(peer = %peer.ip(), user = %record.name, "signed in");
     let site_passwords = portal.site_passwords(&record, &password);
     drop(password);
     let shared_computer = form.get("shared_computer").is_some_and(|v| !v.is_empty());
-    let account = record.account.clone();
+    let (account, name) = (record.account.clone(), record.name.clone());
     let fresh = Identifier::new();
-    if let Err(e) = portal
+    let started = portal
         .sessions
-        .start(old_cookie.as_ref(), fresh.hash(), record, site_passwords)
+        .start(
+            old_cookie.as_ref(),
+            fresh.hash(),
+            record,
+            read,
+            site_passwords,
+        )
         .await
-    {
-        return Err(HttpError::Internal(Box::new(e)));
+        .map_err(|e| HttpError::Internal(Box::new(e)))?;
+    if !started {
+        // Disabled, demoted or given a new password while this one was checked: the
+        // password may be the old one, and the record is stale either way.
+        tracing::info!(peer = %peer.ip(), user = %username.chars().take(64).collect::<String>(), "sign-in refused: the user changed while the password was checked");
+        return Ok(refused(
+            StatusCode::UNAUTHORIZED,
+            Notice::Error("Wrong user name or password."),
+        ));
     }
+    portal.metrics.signin("success");
+    tracing::info!(peer = %peer.ip(), user = %name, "signed in");
     let mut res = portal
         .after_sign_in(
             &fresh.hash(),

@@ -290,7 +290,7 @@ async fn link(
         .await
         .map_err(|e| HttpError::Internal(Box::new(e)))?
     {
-        Attempt::Accepted(r) => r.account == other && r.temporary_until.is_none(),
+        Attempt::Accepted(r, _) => r.account == other && r.temporary_until.is_none(),
         Attempt::Refused => false,
         Attempt::Throttled(wait) => {
             let mut res = refuse(
@@ -334,6 +334,7 @@ async fn link(
     // Running sessions of the moved users keep going under the new account name; gates
     // holding them ask again (see SessionTable::user_changed).
     for (name, record) in records {
+        // On a store failure the revision poll applies it (see `Sessions::user_changed`).
         portal.sessions.user_changed(&name, record).await;
     }
     Ok(portal.continue_after_link(&cx.session, handoff).await)

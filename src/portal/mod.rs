@@ -40,12 +40,14 @@ use crate::metrics::Metrics;
 use crate::server::urls::Urls;
 use crate::store::postgres::PgStore;
 use crate::store::{NewUser, Store, StoreError, UserRecord};
-use sessions::{SessionTable, Sessions, SitePasswords, Timeouts};
+use sessions::{SessionTable, Sessions, SitePasswords, Timeouts, UserRevision};
 use throttle::Throttle;
 
 /// The outcome of a sign-in attempt (form or Basic).
 pub enum Attempt {
-    Accepted(UserRecord),
+    /// The user's record, and where the session table was in its users' changes before it
+    /// was read: a session may start from it only if the user has not changed since.
+    Accepted(UserRecord, UserRevision),
     /// Unknown user, wrong password or disabled user: one answer for all three.
     Refused,
     /// Too many failures lately: refused without looking at the password; try again after.
@@ -280,14 +282,28 @@ impl Portal {
     ) -> Result<BasicVerdict, StoreError> {
         Ok(match self.attempt(user, password, peer).await? {
             // A temporary password only opens the change form, never a site (SPEC §6).
-            Attempt::Accepted(record) if record.temporary_until.is_none() => {
-                self.metrics.signin("basic_success");
+            Attempt::Accepted(record, read) if record.temporary_until.is_none() => {
                 let sp = self
                     .site(&site.0)
                     .and_then(|s| self.site_password(&s, &record, password));
-                BasicVerdict::Admitted(self.sessions.start_basic(key, record, site, sp).await?)
+                let name = record.name.clone();
+                match self
+                    .sessions
+                    .start_basic(key, record, read, site, sp)
+                    .await?
+                {
+                    Some(admission) => {
+                        self.metrics.signin("basic_success");
+                        BasicVerdict::Admitted(admission)
+                    }
+                    None => {
+                        tracing::info!(user = %name, "basic credentials refused: the user changed while they were checked");
+                        self.metrics.signin("basic_failure");
+                        BasicVerdict::Refused
+                    }
+                }
             }
-            Attempt::Accepted(_) | Attempt::Refused => {
+            Attempt::Accepted(..) | Attempt::Refused => {
                 self.metrics.signin("basic_failure");
                 BasicVerdict::Refused
             }
@@ -313,10 +329,11 @@ impl Portal {
             return Ok(Attempt::Throttled(wait));
         }
         // From here the attempt counts as a failure unless it succeeds.
+        let read = self.sessions.user_revision();
         match self.authenticate(name, password).await? {
             Some(record) => {
                 self.throttle.succeeded(name, peer);
-                Ok(Attempt::Accepted(record))
+                Ok(Attempt::Accepted(record, read))
             }
             None => {
                 if let Some((wait, limit)) = self.throttle.check(name, peer) {
@@ -541,11 +558,21 @@ impl Portal {
         });
         match changed.await {
             Ok((users, newest)) => {
+                let mut applied = true;
                 for (name, record) in users {
                     tracing::info!(user = %name, "user changed in the store; updating their sessions");
-                    self.sessions.user_changed(&name, record).await;
+                    applied &= self.sessions.user_changed(&name, record).await;
                 }
-                newest
+                if applied {
+                    newest
+                } else {
+                    // Read again from the same revision at the next poll: applying a change
+                    // twice does no harm, missing one would keep a demoted user's entries.
+                    tracing::warn!(
+                        "user changes not all applied to the sessions; trying again at the next poll"
+                    );
+                    revision
+                }
             }
             Err(e) => {
                 tracing::error!(error = %crate::http::error::error_chain(&e), "cannot poll the store for user changes");

@@ -240,7 +240,7 @@ pub(super) async fn submit(
         .await
         .map_err(|e| HttpError::Internal(Box::new(e)))?
     {
-        Attempt::Accepted(record) => Some(record),
+        Attempt::Accepted(record, _) => Some(record),
         Attempt::Refused => None,
         Attempt::Throttled(wait) => {
             let mut res = refuse(
@@ -297,12 +297,29 @@ pub(super) async fn submit(
     // A fresh portal cookie (no fixation); for a signed-in user it carries this browser's
     // sites over. Then every other session of the user ends at once, here and at the gates
     // (the store's revision poll would end them within seconds too).
+    // The record is the one just written (its password is ours), so the session starts
+    // from it unless another change of the user lands in the meantime.
     let fresh = Identifier::new();
-    portal
+    let read = portal.sessions.user_revision();
+    let started = portal
         .sessions
-        .start(Some(&cookie), fresh.hash(), updated.clone(), site_passwords)
+        .start(
+            Some(&cookie),
+            fresh.hash(),
+            updated.clone(),
+            read,
+            site_passwords,
+        )
         .await
         .map_err(|e| HttpError::Internal(Box::new(e)))?;
+    if !started {
+        portal.sessions.user_changed(&name, Some(updated)).await;
+        tracing::info!(peer = %peer.ip(), user = %name, "password changed; no session: the user changed meanwhile");
+        return refuse(
+            "Your password was changed, but your account changed meanwhile. Sign in again.",
+            StatusCode::CONFLICT,
+        );
+    }
     let account = updated.account.clone();
     portal.sessions.user_changed(&name, Some(updated)).await;
     let mut res = match proof {

@@ -39,6 +39,23 @@ const RETIRED_KEEP: Duration = Duration::from_secs(15 * 60);
 /// wait for the next reap.
 const REAP_BATCH: usize = 50_000;
 
+/// Most one-time codes a session holds unredeemed; minting another drops its oldest. A
+/// browser needs one per hand-off in progress; without a cap, a signed-in client looping on
+/// `/login?site=…&h=…` would fill the portal's memory until the codes expire.
+pub const CODES_PER_SESSION: usize = 8;
+
+/// Most user names whose last change [`Inner::user_changes`] remembers; past that it
+/// forgets them all at once, and sign-ins checked before then are refused (fail closed).
+const USER_CHANGES_KEPT: usize = 100_000;
+
+/// Where the table was in its users' changes when a sign-in read its user record from the
+/// store ([`SessionTable::user_revision`]). A session starts from that record only if the
+/// user has not changed since: a password check takes a while (argon2id, and the wait for a
+/// hashing slot), and a password change, disabling or demotion that lands meanwhile ends
+/// only the sessions that exist when it lands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserRevision(u64);
+
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
     pub default_idle: Duration,
@@ -85,6 +102,12 @@ struct Inner {
     /// Sessions changed since the last write to the store, and what to write of each (the
     /// write-behind, see [`persist`]).
     dirty: HashMap<IdHash, Dirty>,
+    /// How many user changes the table has applied ([`SessionTable::user_changed`]).
+    user_revision: u64,
+    /// The revision of each user's latest change, at most [`USER_CHANGES_KEPT`] names.
+    user_changes: HashMap<String, u64>,
+    /// Changes up to this revision may have been forgotten (see [`USER_CHANGES_KEPT`]).
+    user_changes_forgotten: u64,
 }
 
 struct Retired {
@@ -105,6 +128,9 @@ struct Session {
     /// Signed in on a shared computer (SPEC §6, roaming): sign-out also asks the browser
     /// to clear what it kept of the visit.
     roaming: bool,
+    /// Its codes minted lately, oldest first, at most [`CODES_PER_SESSION`] (some may be
+    /// redeemed or expired already).
+    codes: VecDeque<IdHash>,
 }
 
 struct Binding {
@@ -206,6 +232,25 @@ impl Session {
 }
 
 impl Inner {
+    /// Has user `name` changed since a sign-in read its record at `read`? When the table
+    /// cannot tell (it forgot changes since then), yes.
+    fn user_changed_since(&self, name: &str, read: UserRevision) -> bool {
+        match self.user_changes.get(name) {
+            Some(&changed) => changed > read.0,
+            None => read.0 < self.user_changes_forgotten,
+        }
+    }
+
+    fn note_user_change(&mut self, name: &str) {
+        if self.user_changes.len() >= USER_CHANGES_KEPT && !self.user_changes.contains_key(name) {
+            self.user_changes.clear();
+            self.user_changes_forgotten = self.user_revision;
+        }
+        self.user_revision += 1;
+        self.user_changes
+            .insert(name.to_string(), self.user_revision);
+    }
+
     /// A new session (to be written to the store).
     fn add(&mut self, id: IdHash, session: Session, t: &Timeouts) {
         self.mark(id, Dirty::Changed);
@@ -374,13 +419,17 @@ impl SessionTable {
     /// signing in again (e.g. asked for their password by a derived site the old session
     /// had no site password for) keeps the sites it was handed to, now under the new id,
     /// and stays roaming if it was; another user's session ends, on every site.
+    ///
+    /// `false`, and nothing done: the user changed after `read`, when `user` was read
+    /// (see [`UserRevision`]); the sign-in must be refused.
     pub fn start(
         &self,
         replacing: Option<&IdHash>,
         id: IdHash,
         user: UserRecord,
+        read: UserRevision,
         site_passwords: SitePasswords,
-    ) {
+    ) -> bool {
         let now = Instant::now();
         let mut session = Session {
             user: Arc::new(user),
@@ -390,10 +439,14 @@ impl SessionTable {
             bindings: Vec::new(),
             site_passwords,
             roaming: false,
+            codes: VecDeque::new(),
         };
         let mut revoked = Vec::new();
         {
             let mut inner = self.lock();
+            if inner.user_changed_since(&session.user.name, read) {
+                return false;
+            }
             if let Some(old_id) = replacing.filter(|old| **old != id) {
                 let same_user = inner.sessions.get(old_id).is_some_and(|old| {
                     old.user.name == session.user.name && old.alive(&self.timeouts, now)
@@ -417,6 +470,18 @@ impl SessionTable {
             inner.add(id, session, &self.timeouts);
         }
         self.notify(&revoked);
+        true
+    }
+
+    /// Where the table is in its users' changes: read it before reading a user record a
+    /// session may start from, and pass it to [`SessionTable::start`].
+    pub fn user_revision(&self) -> UserRevision {
+        UserRevision(self.lock().user_revision)
+    }
+
+    /// Has user `name` changed since `read`? (The start checks again under its lock.)
+    pub(super) fn user_changed_since(&self, name: &str, read: UserRevision) -> bool {
+        self.lock().user_changed_since(name, read)
     }
 
     /// Mark session `id` as a visit from a shared computer (roaming).
@@ -461,10 +526,18 @@ impl SessionTable {
     pub fn mint_code(&self, id: &IdHash, site: &SiteId, binding: IdHash) -> Option<Identifier> {
         let now = Instant::now();
         let mut inner = self.lock();
-        if !inner.sessions.get(id)?.alive(&self.timeouts, now) {
+        let session = inner.sessions.get_mut(id)?;
+        if !session.alive(&self.timeouts, now) {
             return None;
         }
         let code = Identifier::new();
+        session.codes.push_back(code.hash());
+        let dropped = (session.codes.len() > CODES_PER_SESSION)
+            .then(|| session.codes.pop_front())
+            .flatten();
+        if let Some(oldest) = dropped {
+            inner.codes.remove(&oldest);
+        }
         let entry = Code {
             site: site.clone(),
             binding,
@@ -484,7 +557,12 @@ impl SessionTable {
         let fresh = now < code.expires;
         let same_site = code.site == *site;
         let same_cookie = ct_eq(&code.binding.0, &cookie.0);
-        if !(fresh && same_site && same_cookie) {
+        // A site cookie is bound once: the gate makes a fresh one for every hand-off, so a
+        // bound one here is a code minted for someone else's cookie (its hash can be seen in
+        // the victim's `/login?…&h=` address), which would move the victim's browser into
+        // the minter's session. The shared table refuses it the same way.
+        let unbound = !inner.bindings.contains_key(&cookie);
+        if !(fresh && same_site && same_cookie && unbound) {
             return None;
         }
         let session = inner.sessions.get_mut(&code.session)?;
@@ -547,18 +625,23 @@ impl SessionTable {
     /// Start an API client's session, known by its Basic key, bound to one site (with the
     /// site password derived from the password it presented, on a derived site); or go on
     /// with its live one ([`SessionTable::continue_basic`], under the same lock, so two
-    /// first calls at once make one session, not one ending the other).
+    /// first calls at once make one session, not one ending the other). `None`: the user
+    /// changed after `read` (see [`UserRevision`]); refuse.
     pub fn start_basic(
         &self,
         key: IdHash,
         user: UserRecord,
+        read: UserRevision,
         site: &SiteId,
         site_password: Option<SitePassword>,
-    ) -> Admission {
+    ) -> Option<Admission> {
         let now = Instant::now();
         let mut revoked = Vec::new();
         let admission = {
             let mut inner = self.lock();
+            if inner.user_changed_since(&user.name, read) {
+                return None;
+            }
             if let Some(admission) = inner.continue_basic(
                 &self.timeouts,
                 key,
@@ -567,7 +650,7 @@ impl SessionTable {
                 site_password.as_ref(),
                 now,
             ) {
-                return admission;
+                return Some(admission);
             }
             let session = Session {
                 user: Arc::new(user),
@@ -579,6 +662,7 @@ impl SessionTable {
                     .map(|sp| SitePasswords::from([(site.clone(), sp)]))
                     .unwrap_or_default(),
                 roaming: false,
+                codes: VecDeque::new(),
             };
             let mut admission = session.admission(&self.timeouts, site, now);
             inner.end(&key, &mut revoked);
@@ -595,7 +679,7 @@ impl SessionTable {
             admission
         };
         self.notify(&revoked);
-        admission
+        Some(admission)
     }
 
     /// Sign-out: end a session on every site.
@@ -614,6 +698,7 @@ impl SessionTable {
         let mut revoked = Vec::new();
         {
             let mut inner = self.lock();
+            inner.note_user_change(name);
             let ids: Vec<IdHash> = inner
                 .sessions
                 .iter()

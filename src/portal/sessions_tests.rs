@@ -31,7 +31,7 @@ fn site(s: &str) -> SiteId {
 
 fn signed_in(t: &SessionTable) -> IdHash {
     let id = Identifier::new().hash();
-    t.start(None, id, alice(), Default::default());
+    t.start(None, id, alice(), t.user_revision(), Default::default());
     id
 }
 
@@ -186,7 +186,7 @@ fn level_zero_and_disabled() {
     let mut u = alice();
     u.level = Level(0);
     u.site_levels.clear();
-    t.start(None, id, u.clone(), Default::default());
+    t.start(None, id, u.clone(), t.user_revision(), Default::default());
     let c = Identifier::new().hash();
     let code = t.mint_code(&id, &site("app"), c).unwrap();
     assert_eq!(
@@ -194,7 +194,7 @@ fn level_zero_and_disabled() {
         Level(0)
     );
     u.disabled = true;
-    t.start(None, id, u, Default::default());
+    t.start(None, id, u, t.user_revision(), Default::default());
     assert!(t.user(&id).is_none());
     assert!(
         t.mint_code(&id, &site("app"), Identifier::new().hash())
@@ -211,7 +211,7 @@ fn with_sp(site_id: &str) -> SitePasswords {
 fn admissions_carry_their_sites_password() {
     let t = table();
     let id = Identifier::new().hash();
-    t.start(None, id, alice(), with_sp("app"));
+    t.start(None, id, alice(), t.user_revision(), with_sp("app"));
     assert!(t.has_site_password(&id, &site("app")));
     assert!(!t.has_site_password(&id, &site("wiki")));
     let cookie = IdHash([9; 32]);
@@ -238,7 +238,7 @@ fn signing_in_again_keeps_the_same_users_sites() {
     t.redeem(code.as_str(), cookie, &site("app")).unwrap();
 
     let new = Identifier::new().hash();
-    t.start(Some(&old), new, alice(), with_sp("wiki"));
+    t.start(Some(&old), new, alice(), t.user_revision(), with_sp("wiki"));
     assert!(revoked.lock().unwrap().is_empty(), "nothing revoked");
     assert!(t.user(&old).is_none(), "the old id is gone");
     assert!(
@@ -261,6 +261,7 @@ fn signing_in_again_keeps_the_same_users_sites() {
         Some(&old),
         Identifier::new().hash(),
         bob,
+        t.user_revision(),
         SitePasswords::new(),
     );
     assert!(
@@ -318,13 +319,25 @@ fn roaming_carries_over_to_the_same_user_only() {
     t.mark_roaming(&old);
     assert!(t.is_roaming(&old));
     let new = Identifier::new().hash();
-    t.start(Some(&old), new, alice(), SitePasswords::new());
+    t.start(
+        Some(&old),
+        new,
+        alice(),
+        t.user_revision(),
+        SitePasswords::new(),
+    );
     assert!(t.is_roaming(&new), "same user: still roaming");
 
     let mut bob = alice();
     bob.name = "bob".into();
     let other = Identifier::new().hash();
-    t.start(Some(&new), other, bob, SitePasswords::new());
+    t.start(
+        Some(&new),
+        other,
+        bob,
+        t.user_revision(),
+        SitePasswords::new(),
+    );
     assert!(!t.is_roaming(&other), "another user: a fresh start");
     assert!(!t.is_roaming(&new), "ended");
 }
@@ -445,7 +458,7 @@ fn basic_usage_is_attributed() {
     use crate::central::Usage;
     let t = table();
     let key = Identifier::new().hash();
-    t.start_basic(key, alice(), &site("wiki"), None);
+    t.start_basic(key, alice(), t.user_revision(), &site("wiki"), None);
     let u = Usage {
         requests: 2,
         bytes_in: 0,
@@ -458,4 +471,95 @@ fn basic_usage_is_attributed() {
         .map(|r| (r.account.as_str(), r.site.as_str(), r.usage))
         .collect();
     assert_eq!(got, [("alice", "wiki", u)]);
+}
+
+/// A sign-in whose user record was read before a change of that user (a new password,
+/// disabled, demoted) starts no session, browser or API client: the change ended only the
+/// sessions that existed when it landed. Another user's change does not get in the way.
+#[test]
+fn a_record_read_before_its_user_changed_starts_nothing() {
+    let t = table();
+    let read = t.user_revision();
+    let mut changed = alice();
+    changed.password_hash = "h2".into();
+    t.user_changed("alice", Some(changed.clone()));
+    let id = Identifier::new().hash();
+    assert!(!t.start(None, id, alice(), read, Default::default()));
+    assert!(t.user(&id).is_none(), "no session");
+    let key = Identifier::new().hash();
+    assert!(
+        t.start_basic(key, alice(), read, &site("wiki"), None)
+            .is_none()
+    );
+    assert!(t.check(key, &site("wiki")).is_none(), "no API session");
+
+    // Read after the change: starts.
+    let read = t.user_revision();
+    assert!(t.start(None, id, changed.clone(), read, Default::default()));
+    assert!(
+        t.start_basic(key, changed, read, &site("wiki"), None)
+            .is_some()
+    );
+
+    // Bob's change does not refuse Alice.
+    let read = t.user_revision();
+    let mut bob = alice();
+    bob.name = "bob".into();
+    t.user_changed("bob", Some(bob));
+    let other = Identifier::new().hash();
+    assert!(t.start(None, other, alice(), read, Default::default()));
+}
+
+/// When the table has forgotten changes (too many users changed), a record read before
+/// then is refused: it cannot tell whether its user was among them.
+#[test]
+fn forgotten_changes_refuse_older_records() {
+    let t = table();
+    let read = t.user_revision();
+    for i in 0..=USER_CHANGES_KEPT {
+        t.lock().note_user_change(&format!("user{i}"));
+    }
+    let id = Identifier::new().hash();
+    assert!(!t.start(None, id, alice(), read, Default::default()));
+    let read = t.user_revision();
+    assert!(t.start(None, id, alice(), read, Default::default()));
+}
+
+/// A site cookie already bound to a session cannot be bound again by a code minted for
+/// its hash in another session (login CSRF: the victim's browser moved into the minter's
+/// session); the victim stays who they were.
+#[test]
+fn a_bound_cookie_is_not_bound_again() {
+    let t = table();
+    let victim = signed_in(&t);
+    let cookie = Identifier::new().hash();
+    let code = t.mint_code(&victim, &site("app"), cookie).unwrap();
+    t.redeem(code.as_str(), cookie, &site("app")).unwrap();
+
+    let mallory = Identifier::new().hash();
+    let mut m = alice();
+    m.name = "mallory".into();
+    assert!(t.start(None, mallory, m, t.user_revision(), Default::default()));
+    let code = t.mint_code(&mallory, &site("app"), cookie).unwrap();
+    assert!(t.redeem(code.as_str(), cookie, &site("app")).is_none());
+    assert_eq!(&*t.check(cookie, &site("app")).unwrap().user, "alice");
+}
+
+/// A session holds at most CODES_PER_SESSION unredeemed codes: minting more drops the
+/// oldest, which then admits nobody; the newest still work.
+#[test]
+fn codes_per_session_are_capped() {
+    let t = table();
+    let s = signed_in(&t);
+    let minted: Vec<_> = (0..1000)
+        .map(|_| {
+            let cookie = Identifier::new().hash();
+            (t.mint_code(&s, &site("app"), cookie).unwrap(), cookie)
+        })
+        .collect();
+    assert_eq!(t.lock().codes.len(), CODES_PER_SESSION);
+    let (oldest, cookie) = &minted[0];
+    assert!(t.redeem(oldest.as_str(), *cookie, &site("app")).is_none());
+    let (newest, cookie) = &minted[999];
+    assert!(t.redeem(newest.as_str(), *cookie, &site("app")).is_some());
 }

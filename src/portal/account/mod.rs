@@ -273,6 +273,7 @@ async fn set_idle_timeout(
         return Ok(page::redirect(StatusCode::SEE_OTHER, "/login"));
     }
     tracing::info!(user = %user.name, idle_timeout_secs = chosen.as_secs(), "own idle timeout chosen");
+    // On a store failure the revision poll applies it (see `Sessions::user_changed`).
     portal.sessions.user_changed(&user.name, stored).await;
     Ok(page::redirect(
         StatusCode::SEE_OTHER,

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use super::shared::SharedSessions;
-use super::{SessionTable, SessionView, SitePasswords};
+use super::{SessionTable, SessionView, SitePasswords, UserRevision};
 use crate::central::{Admission, SyncReply, SyncReport, Usage};
 use crate::config::SiteId;
 use crate::crypto::derived::SitePassword;
@@ -59,24 +59,36 @@ impl Sessions {
         }
     }
 
+    /// Where the table is in its users' changes (see [`UserRevision`]): read before the
+    /// user record a session may start from.
+    pub fn user_revision(&self) -> UserRevision {
+        match self {
+            Sessions::Local(t) => t.user_revision(),
+            Sessions::Shared(s) => s.user_revision(),
+        }
+    }
+
+    /// Start a browser's session; `Ok(false)`: the user changed after `read` (see
+    /// [`SessionTable::start`]), so the sign-in must be refused.
     pub async fn start(
         &self,
         replacing: Option<&IdHash>,
         id: IdHash,
         user: UserRecord,
+        read: UserRevision,
         site_passwords: SitePasswords,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         match self {
-            Sessions::Local(t) => {
-                t.start(replacing, id, user, site_passwords);
-                Ok(())
-            }
+            Sessions::Local(t) => Ok(t.start(replacing, id, user, read, site_passwords)),
+            // Its sessions read their user afresh at every check (a password changed
+            // meanwhile ends them there), so a record read before a change does no harm.
             Sessions::Shared(s) => {
                 let replacing = replacing.copied();
                 blocking(s, move |s| {
                     s.start(replacing.as_ref(), id, user, site_passwords)
                 })
                 .await
+                .map(|()| true)
             }
         }
     }
@@ -182,18 +194,23 @@ impl Sessions {
         }
     }
 
+    /// `Ok(None)`: the user changed after `read`; refuse (see [`SessionTable::start_basic`]).
     pub async fn start_basic(
         &self,
         key: IdHash,
         user: UserRecord,
+        read: UserRevision,
         site: &SiteId,
         site_password: Option<SitePassword>,
-    ) -> Result<Admission, StoreError> {
+    ) -> Result<Option<Admission>, StoreError> {
         match self {
-            Sessions::Local(t) => Ok(t.start_basic(key, user, site, site_password)),
+            Sessions::Local(t) => Ok(t.start_basic(key, user, read, site, site_password)),
             Sessions::Shared(s) => {
                 let site = site.clone();
-                blocking(s, move |s| s.start_basic(key, user, &site, site_password)).await
+                blocking(s, move |s| {
+                    s.start_basic(key, user, read, &site, site_password)
+                })
+                .await
             }
         }
     }
@@ -212,13 +229,24 @@ impl Sessions {
         }
     }
 
-    pub async fn user_changed(&self, name: &str, now_stored: Option<UserRecord>) {
+    /// Apply a user's change to their sessions. `false`: the shared table could not
+    /// (logged); the change is then still to apply, and the store's revision poll
+    /// ([`crate::portal::Portal::maintain`]) tries it again: a demotion or disabling must
+    /// not be lost to a passing database error.
+    pub async fn user_changed(&self, name: &str, now_stored: Option<UserRecord>) -> bool {
         match self {
-            Sessions::Local(t) => t.user_changed(name, now_stored),
+            Sessions::Local(t) => {
+                t.user_changed(name, now_stored);
+                true
+            }
             Sessions::Shared(s) => {
                 let name = name.to_string();
                 let done = blocking(s, move |s| s.user_changed(&name, now_stored)).await;
-                logged("apply a user's change to their sessions", done, ());
+                logged(
+                    "apply a user's change to their sessions",
+                    done.map(|()| true),
+                    false,
+                )
             }
         }
     }

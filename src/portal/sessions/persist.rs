@@ -25,7 +25,7 @@
 //! - the bindings of ended sessions kept for usage attribution (traffic counted before a
 //!   sign-out and reported after a restart is logged as unattributed).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -234,6 +234,7 @@ impl SessionTable {
             bindings: Vec::new(),
             site_passwords: SitePasswords::new(),
             roaming: s.roaming,
+            codes: VecDeque::new(),
         };
         // Also refuses a disabled user.
         session.alive(&self.timeouts, clock.mono).then_some(session)

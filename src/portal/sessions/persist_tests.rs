@@ -41,7 +41,7 @@ fn site(s: &str) -> SiteId {
 
 fn signed_in(t: &SessionTable, name: &str) -> IdHash {
     let id = Identifier::new().hash();
-    t.start(None, id, user(name), Default::default());
+    t.start(None, id, user(name), t.user_revision(), Default::default());
     id
 }
 
@@ -136,7 +136,13 @@ fn replacing_session_takes_the_bindings() {
     let cookie = bind(&t, &old, "app");
     t.take_writes(100);
     let new = Identifier::new().hash();
-    t.start(Some(&old), new, user("alice"), Default::default());
+    t.start(
+        Some(&old),
+        new,
+        user("alice"),
+        t.user_revision(),
+        Default::default(),
+    );
     let w = t.take_writes(100);
     assert_eq!(w.ended, vec![old]);
     assert_eq!(w.saved.len(), 1);
@@ -184,13 +190,13 @@ fn round_trip_through_the_store() {
     let before = table();
     let sp = SitePasswords::from([(site("legacy"), SitePassword::derive("pw", "legacy"))]);
     let s = Identifier::new().hash();
-    before.start(None, s, user("alice"), sp);
+    before.start(None, s, user("alice"), before.user_revision(), sp);
     let wiki = bind(&before, &s, "wiki");
     let legacy = bind(&before, &s, "legacy");
     before.mark_roaming(&s);
     assert!(before.has_site_password(&s, &site("legacy")));
     let key = Identifier::new().hash();
-    before.start_basic(key, user("bob"), &site("app"), None);
+    before.start_basic(key, user("bob"), before.user_revision(), &site("app"), None);
     let gone = signed_in(&before, "bob");
     let gone_cookie = bind(&before, &gone, "app");
     store.save_sessions(&before.take_writes(100)).unwrap();

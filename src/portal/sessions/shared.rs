@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::{SessionTable, SessionView, SitePasswords, Timeouts};
+use super::{SessionTable, SessionView, SitePasswords, Timeouts, UserRevision};
 use crate::central::{Admission, SyncReply, SyncReport, Usage};
 use crate::config::SiteId;
 use crate::crypto::derived::SitePassword;
@@ -207,7 +207,10 @@ impl SharedSessions {
             binding,
             expires_ms: now.saturating_add(ms(self.timeouts.code_ttl)),
         };
-        Ok(self.pg.insert_code(&code.hash(), &row)?.then_some(code))
+        Ok(self
+            .pg
+            .insert_code(&code.hash(), &row, super::CODES_PER_SESSION)?
+            .then_some(code))
     }
 
     /// Redeem a code: consumed (by the database, once across all portals) whatever the
@@ -266,13 +269,25 @@ impl SharedSessions {
         }))
     }
 
+    /// Where its Basic sessions' table is in its users' changes: Basic sessions live in
+    /// this process's memory (see [`SessionTable::start_basic`]).
+    pub fn user_revision(&self) -> UserRevision {
+        self.basic.user_revision()
+    }
+
     pub fn start_basic(
         &self,
         key: IdHash,
         user: UserRecord,
+        read: UserRevision,
         site: &SiteId,
         site_password: Option<SitePassword>,
-    ) -> Result<Admission, StoreError> {
+    ) -> Result<Option<Admission>, StoreError> {
+        // A record read before a change of its user starts nothing (checked again, under
+        // the table's lock, by the start itself); asked first, it ends nothing either.
+        if self.basic.user_changed_since(&user.name, read) {
+            return Ok(None);
+        }
         // The client's live session goes on (see `SessionTable::continue_basic`). The log
         // position is read first: a revocation after it is newer than this answer.
         let seq = self.pg.log_position()?;
@@ -280,14 +295,14 @@ impl SharedSessions {
             .basic
             .continue_basic(key, &user, site, site_password.as_ref())
         {
-            return Ok(Admission { seq, ..admission });
+            return Ok(Some(Admission { seq, ..admission }));
         }
         // Otherwise the session this key had ends first (its revocation logged now), so this
         // answer's position is newer than that revocation.
         self.basic.end(&key);
         let seq = self.pg.log_position()?;
-        let admission = self.basic.start_basic(key, user, site, site_password);
-        Ok(Admission { seq, ..admission })
+        let admission = self.basic.start_basic(key, user, read, site, site_password);
+        Ok(admission.map(|a| Admission { seq, ..a }))
     }
 
     pub fn end(&self, id: &IdHash) -> Result<(), StoreError> {

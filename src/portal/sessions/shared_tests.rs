@@ -106,6 +106,46 @@ fn a_code_is_single_use_across_portals() {
     );
 }
 
+/// A session keeps at most CODES_PER_SESSION unredeemed codes in the database: the oldest
+/// go, the newest still admit.
+#[test]
+fn codes_per_session_are_capped_in_the_database() {
+    let (a, b, store) = two_portals();
+    let id = Identifier::new().hash();
+    a.start(None, id, alice(&store), SitePasswords::new())
+        .unwrap();
+    let minted: Vec<_> = (0..3 * super::super::CODES_PER_SESSION)
+        .map(|_| {
+            let cookie = Identifier::new().hash();
+            // Apart in time: the cap keeps the codes that expire last.
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            (
+                a.mint_code(&id, &site("wiki"), cookie).unwrap().unwrap(),
+                cookie,
+            )
+        })
+        .collect();
+    let kept: i64 = store
+        .with(|c| {
+            Ok(c.query_one("SELECT count(*) FROM one_time_codes", &[])?
+                .try_get(0)?)
+        })
+        .unwrap();
+    assert_eq!(kept, super::super::CODES_PER_SESSION as i64);
+    let (oldest, cookie) = &minted[0];
+    assert!(
+        b.redeem(oldest.as_str(), *cookie, &site("wiki"))
+            .unwrap()
+            .is_none()
+    );
+    let (newest, cookie) = minted.last().unwrap();
+    assert!(
+        b.redeem(newest.as_str(), *cookie, &site("wiki"))
+            .unwrap()
+            .is_some()
+    );
+}
+
 /// A sign-out through the other portal: the session is gone for both, and an edge syncing
 /// with either learns the revocation, numbered after the answers given before it.
 #[test]

@@ -157,6 +157,9 @@ const MIGRATIONS: &[&str] = &[
      -- still kept; the deployment's epoch, fixed for the life of the database.
      INSERT INTO meta (key, value) VALUES ('log_last', 0), ('log_floor', 1),
         ('epoch', (floor(random() * 9007199254740991))::BIGINT);",
+    // 3: a session's codes found without a scan, for the cap on codes per session
+    // (sessions::insert_code) and the cascade when a session ends.
+    "CREATE INDEX one_time_codes_session ON one_time_codes(session_id, expires_ms);",
 ];
 
 /// `url` with any password replaced, for logs and messages.

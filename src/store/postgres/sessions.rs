@@ -356,10 +356,16 @@ impl PgStore {
         })
     }
 
-    /// Keep a one-time code (its hash). False when its session is gone meanwhile.
-    pub fn insert_code(&self, code: &IdHash, c_row: &CodeRow) -> Result<bool, StoreError> {
-        self.with(|c| {
-            let n = c.execute(
+    /// Keep a one-time code (its hash), and drop the session's codes beyond the newest
+    /// `per_session` (see `CODES_PER_SESSION`). False when its session is gone meanwhile.
+    pub fn insert_code(
+        &self,
+        code: &IdHash,
+        c_row: &CodeRow,
+        per_session: usize,
+    ) -> Result<bool, StoreError> {
+        self.tx(|tx| {
+            let n = tx.execute(
                 "INSERT INTO one_time_codes (code_hash, session_id, site, binding, expires_ms)
                  SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM sessions WHERE id = $2)",
                 &[
@@ -369,6 +375,12 @@ impl PgStore {
                     &c_row.binding.0.as_slice(),
                     &c_row.expires_ms,
                 ],
+            )?;
+            tx.execute(
+                "DELETE FROM one_time_codes WHERE code_hash IN (
+                    SELECT code_hash FROM one_time_codes WHERE session_id = $1
+                    ORDER BY expires_ms DESC, code_hash OFFSET $2)",
+                &[&c_row.session.0.as_slice(), &(per_session as i64)],
             )?;
             Ok(n == 1)
         })
