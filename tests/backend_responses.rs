@@ -430,3 +430,131 @@ async fn request_head_on_the_wire() {
     assert!(!names.contains(&"x-drop".to_string()), "{head}");
     gw.stop().await;
 }
+
+/// A backend that answers `POST /early` with a `403` at once, before the body, then goes on
+/// reading that body (as Node does), a little at a time; any other request it answers `ok`
+/// once its body is in. It counts the connections it accepts.
+async fn early_answer_backend() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 64];
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match tcp.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    buf.drain(..end + 4);
+                    let early = head.starts_with("post /early ");
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    if early {
+                        let answer = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n";
+                        if tcp.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                    while buf.len() < length {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        match tcp.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..length);
+                    if !early {
+                        let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                        if tcp.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+/// A backend connection whose response ended before its request body did (a `403` to an
+/// upload still coming in) is not lent to another request: another user's request does
+/// not wait for that upload, however slowly it trickles. A connection whose upload did end
+/// is reused.
+#[tokio::test]
+async fn a_connection_still_uploading_is_not_lent_to_another_request() {
+    let (addr, accepted) = early_answer_backend().await;
+    // One worker thread, so that both users' requests would share one stack of idle
+    // connections; a response timeout far off, so that it is not what answers B.
+    let gw = Gateway::builder()
+        .server("workers = 1")
+        .user("alice", "alice-pw", 3)
+        .user("bob", "bob-pw", 3)
+        .site_with(
+            "app",
+            &format!("http://{addr}"),
+            "response_timeout = \"60s\"",
+        )
+        .start()
+        .await;
+    let alice = signed_in_browser(&gw, "app.localhost", "alice", "alice-pw").await;
+    let bob = signed_in_browser(&gw, "app.localhost", "bob", "bob-pw").await;
+
+    // Alice announces 1000 bytes, sends 10, then pauses; the backend has answered by then.
+    let mut upload = alice.connect("app.localhost").await;
+    let head = format!(
+        "POST /early HTTP/1.1\r\nHost: app.localhost:{}\r\n{}Content-Length: 1000\r\n\r\n",
+        gw.port,
+        alice.cookie_line("app.localhost")
+    );
+    upload.write_all(head.as_bytes()).await.unwrap();
+    upload.write_all(&[b'a'; 10]).await.unwrap();
+    upload.flush().await.unwrap();
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), upload.read(&mut chunk))
+            .await
+            .expect("alice's early answer")
+            .unwrap();
+        assert!(n > 0, "alice's connection stays open");
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    assert!(
+        answer.starts_with(b"HTTP/1.1 403"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    // Bob's small upload is answered promptly while Alice's upload is still open.
+    let url = gw.url("app.localhost", "/other");
+    let post = || bob.request(Method::POST, &url, &[], Bytes::from_static(b"hi"));
+    let res = tokio::time::timeout(Duration::from_secs(5), post())
+        .await
+        .expect("bob is not held up by alice's upload");
+    assert_eq!((res.status, res.body.as_str()), (200, "ok"));
+
+    // Bob's connection, its upload done, is reused.
+    let connections = accepted.load(Ordering::SeqCst);
+    let res = tokio::time::timeout(Duration::from_secs(5), post())
+        .await
+        .expect("bob's second request");
+    assert_eq!((res.status, res.body.as_str()), (200, "ok"));
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        connections,
+        "a connection whose upload ended is reused"
+    );
+    drop(upload);
+    gw.stop().await;
+}

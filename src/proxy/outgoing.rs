@@ -2,11 +2,13 @@
 //! untouched and says when it has been sent in full, so that the response timeout counts
 //! from there: a slow upload is the client's pace, not a slow backend. A body that grows
 //! past the site's limit is cut off with [`BodyTooLarge`]. The bytes it passes on count as
-//! the client's usage (`bytes_in`).
+//! the client's usage (`bytes_in`). It also says whether it was read to its end
+//! ([`Outgoing::uploaded`]): only then may its backend connection carry another request.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -32,6 +34,11 @@ pub struct Outgoing {
     /// The client's table entry, counting the bytes passed on; `None` for an empty body
     /// (most requests), which then costs no reference count.
     meter: Option<Arc<Entry>>,
+    /// Set once the last frame has been read without error; `None` for an empty body
+    /// (done from the start, and no allocation). A backend may answer before the upload
+    /// ends (a `403` while the body still comes in): the connection is then still busy
+    /// writing this body, and must not be lent to another request (see `pool::Lease`).
+    uploaded: Option<Arc<AtomicBool>>,
 }
 
 impl Outgoing {
@@ -42,11 +49,12 @@ impl Outgoing {
         limit: u64,
         meter: &Arc<Entry>,
     ) -> (Outgoing, impl Future<Output = ()> + Send) {
-        let (tx, rx, meter) = if inner.is_end_stream() {
-            (None, None, None)
+        let (tx, rx, meter, uploaded) = if inner.is_end_stream() {
+            (None, None, None, None)
         } else {
             let (tx, rx) = oneshot::channel();
-            (Some(tx), Some(rx), Some(meter.clone()))
+            let uploaded = Arc::new(AtomicBool::new(false));
+            (Some(tx), Some(rx), Some(meter.clone()), Some(uploaded))
         };
         let sent = async move {
             if let Some(rx) = rx {
@@ -60,9 +68,25 @@ impl Outgoing {
                 left: limit,
                 sent: tx,
                 meter,
+                uploaded,
             },
             sent,
         )
+    }
+
+    /// A handle that tells whether this body has been read to its end (see [`Uploaded`]).
+    pub fn uploaded(&self) -> Uploaded {
+        Uploaded(self.uploaded.clone())
+    }
+}
+
+/// Whether a request body has been read to its end without error, shared between the body
+/// (which sets it) and the lease of the backend connection carrying it (which reads it).
+pub struct Uploaded(Option<Arc<AtomicBool>>);
+
+impl Uploaded {
+    pub fn is_done(&self) -> bool {
+        self.0.as_ref().is_none_or(|u| u.load(Ordering::Acquire))
     }
 }
 
@@ -108,6 +132,13 @@ impl http_body::Body for Outgoing {
         };
         if finished && let Some(tx) = self.sent.take() {
             let _ = tx.send(());
+        }
+        // A failed body leaves the flag unset: that connection is never reused.
+        if finished
+            && !matches!(polled, Poll::Ready(Some(Err(_))))
+            && let Some(u) = &self.uploaded
+        {
+            u.store(true, Ordering::Release);
         }
         polled
     }

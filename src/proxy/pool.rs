@@ -4,9 +4,10 @@
 //!
 //! Simpler than a general-purpose client pool, and cheaper per request (it showed in the
 //! profile): one backend per pool, a stack of idle senders behind a mutex, a connection
-//! handed back when its response body has been read to the end. A request that a pooled
-//! connection could not take (the backend closed it meanwhile) is retried once on a fresh
-//! connection — hyper gives such a request back untouched.
+//! handed back when its response body has been read to the end and its request body has
+//! been sent in full. A request that a pooled connection could not take (the backend closed
+//! it meanwhile, or it did not become ready in time) is retried once on a fresh connection —
+//! hyper gives such a request back untouched.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,11 +18,17 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::outgoing::Outgoing;
+use super::outgoing::{Outgoing, Uploaded};
 use crate::gate::table::Entry;
 
 /// Idle connections kept per backend; more are closed when their response ends.
 const MAX_IDLE: usize = 256;
+
+/// How long a pooled connection may take to accept a request. An idle one is ready at once
+/// (or as soon as its task has run); one that is not is busy or stuck, and a fresh
+/// connection is better than waiting on it with no bound (nothing else times this wait: the
+/// response timeout starts only once the request body is sent).
+const READY_WAIT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -96,12 +103,19 @@ fn idle_stack(pool: &Pool) -> std::sync::MutexGuard<'_, Vec<SendRequest<Outgoing
 pub struct Lease {
     sender: SendRequest<Outgoing>,
     pool: Arc<Pool>,
+    /// Whether the request body was sent in full. A backend may answer (say a `403` with
+    /// no body) while the upload still streams; hyper then keeps writing that body and
+    /// takes no other request until it ends, so a connection lent out again would stall
+    /// the next request for as long as this client cares to trickle its upload.
+    uploaded: Uploaded,
 }
 
 impl Lease {
-    /// Return the connection for reuse (only called once its response was read in full).
+    /// Return the connection for reuse (only called once its response was read in full);
+    /// one whose request body is still being sent is dropped instead (hyper finishes that
+    /// upload, then closes it).
     pub fn give_back(self) {
-        if self.sender.is_closed() {
+        if !self.uploaded.is_done() || self.sender.is_closed() {
             return;
         }
         let mut idle = idle_stack(&self.pool);
@@ -192,8 +206,14 @@ impl Pool {
         req: Request<Outgoing>,
     ) -> Result<(Response<Incoming>, Lease), UpstreamError> {
         let mut req = req;
+        let uploaded = req.body().uploaded();
+        // Checked first so that the common case (ready at once) costs no timer.
         if let Some(mut sender) = self.take_idle()
-            && sender.ready().await.is_ok()
+            && (sender.is_ready()
+                || matches!(
+                    tokio::time::timeout(READY_WAIT, sender.ready()).await,
+                    Ok(Ok(()))
+                ))
         {
             match sender.try_send_request(req).await {
                 Ok(res) => {
@@ -202,6 +222,7 @@ impl Pool {
                         Lease {
                             sender,
                             pool: self.clone(),
+                            uploaded,
                         },
                     ));
                 }
@@ -220,6 +241,7 @@ impl Pool {
             Lease {
                 sender,
                 pool: self.clone(),
+                uploaded,
             },
         ))
     }
