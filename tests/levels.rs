@@ -158,6 +158,23 @@ async fn normalised_before_rules() {
     );
 }
 
+/// A lower-level rule under a stricter one does not stretch to `;params` in its own
+/// segment: `/docs/public;x/y` is `/docs/public/y` to a backend that strips params, but
+/// `public;x` under `/docs` to one that keeps them, so the stricter `/docs` rule (2)
+/// decides. Params further down change nothing.
+#[tokio::test]
+async fn params_do_not_stretch_a_lower_rule() {
+    let (backend, gw) = setup().await;
+    let bob = signed_in_browser(&gw, "app.localhost", "bob", "bob-pw").await;
+    let before = backend.count();
+    for target in ["/docs/public;x/y", "/docs/public;x", "/docs/public%3Bx/y"] {
+        assert_eq!(bob.raw_get("app.localhost", target).await, 403, "{target}");
+    }
+    assert_eq!(backend.count(), before);
+    assert_eq!(bob.raw_get("app.localhost", "/docs/public/x;y").await, 200);
+    assert_eq!(bob.raw_get("app.localhost", "/docs/public").await, 200);
+}
+
 /// Paths a backend could read another way are refused with 400, before any decision.
 #[tokio::test]
 async fn ambiguous_paths_refused() {

@@ -356,10 +356,23 @@ impl Site {
     }
 
     /// The minimum level for a normalised path: the longest matching rule, else the site's own.
+    ///
+    /// A path with `;params` is read both ways a backend may route it (params stripped, as
+    /// servlet containers do, or kept in their segment), and the stricter level wins: with
+    /// `/admin` at 5 and `/admin/help` at 1, `/admin/help;x` needs 5, since a backend that
+    /// keeps params routes it under `/admin`, not to `/admin/help`.
     pub fn required_level(&self, path: &str) -> Level {
-        self.rules
-            .iter()
-            .find(|r| crate::http::path::prefix_matches(path, &r.path, self.case_sensitive_paths))
-            .map_or(self.min_level, |r| r.min_level)
+        use crate::http::path;
+        let level = |matches: fn(&str, &str, bool) -> bool| {
+            self.rules
+                .iter()
+                .find(|r| matches(path, &r.path, self.case_sensitive_paths))
+                .map_or(self.min_level, |r| r.min_level)
+        };
+        let stripped = level(path::prefix_matches);
+        if !path::has_params(path) {
+            return stripped;
+        }
+        stripped.max(level(path::prefix_matches_with_params))
     }
 }

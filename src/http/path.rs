@@ -159,6 +159,27 @@ fn normalize_slow(raw: &str) -> Result<String, PathError> {
 /// not start with '/' (including the empty string) matches nothing: such a
 /// rule is a configuration error and should be refused when loading config.
 pub fn prefix_matches(path: &str, prefix: &str, case_sensitive: bool) -> bool {
+    matches_prefix(path, prefix, case_sensitive, strip_params)
+}
+
+/// [`prefix_matches`] with `;params` kept as part of their segment, as a backend that does
+/// not strip them routes the path: `/admin/help;x` is then under `/admin`, not
+/// `/admin/help`. See [`has_params`].
+pub fn prefix_matches_with_params(path: &str, prefix: &str, case_sensitive: bool) -> bool {
+    matches_prefix(path, prefix, case_sensitive, |seg| seg)
+}
+
+/// Does `path` hold a `;` or `%3B`, so that backends may read its segments two ways?
+pub fn has_params(path: &str) -> bool {
+    path.contains(';') || (path.contains('%') && path.split('/').any(|s| param_start(s) < s.len()))
+}
+
+fn matches_prefix(
+    path: &str,
+    prefix: &str,
+    case_sensitive: bool,
+    segment: impl Fn(&str) -> &str,
+) -> bool {
     if !prefix.starts_with('/') || !path.starts_with('/') {
         return false;
     }
@@ -166,7 +187,7 @@ pub fn prefix_matches(path: &str, prefix: &str, case_sensitive: bool) -> bool {
         Some(body) => (body, true),
         None => (prefix, false),
     };
-    let mut have = path.split('/').map(strip_params);
+    let mut have = path.split('/').map(segment);
     for want in body.split('/') {
         match have.next() {
             Some(seg) if segment_eq(seg, want, case_sensitive) => {}
@@ -767,6 +788,30 @@ mod tests {
     fn prefix_deeper() {
         assert!(prefix_matches("/admin/", "/admin", true));
         assert!(prefix_matches("/admin/x/y", "/admin", true));
+    }
+
+    /// With params kept in their segment, `help;x` is not `help`; `has_params` sees `;`
+    /// and `%3B` in any case, and nothing else.
+    #[test]
+    fn params_kept_in_their_segment() {
+        assert!(prefix_matches("/admin/help;x", "/admin/help", true));
+        assert!(!prefix_matches_with_params(
+            "/admin/help;x",
+            "/admin/help",
+            true
+        ));
+        assert!(prefix_matches_with_params("/admin/help;x", "/admin", true));
+        assert!(prefix_matches_with_params(
+            "/admin/help/x;y",
+            "/admin/help",
+            true
+        ));
+        for p in ["/a;b", "/a/b%3bc", "/a%3B"] {
+            assert!(has_params(p), "{p}");
+        }
+        for p in ["/a/b", "/a%20b", "/a%3", "/a%33"] {
+            assert!(!has_params(p), "{p}");
+        }
     }
 
     /// A prefix does not match a longer segment.
