@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod resolve;
+mod streams;
 pub mod tls;
 pub mod urls;
 mod workers;
@@ -55,6 +56,12 @@ const PLAIN_MAX_CONNECTIONS: usize = 1024;
 const MAX_HEADERS: usize = 100;
 /// Most bytes of request head, and of buffered reads (more: 431).
 const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// HTTP/2: a PING after this long without a frame from the client, and the connection
+/// closed if the answer takes longer than `H2_PING_TIMEOUT`. A peer that vanished (no FIN,
+/// no RST) in the middle of a download that has filled its flow-control window is written
+/// nothing more, so TCP never notices; its stream would stay open, and its slot taken.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 /// Upper bound on the gate's table (entries); least recently used go first beyond it.
 const TABLE_CAPACITY: u64 = 4_000_000;
 
@@ -406,12 +413,15 @@ pub async fn run(
     http2
         .timer(TokioTimer::new())
         .max_concurrent_streams(256)
-        .max_header_list_size(MAX_HEAD_BYTES as u32);
+        .max_header_list_size(MAX_HEAD_BYTES as u32)
+        .keep_alive_interval(H2_PING_INTERVAL)
+        .keep_alive_timeout(H2_PING_TIMEOUT);
     let shared = Arc::new(workers::Shared {
         acceptor,
         app: app.clone(),
         http1,
         http2,
+        h2_idle: config.server.header_read_timeout,
     });
     let mut workers =
         workers::Workers::start(config.server.workers, shared, config.server.shutdown_grace)?;

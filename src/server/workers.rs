@@ -15,13 +15,14 @@ use std::time::Duration;
 
 use http::HeaderValue;
 use hyper::server::conn::{http1, http2};
-use hyper::service::service_fn;
+use hyper::service::{Service, service_fn};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_rustls::TlsAcceptor;
 
+use super::streams::{Counted, Streams};
 use super::{App, HANDSHAKE_TIMEOUT};
 use crate::http::framing_watch::FramingWatch;
 use crate::http::timer::TimerSlot;
@@ -33,6 +34,11 @@ pub struct Shared {
     pub app: Arc<App>,
     pub http1: http1::Builder,
     pub http2: http2::Builder<TokioExecutor>,
+    /// How long an HTTP/2 connection may go without an open stream (the first one counted
+    /// from the TLS handshake) before it is closed: `server.header_read_timeout`, which on
+    /// HTTP/1 bounds both the first request's head and an idle keep-alive connection's wait
+    /// for the next (there is no separate keep-alive setting).
+    pub h2_idle: Duration,
 }
 
 /// Graceful shutdown of the connections (hyper-util's `GracefulShutdown` cannot watch
@@ -76,6 +82,37 @@ where
     }
     graceful(conn.as_mut());
     conn.await
+}
+
+/// [`watched`] for HTTP/2, which is also closed once it has had no open stream for `idle`
+/// (hyper's HTTP/2 server has no such timer: see `streams.rs`).
+async fn watched_h2<C, E>(
+    conn: C,
+    mut watcher: Watcher,
+    streams: &Streams,
+    idle: Duration,
+    peer: SocketAddr,
+    graceful: impl FnOnce(Pin<&mut C>),
+) -> Result<(), E>
+where
+    C: std::future::Future<Output = Result<(), E>>,
+{
+    tokio::pin!(conn);
+    tokio::select! {
+        biased;
+        done = conn.as_mut() => return done,
+        _ = watcher.0.changed() => {}
+        _ = streams.idle(idle) => tracing::debug!(peer = %peer, "closing an idle HTTP/2 connection"),
+    }
+    // GOAWAY: streams the client opened meanwhile are still served. But hyper ends the
+    // connection only once the client answers the GOAWAY's ping, or, before the client's
+    // preface, never; so one that has gone quiet is dropped after a further idle period.
+    graceful(conn.as_mut());
+    tokio::select! {
+        biased;
+        done = conn.as_mut() => done,
+        _ = streams.idle(idle) => Ok(()),
+    }
 }
 
 /// TLS handshake, then HTTP/1.1 or HTTP/2 until the connection ends or shutdown drains it.
@@ -133,8 +170,24 @@ pub async fn serve_tls(
     // (heaptrack; bench/README.md "Memory and idle connections").
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let result = if h2 {
+        // Each stream counted as open until its response body is done (streams.rs).
+        let streams = Streams::default();
+        let counted = streams.clone();
+        let service = service_fn(move |req| {
+            let open = counted.open();
+            let response = service.call(req);
+            async move {
+                response
+                    .await
+                    .map(|res| res.map(|body| Counted::new(body, open)))
+            }
+        });
         let conn = shared.http2.serve_connection(TokioIo::new(tls), service);
-        watched(conn, watcher, |c| c.graceful_shutdown()).await
+        let idle = shared.h2_idle;
+        watched_h2(conn, watcher, &streams, idle, peer, |c| {
+            c.graceful_shutdown()
+        })
+        .await
     } else {
         let io = TokioIo::new(Http1Reads::new(tls, peer));
         // hyper's head-read deadline, likewise one reused timer per connection.
