@@ -32,7 +32,7 @@ impl Credential {
     /// extra spaces) are then one key: keyed by the raw bytes, a client could make every
     /// request miss the table, each costing the portal an argon2id verification and a
     /// session of its own.
-    fn key(&self, basic_key: &Key, site: &SiteId) -> IdHash {
+    pub(super) fn key(&self, basic_key: &Key, site: &SiteId) -> IdHash {
         IdHash(basic_key.mac(&[
             b"basic",
             site.0.as_bytes(),

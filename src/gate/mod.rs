@@ -52,6 +52,27 @@ pub enum Outcome {
     Deny(HttpError),
 }
 
+/// What a WebSocket tunnel holds to learn when the session that opened it ends: the table,
+/// the key its upgrade was admitted under and the entry that admitted it. Sign-out, a
+/// disabled user, a changed level or password each revoke the key, which drops the entry;
+/// the tunnel then closes (SPEC §4: sign-out reaches every site).
+pub struct Admitted {
+    table: Table,
+    key: IdHash,
+    entry: Arc<Entry>,
+}
+
+impl Admitted {
+    /// Does the session still admit the tunnel? See [`Table::still_admits`].
+    pub fn holds(&self) -> bool {
+        self.table.still_admits(&self.key, &self.entry)
+    }
+
+    pub fn user(&self) -> &str {
+        self.entry.user()
+    }
+}
+
 /// The gates of every site in this process, sharing one table and one portal connection.
 pub struct Gate {
     pub sites: Vec<Arc<SiteRuntime>>,
@@ -241,6 +262,30 @@ impl Gate {
         });
     }
 
+    /// The tunnel's hold on the entry that admitted this upgrade, under the key
+    /// [`Gate::identify`] found it by (the same choice: a Basic credential on a site that
+    /// allows them, else the site cookie). Were the key ever another, the tunnel would
+    /// find no entry of its own and close at its first check: it fails shut.
+    fn admitted(
+        &self,
+        site: &SiteRuntime,
+        req: &Request<Incoming>,
+        entry: &Arc<Entry>,
+    ) -> Result<Admitted, HttpError> {
+        let key = if site.config.allow_basic
+            && let Some(credential) = basic::credential(req.headers())
+        {
+            credential?.key(&self.basic_key, &site.config.id)
+        } else {
+            site_cookie(req)?.ok_or(HttpError::Forbidden)?
+        };
+        Ok(Admitted {
+            table: self.table.clone(),
+            key,
+            entry: entry.clone(),
+        })
+    }
+
     /// Send an unknown browser to the portal with a fresh site cookie (SPEC §3 step 1).
     fn handoff(
         &self,
@@ -293,7 +338,12 @@ impl Gate {
             crate::http::body::discard(req.into_body());
             return Err(HttpError::PayloadTooLarge);
         }
-        let upgrade = crate::proxy::is_websocket_upgrade(&req);
+        // Only an upgrade pays for this: the key is found again rather than carried from
+        // `identify` by every request. Before the scrub, which removes the credential.
+        let upgrade = match crate::proxy::is_websocket_upgrade(&req) {
+            false => None,
+            true => Some(Box::new(self.admitted(site, &req, entry)?)),
+        };
         let authorization = backend_authorization(&site.config, entry)?;
         let h = req.headers_mut();
         headers::scrub_request(h, &site.scrubber);
@@ -302,7 +352,7 @@ impl Gate {
             // gateway logs in with), never for the backend.
             h.remove(http::header::AUTHORIZATION);
         }
-        if upgrade {
+        if upgrade.is_some() {
             h.insert(
                 http::header::CONNECTION,
                 HeaderValue::from_static("upgrade"),

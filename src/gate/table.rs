@@ -202,6 +202,16 @@ impl Entry {
             seq: self.seq,
         }
     }
+
+    /// Is this [`Entry::with_idle_timeout`] of `other`: made by the same answer (same log
+    /// position, same absolute end, which each new entry takes from its own clock) to the
+    /// same site at the same level?
+    fn is_copy_of(&self, other: &Entry) -> bool {
+        self.seq == other.seq
+            && self.deadline == other.deadline
+            && self.site == other.site
+            && self.level == other.level
+    }
 }
 
 /// A user's or account's name, one that can be a header value. Short ones (nearly all) are
@@ -434,6 +444,21 @@ impl Table {
         };
         self.mark_used(key, &e);
         Some(e)
+    }
+
+    /// Does `entry` still admit under `key`: is it (or the copy [`Table::set_idle_timeout`]
+    /// put in its place) the live entry there, before the session's absolute end? What an
+    /// open WebSocket tunnel asks every second (`proxy::upgrade`). A look only: it neither
+    /// renews the entry nor marks it used, so an open tunnel does not keep a session from
+    /// idling out (like a download, see [`Table::take_used`]).
+    pub fn still_admits(&self, key: &IdHash, entry: &Arc<Entry>) -> bool {
+        let (now, now_ms) = self.now_ms();
+        let map = Self::read(self.shard(key));
+        map.get(key).is_some_and(|slot| {
+            now_ms < slot.expires.load(Ordering::Relaxed)
+                && now < entry.deadline
+                && (Arc::ptr_eq(&slot.entry, entry) || slot.entry.is_copy_of(entry))
+        })
     }
 
     /// Mark an entry used: the next sync reports it (and takes its traffic). For an entry
@@ -697,6 +722,43 @@ mod tests {
         );
         t.revoke(&k, 6, || {});
         assert!(t.get(&k).is_none());
+    }
+
+    /// An entry still admits (for a WebSocket tunnel) while it, or its copy with a new idle
+    /// timeout, is the live entry under its key: not once revoked, replaced by another
+    /// answer's entry, expired, or past its absolute end; and asking renews nothing.
+    #[test]
+    fn still_admits_follows_the_live_entry() {
+        let t = Table::new(100);
+        let k = IdHash([7; 32]);
+        let margin = Duration::from_secs(1);
+        let e = t.insert(k, Entry::new(0, &admission(900, 3600), margin).unwrap());
+        assert!(t.still_admits(&k, &e));
+        assert!(!t.still_admits(&IdHash([8; 32]), &e), "another key");
+        t.set_idle_timeout(&k, Duration::from_secs(600), margin);
+        assert!(t.still_admits(&k, &e), "a new idle timeout keeps it");
+        assert!(t.take_used().used.is_empty(), "asking is not a use");
+        t.revoke(&k, 6, || {});
+        assert!(!t.still_admits(&k, &e), "revoked");
+
+        // Replaced under its key by another answer's entry (same user, same level).
+        let e = t.insert(k, Entry::new(0, &admission(900, 3600), margin).unwrap());
+        t.insert(k, Entry::new(0, &admission(900, 3600), margin).unwrap());
+        assert!(!t.still_admits(&k, &e), "replaced");
+
+        // Idle: not renewed by asking, it runs out on its schedule.
+        let mut a = admission(1, 3600);
+        a.idle_timeout = Duration::from_millis(1300);
+        let e = t.insert(k, Entry::new(0, &a, margin).unwrap());
+        assert!(t.still_admits(&k, &e));
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(t.still_admits(&k, &e));
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!t.still_admits(&k, &e), "expired");
+
+        // Past the absolute end.
+        let e = t.insert(k, Entry::new(0, &admission(900, 0), margin).unwrap());
+        assert!(!t.still_admits(&k, &e), "ended");
     }
 
     /// While renewing is off (the portal unreachable), use does not extend an entry: it

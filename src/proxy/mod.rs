@@ -16,6 +16,7 @@ use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
 
 use crate::config::{Backend, Site};
+use crate::gate::Admitted;
 use crate::gate::table::Entry;
 use crate::http::body::Body;
 use crate::http::error::HttpError;
@@ -54,14 +55,15 @@ impl Upstream {
     }
 
     /// Send a request whose headers are already scrubbed and injected. `target` is the
-    /// exact normalised path that was authorised; `upgrade` says it is a WebSocket upgrade.
+    /// exact normalised path that was authorised; `upgrade`, for a WebSocket upgrade, is
+    /// the session's hold on it, which closes the tunnel when the session ends.
     /// Body bytes in both directions are counted on `meter` (the client's table entry) as
     /// they stream; a WebSocket tunnel's traffic is not.
     pub async fn forward(
         &self,
         mut req: Request<Incoming>,
         target: PathAndQuery,
-        upgrade: bool,
+        upgrade: Option<Box<Admitted>>,
         meter: &Arc<Entry>,
         response_timer: &TimerSlot,
     ) -> Result<Response<Body>, HttpError> {
@@ -80,7 +82,7 @@ impl Upstream {
                 max_body,
             } => (pool, *response_timeout, *max_body),
         };
-        if bare::suits(&req, upgrade) {
+        if bare::suits(&req, upgrade.is_some()) {
             let (parts, _) = req.into_parts();
             let (mut parts, body) = tokio::select! {
                 answer = bare::send(pool, &parts, &target, meter) => {
@@ -91,7 +93,7 @@ impl Upstream {
             headers::scrub_response(&mut parts.headers);
             return Ok(Response::from_parts(parts, Body::Bare(body)));
         }
-        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let client_upgrade = upgrade.map(|admitted| (hyper::upgrade::on(&mut req), admitted));
         // Origin-form on the backend connection: exactly the authorised path and the query.
         *req.uri_mut() = Uri::from(target);
         *req.version_mut() = Version::HTTP_11;
@@ -116,11 +118,13 @@ impl Upstream {
         };
         if res.status() == http::StatusCode::SWITCHING_PROTOCOLS {
             // Only the WebSocket upgrade that was asked for becomes a tunnel.
-            let (Some(client_upgrade), true) = (client_upgrade, upgrade::is_websocket(&res)) else {
+            let (Some((client_upgrade, admitted)), true) =
+                (client_upgrade, upgrade::is_websocket(&res))
+            else {
                 return Err(HttpError::BackendDown(UpstreamError::UnaskedUpgrade));
             };
             let backend_upgrade = hyper::upgrade::on(&mut res);
-            tokio::spawn(upgrade::tunnel(client_upgrade, backend_upgrade));
+            tokio::spawn(upgrade::tunnel(client_upgrade, backend_upgrade, admitted));
             // The connection is now the tunnel: it never goes back to the pool.
             drop(lease);
             let (mut parts, _) = res.into_parts();

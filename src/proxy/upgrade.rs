@@ -3,10 +3,15 @@
 //! answered `101` switching to WebSocket. Any other `Upgrade` (`h2c`, say) is dropped as the
 //! hop-by-hop header it is, and the request goes on as plain HTTP.
 
+use std::time::Duration;
+
 use http::header::{CONNECTION, CONTENT_LENGTH, HeaderMap, TRANSFER_ENCODING, UPGRADE};
 use http::{Method, Request, Response};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
+
+use crate::gate::Admitted;
 
 /// Is this an HTTP/1.1 WebSocket upgrade request (RFC 6455 §4.1: a GET, so no body)?
 pub fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
@@ -44,8 +49,17 @@ fn upgrades_to_websocket(headers: &HeaderMap) -> bool {
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
 }
 
-/// Copy bytes both ways until either side closes.
-pub async fn tunnel(client: OnUpgrade, backend: OnUpgrade) {
+/// How often an open tunnel asks whether its session still admits it: a sign-out (or
+/// a revocation learnt at a sync) reaches a tunnel at most this much later than a request.
+/// Each check is one lookup under a shard's shared lock, nothing written.
+const ADMISSION_CHECK: Duration = Duration::from_secs(1);
+
+/// How long closing a revoked tunnel may wait for the two sides to take their close.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Copy bytes both ways until either side closes, or the session that opened the tunnel
+/// ends (sign-out, revocation, idle or absolute end): then close both sides.
+pub async fn tunnel(client: OnUpgrade, backend: OnUpgrade, admitted: Box<Admitted>) {
     let (client, backend) = match tokio::try_join!(client, backend) {
         Ok(pair) => pair,
         Err(e) => {
@@ -55,8 +69,30 @@ pub async fn tunnel(client: OnUpgrade, backend: OnUpgrade) {
     };
     let mut client = TokioIo::new(client);
     let mut backend = TokioIo::new(backend);
-    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut backend).await {
-        tracing::debug!(error = %e, "websocket tunnel closed with an error");
+    tokio::select! {
+        copied = tokio::io::copy_bidirectional(&mut client, &mut backend) => {
+            if let Err(e) = copied {
+                tracing::debug!(error = %e, "websocket tunnel closed with an error");
+            }
+            return;
+        }
+        () = session_ends(&admitted) => {}
+    }
+    tracing::debug!(user = %admitted.user(), "websocket tunnel closed: its session ended");
+    // A clean close where the peers take it (TLS close_notify, then FIN); dropping them
+    // closes the connections anyway.
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        let _ = tokio::join!(client.shutdown(), backend.shutdown());
+    })
+    .await;
+}
+
+/// Returns once the session no longer admits the tunnel.
+async fn session_ends(admitted: &Admitted) {
+    let mut every = tokio::time::interval(ADMISSION_CHECK);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while admitted.holds() {
+        every.tick().await;
     }
 }
 
